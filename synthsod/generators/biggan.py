@@ -1,0 +1,254 @@
+"""BigGAN-deep backend over pytorch-pretrained-biggan: weight loading, exact truncation, feature taps.
+
+Weights
+    A model loads from a local directory holding ``pytorch_model.bin`` and ``config.json`` (the
+    package's ``from_pretrained`` layout), or from the package's own download cache
+    (``$PYTORCH_PRETRAINED_BIGGAN_CACHE``, default ``~/.pytorch_pretrained_biggan``), found through the
+    cache's metadata files. Nothing here touches the network: the package's cache lookup sends a HEAD
+    request even for a cached file, so we read the cache index ourselves.
+
+Truncation
+    The package keeps batch-norm statistics for 51 truncation values (a 0.02 grid) and interpolates
+    between them with the two weights swapped and a floating-point floor, so some grid values read the
+    statistics of the neighbouring step (0.58 reads 0.56, 0.14 reads 0.16, 0.28 reads 0.30).
+    :class:`ExactTruncationBatchNorm` replaces that lookup: a value on the grid (within 1e-6) reads its
+    own row, and a value between two rows interpolates them linearly with the right weights.
+
+Feature taps
+    Tap ``i`` is the hidden state entering ``generator.layers[i]``; ``i == len(layers)`` is the output
+    of the last block (before the final batch norm and RGB convolution). The default taps follow
+    SODGAN's choice for BigGAN-deep-256 (0, 2, 4, 6, 9, 11, 12: the input of the first non-upsampling
+    block at each resolution, plus the input of the last block) and generalise it to every config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pytorch_pretrained_biggan import BigGAN, BigGANConfig
+from pytorch_pretrained_biggan.model import (
+    CONFIG_NAME,
+    PRETRAINED_CONFIG_ARCHIVE_MAP,
+    PRETRAINED_MODEL_ARCHIVE_MAP,
+    WEIGHTS_NAME,
+    BigGANBatchNorm,
+    GenBlock,
+)
+
+from ..errors import SynthsodError
+from ..gpu import autocast
+from .base import GeneratorOutput
+
+log = logging.getLogger(__name__)
+
+PRETRAINED_MODELS = tuple(PRETRAINED_MODEL_ARCHIVE_MAP)  # biggan-deep-128 / -256 / -512
+GRID_TOLERANCE = 1e-6
+
+
+# --- truncation ----------------------------------------------------------------------------------
+def truncation_position(truncation: float, n_stats: int) -> tuple[int, float]:
+    """Row ``lo`` and weight ``w`` such that the statistics are ``(1 - w) * row[lo] + w * row[lo + 1]``."""
+    if not 0.0 < truncation <= 1.0:
+        raise SynthsodError(f"truncation must be in (0, 1], got {truncation}")
+    position = truncation * (n_stats - 1)
+    nearest = round(position)
+    if abs(position - nearest) < GRID_TOLERANCE:
+        return nearest, 0.0
+    lo = math.floor(position)
+    return lo, position - lo
+
+
+class ExactTruncationBatchNorm(BigGANBatchNorm):
+    """BigGAN's batch norm with correct interpolation of the per-truncation statistics."""
+
+    def forward(self, x, truncation, condition_vector=None):
+        lo, w = truncation_position(truncation, self.running_means.shape[0])
+        mean, var = self.running_means[lo], self.running_vars[lo]
+        if w:
+            mean = torch.lerp(mean, self.running_means[lo + 1], w)
+            var = torch.lerp(var, self.running_vars[lo + 1], w)
+        if not self.conditional:
+            return F.batch_norm(x, mean, var, self.weight, self.bias, training=False, eps=self.eps)
+        weight = 1 + self.scale(condition_vector)[:, :, None, None]
+        bias = self.offset(condition_vector)[:, :, None, None]
+        return (x - mean[None, :, None, None]) * torch.rsqrt(var[None, :, None, None] + self.eps) * weight + bias
+
+
+def use_exact_truncation(model: BigGAN) -> BigGAN:
+    """Swap every batch norm of ``model`` to :class:`ExactTruncationBatchNorm` (same parameters)."""
+    for module in model.modules():
+        if type(module) is BigGANBatchNorm:
+            module.__class__ = ExactTruncationBatchNorm
+    return model
+
+
+# --- taps ------------------------------------------------------------------------------------------
+def default_taps(config: BigGANConfig) -> list[int]:
+    """SODGAN's tap rule: input of the first non-upsampling block at each resolution, and of the last block."""
+    taps, seen_resolutions, resolution = [], set(), 4
+    index = 0
+    for i, (up_sample, _, _) in enumerate(config.layers):
+        if i == config.attention_layer_position:
+            index += 1  # the self-attention layer occupies its own slot in generator.layers
+        if up_sample:
+            resolution *= 2
+        elif resolution not in seen_resolutions:
+            seen_resolutions.add(resolution)
+            taps.append(index)
+        index += 1
+    last_block = index - 1
+    if last_block not in taps:
+        taps.append(last_block)
+    return taps
+
+
+def tap_shapes(config: BigGANConfig, taps: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+    """(channels, height, width) of each tap, computed from the config without running the model."""
+    shapes = []  # the state entering generator.layers[i], then the final output
+    channels, resolution = 16 * config.channel_width, 4
+    for i, (up_sample, _, out_width) in enumerate(config.layers):
+        if i == config.attention_layer_position:
+            shapes.append((channels, resolution, resolution))
+        shapes.append((channels, resolution, resolution))
+        channels = out_width * config.channel_width
+        resolution *= 2 if up_sample else 1
+    shapes.append((channels, resolution, resolution))
+    return {t: shapes[t] for t in taps}
+
+
+def check_taps(config: BigGANConfig, taps: Sequence[int]) -> list[int]:
+    n_slots = len(config.layers) + (config.attention_layer_position < len(config.layers))
+    bad = [t for t in taps if not 0 <= t <= n_slots]
+    if bad or len(set(taps)) != len(taps):
+        raise SynthsodError(f"taps {list(taps)}: each must be a distinct index in 0..{n_slots}")
+    return sorted(taps)
+
+
+# --- weights ---------------------------------------------------------------------------------------
+def package_cache_dir() -> Path:
+    return Path(os.environ.get("PYTORCH_PRETRAINED_BIGGAN_CACHE", Path.home() / ".pytorch_pretrained_biggan"))
+
+
+def _cached_file(url: str, cache_dir: Path) -> Path | None:
+    # The package stores <sha256(url)>[.<sha256(etag)>] with a sidecar .json naming the url.
+    for meta in sorted(cache_dir.glob("*.json")):
+        try:
+            if json.loads(meta.read_text()).get("url") == url and meta.with_suffix("").exists():
+                return meta.with_suffix("")
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def missing_weights_message(model: str, weights_dir: str | os.PathLike | None) -> str:
+    where = f"the directory {weights_dir}" if weights_dir else f"the package cache {package_cache_dir()}"
+    text = f"BigGAN weights for '{model}' not found in {where}."
+    if model in PRETRAINED_MODELS:
+        text += (
+            f" Put {WEIGHTS_NAME} and {CONFIG_NAME} in one directory and set generators.<name>.weights to it;"
+            f" on a machine with internet they are {PRETRAINED_MODEL_ARCHIVE_MAP[model]} and"
+            f" {PRETRAINED_CONFIG_ARCHIVE_MAP[model]} (or run BigGAN.from_pretrained('{model}') there once"
+            " and copy its cache directory)."
+        )
+    return text
+
+
+def locate_weights(model: str, weights_dir: str | os.PathLike | None = None) -> tuple[Path, Path] | None:
+    """(weights file, config file) for ``model``, or None when they are not on disk."""
+    if weights_dir is not None:
+        weights, config = Path(weights_dir) / WEIGHTS_NAME, Path(weights_dir) / CONFIG_NAME
+        return (weights, config) if weights.is_file() and config.is_file() else None
+    if model not in PRETRAINED_MODELS:
+        return None
+    cache = package_cache_dir()
+    weights = _cached_file(PRETRAINED_MODEL_ARCHIVE_MAP[model], cache)
+    config = _cached_file(PRETRAINED_CONFIG_ARCHIVE_MAP[model], cache)
+    return (weights, config) if weights and config else None
+
+
+def load_biggan(model: str, weights_dir: str | os.PathLike | None = None) -> BigGAN:
+    """Load a BigGAN-deep in eval mode with exact truncation handling; a clear error if files are missing."""
+    found = locate_weights(model, weights_dir)
+    if found is None:
+        raise SynthsodError(missing_weights_message(model, weights_dir))
+    weights_file, config_file = found
+    try:
+        config = BigGANConfig.from_json_file(config_file)
+        net = BigGAN(config)
+        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
+        raise SynthsodError(f"cannot read BigGAN weights {weights_file} / {config_file}: {err}") from err
+    result = net.load_state_dict(state, strict=False)
+    # Old checkpoints lack spectral-norm vectors that torch rebuilds on load; anything else is fatal.
+    missing = [k for k in result.missing_keys if not k.endswith(("weight_u", "weight_v"))]
+    if missing:
+        raise SynthsodError(f"{weights_file} does not match {config_file}: missing {missing[:5]}")
+    return use_exact_truncation(net).eval().requires_grad_(False)
+
+
+def save_pretrained(net: BigGAN, out_dir: str | os.PathLike) -> None:
+    """Write ``net`` in from_pretrained layout (weights + config), each file atomically."""
+    from ..io import atomic_path, write_bytes_atomic
+
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
+        torch.save(net.state_dict(), tmp)
+    write_bytes_atomic(out_dir / CONFIG_NAME, net.config.to_json_string().encode())
+
+
+# --- the backend -----------------------------------------------------------------------------------
+class BigGANGenerator:
+    """A BigGAN-deep that returns images in [-1, 1] and the tapped hidden features in one pass."""
+
+    z_dim: int
+    num_classes: int
+    resolution: int
+
+    def __init__(self, net: BigGAN, name: str, taps: Sequence[int] | None = None,
+                 device: torch.device | str = "cpu"):
+        self.net = net.to(device).eval().requires_grad_(False)
+        self.name = name
+        self.device = torch.device(device)
+        config = net.config
+        self.z_dim, self.num_classes, self.resolution = config.z_dim, config.num_classes, config.output_dim
+        self.taps = check_taps(config, default_taps(config) if taps is None else taps)
+        self.feature_shapes = tap_shapes(config, self.taps)
+        self._captured: dict[int, torch.Tensor] | None = None
+        layers = net.generator.layers
+        for i, layer in enumerate(layers):
+            if i in self.taps:
+                layer.register_forward_pre_hook(self._make_hook(i, use_output=False))
+        if len(layers) in self.taps:
+            layers[-1].register_forward_hook(self._make_hook(len(layers), use_output=True))
+
+    def _make_hook(self, tap: int, use_output: bool):
+        def hook(module, args, output=None):
+            if self._captured is not None:
+                self._captured[tap] = output if use_output else args[0]
+        return hook
+
+    @torch.no_grad()
+    def generate(self, z, class_ids, truncation: float, with_features: bool = True) -> GeneratorOutput:
+        """Images [N, 3, R, R] in [-1, 1] and features {tap: [N, C, h, w]}, float32 on ``self.device``.
+
+        ``z`` [N, z_dim] and ``class_ids`` [N] may be numpy arrays or tensors. bf16 autocast on CUDA.
+        """
+        z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not torch.is_tensor(z) else z).to(self.device)
+        ids = torch.as_tensor(class_ids, dtype=torch.long, device=self.device)
+        one_hot = F.one_hot(ids, self.num_classes).float()
+        self._captured = {} if with_features else None
+        try:
+            with autocast(self.device):
+                images = self.net(z.float(), one_hot, truncation)
+            features = {t: f.float() for t, f in sorted((self._captured or {}).items())}
+        finally:
+            self._captured = None
+        return GeneratorOutput(images=images.float(), features=features)
