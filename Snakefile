@@ -1,0 +1,24 @@
+# synthsod: synthetic salient-object-detection data from pretrained GANs.
+# Run: snakemake --cores 8 --resources gpu=2        (see README.md)
+
+from snakemake.utils import min_version, validate
+
+min_version("9.27")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/generators.smk"
+include: "rules/demo.smk"
+include: "rules/data.smk"
+
+
+rule all:
+    input:
+        prepared_manifests(),
+    default_target: True

@@ -1,0 +1,76 @@
+# Helpers shared by the rules: which datasets and generators the targets use, and where things live.
+# Rules only wire files; every rule passes the config section it reads as params.
+
+import re
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from synthsod.generators import TINY
+from synthsod.workflow import format_missing, missing_inputs
+
+WEIGHT_FILES = ("pytorch_model.bin", "config.json")
+
+
+def log_path(rule_name, *parts):
+    return "results/logs/" + "/".join((rule_name, *parts)) + ".log"
+
+
+def benchmark_path(rule_name, *parts):
+    return "results/benchmarks/" + "/".join((rule_name, *parts)) + ".tsv"
+
+
+def used_datasets():
+    return [config["train_dataset"], *config["benchmarks"]]
+
+
+def demo_split_folders():
+    """Dataset folders that the demo rule writes (so they need not exist before the run)."""
+    return {
+        f"results/demo/{split}/{role}"
+        for split in config["demo"]["splits"]
+        for role in ("images", "masks")
+    }
+
+
+def used_generators():
+    uses_demo = any(
+        config["datasets"].get(name, {}).get("images") in demo_split_folders()
+        for name in used_datasets()
+    )
+    return sorted({config["generator"], *([config["demo"]["generator"]] if uses_demo else [])})
+
+
+def built_generators():
+    """Generators the workflow builds itself: tiny models without a weights directory."""
+    return [
+        name
+        for name, spec in config["generators"].items()
+        if spec["model"] == TINY and spec["weights"] is None
+    ]
+
+
+def generator_weight_files(name):
+    """The weight files a rule using generator `name` depends on ([] for the package cache)."""
+    spec = config["generators"][name]
+    if name in built_generators():
+        return [f"results/generators/{name}/{f}" for f in WEIGHT_FILES]
+    if spec["weights"] is not None:
+        return [str(Path(spec["weights"]) / f) for f in WEIGHT_FILES]
+    return []
+
+
+def prepared_manifests():
+    return expand("results/data/{dataset}/manifest.parquet", dataset=used_datasets())
+
+
+def _name_pattern(names):
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
+# Stop before any job when user-supplied inputs are missing: one message listing all of them.
+_missing = missing_inputs(
+    config, used_datasets(), used_generators(), produced=lambda path: path in demo_split_folders()
+)
+if _missing:
+    raise WorkflowError(format_missing(_missing))

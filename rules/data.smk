@@ -1,0 +1,24 @@
+# Real-data preparation: check a DUTS-layout dataset and index its good pairs.
+
+
+rule prepare_dataset:
+    input:
+        images=lambda w: config["datasets"][w.dataset]["images"],
+        masks=lambda w: config["datasets"][w.dataset]["masks"],
+    output:
+        manifest="results/data/{dataset}/manifest.parquet",
+        bad_inputs="results/data/{dataset}/bad_inputs.csv",
+    params:
+        dataset=lambda w: config["datasets"][w.dataset],
+        prepare=config["prepare"],
+    wildcard_constraints:
+        dataset=_name_pattern(config["datasets"]),
+    threads: config["prepare"]["threads"]
+    log:
+        log_path("prepare_dataset", "{dataset}"),
+    benchmark:
+        benchmark_path("prepare_dataset", "{dataset}")
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/prepare_dataset.py"
