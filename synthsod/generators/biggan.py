@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,6 +52,20 @@ log = logging.getLogger(__name__)
 
 PRETRAINED_MODELS = tuple(PRETRAINED_MODEL_ARCHIVE_MAP)  # biggan-deep-128 / -256 / -512
 GRID_TOLERANCE = 1e-6
+
+# The released models' config.json, for building same-shaped random-init models (tests, benchmarks).
+# BigGAN-deep: two blocks per resolution (the second upsamples), self-attention at 64x64.
+_DEEP_LAYERS = [(False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8), (False, 8, 8), (True, 8, 8),
+                (False, 8, 4), (True, 4, 4), (False, 4, 2), (True, 2, 2), (False, 2, 1), (True, 1, 1),
+                (False, 1, 1), (True, 1, 1)]
+PRETRAINED_CONFIGS = {
+    "biggan-deep-128": dict(output_dim=128, layers=BigGANConfig().layers),
+    "biggan-deep-256": dict(output_dim=256, layers=_DEEP_LAYERS[:12]),
+    "biggan-deep-512": dict(output_dim=512, layers=_DEEP_LAYERS),
+}
+for _config in PRETRAINED_CONFIGS.values():
+    _config.update(z_dim=128, class_embed_dim=128, channel_width=128, num_classes=1000,
+                   attention_layer_position=8, eps=1e-4, n_stats=51)
 
 
 # --- truncation ----------------------------------------------------------------------------------
@@ -184,7 +199,7 @@ def load_biggan(model: str, weights_dir: str | os.PathLike | None = None) -> Big
         config = BigGANConfig.from_json_file(config_file)
         net = BigGAN(config)
         state = torch.load(weights_file, map_location="cpu", weights_only=True)
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError, EOFError, pickle.UnpicklingError) as err:
         raise SynthsodError(f"cannot read BigGAN weights {weights_file} / {config_file}: {err}") from err
     result = net.load_state_dict(state, strict=False)
     # Old checkpoints lack spectral-norm vectors that torch rebuilds on load; anything else is fatal.

@@ -27,7 +27,9 @@ def _expand(items: Iterable[ClassItem], num_classes: int, what: str) -> set[int]
             raise SynthsodError(f"classes.{what}: {item!r} is not a class id or a range 'a-b'")
         lo = int(match[1])
         hi = int(match[2]) if match[2] is not None else lo
-        if lo > hi or hi >= num_classes:
+        if lo > hi:
+            raise SynthsodError(f"classes.{what}: {item!r} is an empty range (write 'low-high')")
+        if hi >= num_classes:
             raise SynthsodError(f"classes.{what}: {item!r} is not within 0..{num_classes - 1}")
         ids.update(range(lo, hi + 1))
     return ids
