@@ -12,12 +12,12 @@ from synthsod.workflow import format_missing, missing_inputs
 WEIGHT_FILES = ("pytorch_model.bin", "config.json")
 
 
-def log_path(rule_name, *parts):
-    return "results/logs/" + "/".join((rule_name, *parts)) + ".log"
+def log_path(rule_name, stem):
+    return f"results/logs/{rule_name}/{stem}.log"
 
 
-def benchmark_path(rule_name, *parts):
-    return "results/benchmarks/" + "/".join((rule_name, *parts)) + ".tsv"
+def benchmark_path(rule_name, stem):
+    return f"results/benchmarks/{rule_name}/{stem}.tsv"
 
 
 def used_datasets():

@@ -1,0 +1,339 @@
+"""The Snakemake workflow end to end on a small demo world: config checks, re-run triggers, failures.
+
+Every run uses the repository's Snakefile in a throw-away working directory (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import (
+    REPO,
+    SMALL_SPLIT_SIZES,
+    DemoRun,
+    make_workdir,
+    run_snakemake,
+    small_config,
+    write_yaml,
+)
+
+pytestmark = pytest.mark.workflow
+
+DEMO_SPLITS = tuple(SMALL_SPLIT_SIZES)  # DEMO-TR, DEMO-TE: also the datasets rule all prepares
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def with_value(config: dict[str, Any], keys: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """A copy of ``config`` with ``config[k0][k1]...[kn] = value``."""
+    config = copy.deepcopy(config)
+    node = config
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return config
+
+
+def get_value(config: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        config = config[key]
+    return config
+
+
+_RULE_LINE = re.compile(r"^\s*(?:local)?rule (?P<rule>[A-Za-z_]\w*):\s*$")
+_WILDCARDS_LINE = re.compile(r"^\s+wildcards: (?P<wildcards>.+?)\s*$")
+
+
+def planned_jobs(output: str) -> Counter[str]:
+    """The jobs a dry run lists, as ``rule`` or ``rule[name=value, ...]`` (one entry per job)."""
+    jobs: list[list[str]] = []
+    for line in output.splitlines():
+        if m := _RULE_LINE.match(line):
+            jobs.append([m["rule"], ""])
+        elif jobs and (m := _WILDCARDS_LINE.match(line)) and not jobs[-1][1]:
+            jobs[-1][1] = m["wildcards"]
+    return Counter(f"{rule}[{wc}]" if wc else rule for rule, wc in jobs)
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """The first "Job stats" table of a snakemake run ({} when there is none)."""
+    lines = output.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Job stats:")
+    except StopIteration:
+        return {}
+    assert lines[start + 1].split() == ["job", "count"], lines[start:start + 3]
+    stats: dict[str, int] = {}
+    for line in lines[start + 3:]:
+        name, count = line.split()
+        if name == "total":
+            assert int(count) == sum(stats.values())
+            return stats
+        stats[name] = int(count)
+    raise AssertionError("job stats table without a total line")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The files the workflow wrote to a dataset folder (not snakemake's hidden timestamp)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every non-hidden file under ``root``, keyed by path relative to ``root``."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Config rejection before any job runs
+
+BAD_CONFIGS = {
+    # id: (keys, value, strings the error must contain: the key's place and what is wrong)
+    "unknown-top-level-key": (("benchmark",), ["DEMO-TE"], ["'benchmark' was unexpected"]),
+    "unknown-nested-key": (
+        ("prepare", "max_bad_fracton"), 0.1, ["'max_bad_fracton' was unexpected", "instance['prepare']"],
+    ),
+    "wrong-type": (
+        ("prepare", "threads"), "two",
+        ["'two' is not of type 'integer'", "instance['prepare']['threads']"],
+    ),
+    "out-of-range": (
+        ("demo", "splits", "DEMO-TR", "size"), -3,
+        ["-3 is less than the minimum of 1", "instance['demo']['splits']['DEMO-TR']['size']"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_invalid_config_is_rejected_before_any_job(tmp_path: Path, case: str) -> None:
+    keys, value, expected = BAD_CONFIGS[case]
+    config = with_value(small_config(), keys, value)
+    workdir = make_workdir(tmp_path / "work", config)
+
+    result = workdir.dry_run()
+    assert result.returncode != 0, result.describe()
+    assert "Error validating config file" in result.output, result.describe()
+    for text in expected:
+        assert text in result.output, result.describe()
+    assert "Building DAG" not in result.output, result.describe()
+    assert not (workdir.path / "results").exists()
+
+
+def test_invalid_config_real_run_writes_nothing(tmp_path: Path) -> None:
+    """Not only a dry run: a real run with a bad value stops before the first job."""
+    workdir = make_workdir(tmp_path / "work", with_value(small_config(), ("prepare", "threads"), "two"))
+    result = workdir.run("--cores", "2")
+    assert result.returncode != 0, result.describe()
+    assert "instance['prepare']['threads']" in result.output, result.describe()
+    assert "Job stats" not in result.output, result.describe()
+    assert not (workdir.path / "results").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. A full run, then which jobs a changed parameter re-runs
+
+
+def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
+    root = demo_run.workdir.path
+    stats = job_stats(demo_run.result.output)
+    assert stats == {"tiny_generator": 1, "demo_split": 2, "prepare_dataset": 2, "all": 1}, stats
+    for name in ("pytorch_model.bin", "config.json"):
+        assert (root / "results/generators/tiny" / name).stat().st_size > 0
+    for split, size in SMALL_SPLIT_SIZES.items():
+        images = image_files(root / "results/demo" / split / "images")
+        masks = image_files(root / "results/demo" / split / "masks")
+        assert len(images) == size and len(masks) == size, (split, images, masks)
+        assert [p.stem for p in images] == [p.stem for p in masks]
+        assert {p.suffix for p in images} == {".jpg"} and {p.suffix for p in masks} == {".png"}
+
+        manifest = pd.read_parquet(root / "results/data" / split / "manifest.parquet")
+        assert sorted(manifest["id"]) == [p.stem for p in images]
+        bad_inputs = (root / "results/data" / split / "bad_inputs.csv").read_text()
+        assert bad_inputs == "file,reason,action\n"  # the demo world has no bad pairs
+        mask = np.asarray(Image.open(masks[0]))
+        assert set(np.unique(mask)) <= {0, 255} and mask.max() == 255
+
+
+def _job(rule: str, **wildcards: str) -> str:
+    return f"{rule}[{', '.join(f'{k}={v}' for k, v in wildcards.items())}]" if wildcards else rule
+
+
+PREPARE_BOTH = [_job("prepare_dataset", dataset=s) for s in DEMO_SPLITS]
+DEMO_BOTH = [_job("demo_split", split=s) for s in DEMO_SPLITS]
+
+# id: (config change or None, the jobs a dry run must list: exactly these)
+PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] = {
+    "no-change": (None, []),
+    "prepare.max_bad_fraction": ((("prepare", "max_bad_fraction"), 0.2), [*PREPARE_BOTH, "all"]),
+    "demo.splits.DEMO-TE.size": (
+        (("demo", "splits", "DEMO-TE", "size"), SMALL_SPLIT_SIZES["DEMO-TE"] + 1),
+        [_job("demo_split", split="DEMO-TE"), _job("prepare_dataset", dataset="DEMO-TE"), "all"],
+    ),
+    "demo.mask.blur_sigma": ((("demo", "mask", "blur_sigma"), 3.0), [*DEMO_BOTH, *PREPARE_BOTH, "all"]),
+    "generators.tiny.seed": (
+        (("generators", "tiny", "seed"), 1),
+        [_job("tiny_generator", gen="tiny"), *DEMO_BOTH, *PREPARE_BOTH, "all"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def param_change_dry_runs(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory):
+    """One dry run per entry of PARAM_CHANGES against the finished demo run (run concurrently)."""
+    folder = tmp_path_factory.mktemp("param_changes")
+    base = demo_run.workdir.config
+
+    def dry_run(case: str):
+        change, _ = PARAM_CHANGES[case]
+        if change is None:
+            return demo_run.workdir.dry_run()
+        keys, value = change
+        assert get_value(base, keys) != value, f"{case}: the new value must differ from the old one"
+        configfile = write_yaml(folder / f"{case}.yaml", with_value(base, keys, value))
+        return demo_run.workdir.dry_run(configfile)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(zip(PARAM_CHANGES, pool.map(dry_run, PARAM_CHANGES)))
+
+
+@pytest.mark.parametrize("case", list(PARAM_CHANGES))
+def test_param_change_reruns_exactly_what_depends_on_it(param_change_dry_runs, case: str) -> None:
+    result = param_change_dry_runs[case]
+    _, expected = PARAM_CHANGES[case]
+    assert result.returncode == 0, result.describe()
+    jobs = planned_jobs(result.output)
+    assert jobs == Counter(expected), result.describe()
+    assert job_stats(result.output) == dict(Counter(job.split("[")[0] for job in expected))
+    if not expected:
+        assert "Nothing to be done" in result.output, result.describe()
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. The paper config without its data stops at once and lists every missing input
+
+
+def test_paper_config_without_data_lists_every_missing_input(tmp_path: Path) -> None:
+    workdir = tmp_path / "empty"
+    workdir.mkdir()
+    paper_yaml = REPO / "configs" / "paper.yaml"
+    paper = yaml.safe_load(paper_yaml.read_text())
+    # configs/paper.yaml is applied on top of config.yaml (see its header).
+    result = run_snakemake(workdir, "-n", configfiles=(REPO / "config.yaml", paper_yaml))
+
+    assert result.returncode != 0, result.describe()
+    out = result.output
+    assert "synthsod cannot start; these inputs are missing" in out, result.describe()
+    used = [paper["train_dataset"], *paper["benchmarks"]]
+    assert sorted(used) == sorted(["DUTS-TR", "DUTS-TE", "DUT-OMRON", "ECSSD", "HKU-IS", "PASCAL-S"])
+    for name in used:
+        for role in ("images", "masks"):
+            folder = paper["datasets"][name][role]
+            assert f"dataset {name}: {role} folder {folder} does not exist" in out, result.describe()
+    weights = paper["generators"][paper["generator"]]["weights"]
+    weights_lines = [line for line in out.splitlines() if weights in line]
+    assert weights_lines, result.describe()
+    assert "pytorch_model.bin" in weights_lines[0] and "config.json" in weights_lines[0]
+    assert "biggan-deep-128" not in out  # defined, but no stage uses it
+    assert "Building DAG" not in out and "Job stats" not in out, result.describe()
+    assert sorted(p.name for p in workdir.iterdir() if p.name != ".snakemake") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. snakemake --lint
+
+
+def test_lint_is_clean() -> None:
+    result = run_snakemake(None, "--lint", cwd=REPO)
+    assert result.returncode == 0, result.describe()
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. A dataset with too many corrupt files stops with a plain message and loses nothing
+
+
+def _make_bad_dataset(root: Path, n_good: int, n_corrupt: int) -> None:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[:4] = 255
+    for i in range(n_good + n_corrupt):
+        Image.fromarray(mask, "L").save(root / "masks" / f"p{i}.png")
+        if i < n_good:
+            Image.new("RGB", (16, 16), (10, 120, 200)).save(root / "images" / f"p{i}.jpg")
+        else:
+            (root / "images" / f"p{i}.jpg").write_bytes(b"this is not a JPEG file")
+
+
+def test_bad_dataset_fails_plainly_and_keeps_prepared_manifests(demo_run: DemoRun, tmp_path: Path) -> None:
+    workdir = demo_run.workdir.copy_to(tmp_path / "work")
+    bad_root = workdir.path / "incoming" / "BAD"
+    _make_bad_dataset(bad_root, n_good=2, n_corrupt=8)
+    config = copy.deepcopy(workdir.config)
+    config["datasets"]["BAD"] = {"images": "incoming/BAD/images", "masks": "incoming/BAD/masks"}
+    config["train_dataset"] = "BAD"
+    config["benchmarks"] = list(DEMO_SPLITS)  # their manifests are up to date: nothing to redo
+    configfile = write_yaml(tmp_path / "bad.yaml", config)
+
+    kept = [workdir.path / "results/data" / s / name
+            for s in DEMO_SPLITS for name in ("manifest.parquet", "bad_inputs.csv")]
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in kept}
+    inputs_before = file_hashes(bad_root)
+
+    result = workdir.run("--cores", "2", configfile=configfile)
+
+    assert result.returncode != 0, result.describe()
+    assert job_stats(result.output) == {"prepare_dataset": 1, "all": 1}, result.describe()
+    out = result.output
+    assert "dataset 'BAD': 8 of 10 pairs are unusable" in out, result.describe()
+    assert "incoming/BAD/images/p2.jpg: unreadable or corrupt file" in out, result.describe()
+    assert "Traceback" not in out, result.describe()
+    log = (workdir.path / "results/logs/prepare_dataset/BAD.log").read_text()
+    assert "dataset 'BAD'" in log and "corrupt" in log and "Traceback" not in log, log
+
+    assert not (workdir.path / "results/data/BAD").exists() or not any(
+        (workdir.path / "results/data/BAD").iterdir()
+    )
+    for path, (mtime_ns, content) in before.items():
+        assert path.stat().st_mtime_ns == mtime_ns, path
+        assert path.read_bytes() == content, path
+    assert file_hashes(bad_root) == inputs_before  # the user's files are untouched
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Determinism: two runs, same config, same bytes
+
+
+def test_two_runs_write_identical_demo_splits_and_manifests(demo_runs: tuple[DemoRun, DemoRun]) -> None:
+    for run in demo_runs:
+        assert run.result.returncode == 0, run.result.describe()
+    first, second = (run.workdir.path / "results" for run in demo_runs)
+    for sub in ("demo", "data"):
+        hashes = file_hashes(first / sub)
+        expected_files = sum(SMALL_SPLIT_SIZES.values()) * 2 if sub == "demo" else len(DEMO_SPLITS) * 2
+        assert len(hashes) == expected_files, sorted(hashes)
+        assert hashes == file_hashes(second / sub), sub
+
+
+def test_two_runs_write_identical_generator_weights(demo_runs: tuple[DemoRun, DemoRun]) -> None:
+    """The tiny generator's from_pretrained files are byte-identical too (not only its samples)."""
+    first, second = (run.workdir.path / "results/generators/tiny" for run in demo_runs)
+    hashes = file_hashes(first)
+    assert sorted(hashes) == ["config.json", "pytorch_model.bin"]
+    assert hashes == file_hashes(second)
