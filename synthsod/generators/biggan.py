@@ -214,8 +214,10 @@ def save_pretrained(net: BigGAN, out_dir: str | os.PathLike) -> None:
     from ..io import atomic_path, write_bytes_atomic
 
     out_dir = Path(out_dir)
-    with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
-        torch.save(net.state_dict(), tmp)
+    # Saving through a file object keeps torch from naming the zip's inner folder after the
+    # (random) temporary file name, so the same model always gives the same bytes.
+    with atomic_path(out_dir / WEIGHTS_NAME) as tmp, open(tmp, "wb") as file:
+        torch.save(net.state_dict(), file)
     write_bytes_atomic(out_dir / CONFIG_NAME, net.config.to_json_string().encode())
 
 
