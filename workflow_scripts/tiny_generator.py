@@ -7,7 +7,8 @@ from synthsod.workflow import run_rule
 
 
 def main(smk):
-    write_tiny_biggan(Path(smk.output.weights).parent, seed=smk.params.generator["seed"])
+    spec = smk.params.generator
+    write_tiny_biggan(Path(smk.output.weights).parent, seed=spec["seed"], gain=spec["gain"])
 
 
 run_rule(snakemake, main)  # noqa: F821 (injected by Snakemake)

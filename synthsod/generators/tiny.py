@@ -4,8 +4,15 @@ A freshly constructed package model outputs NaN: the final batch norm's affine p
 uninitialised memory, and the spectral-norm vectors start random. :func:`initialise_random_biggan`
 fixes both (ones / zeros, then a few train-mode forwards so the power iteration settles), and
 :func:`calibrate_truncation_stats` fills each row of the per-truncation batch-norm statistics with the
-real activation statistics at that truncation, as the released models have. The result keeps its
-activations normalised at every depth, so its images have structure at every scale.
+real activation statistics at that truncation, as the released models have.
+
+A random network normalised to unit activations everywhere is chaotic: a 5 % step in the latent
+changes the image by a third (about 6x more than a linear map would), so no encoder or optimiser can
+invert it. :func:`damp_blocks` then scales every block's batch-norm output by ``gain`` < 1. The damping
+compounds with depth (each block's statistics were measured on undamped inputs), so fine layers add
+detail on top of a coarse layout instead of scrambling it: at the default 0.6 the same 5 % step
+changes the image by about 7 %, and latent optimisation recovers the demo masks far better. The final
+batch norm is then calibrated again, so the damped network still uses the full colour range.
 """
 
 from __future__ import annotations
@@ -56,9 +63,14 @@ def initialise_random_biggan(net: BigGAN, warmup_batches: int = 3, batch_size: i
 
 
 @torch.no_grad()
-def calibrate_truncation_stats(net: BigGAN, batch_size: int = 32, seed: int = 0) -> BigGAN:
-    """Set each truncation row of every batch norm to the activation statistics measured at that truncation."""
-    norms = [m for m in net.modules() if isinstance(m, BigGANBatchNorm)]
+def calibrate_truncation_stats(net: BigGAN, batch_size: int = 32, seed: int = 0,
+                               conditional_only: bool | None = None) -> BigGAN:
+    """Set each truncation row of the batch norms to the activation statistics measured at that truncation.
+
+    ``conditional_only`` None calibrates every batch norm; True only the blocks'; False only the final one.
+    """
+    norms = [m for m in net.modules() if isinstance(m, BigGANBatchNorm)
+             and (conditional_only is None or m.conditional == conditional_only)]
     n_stats = norms[0].running_means.shape[0]
     row = 0
 
@@ -80,16 +92,30 @@ def calibrate_truncation_stats(net: BigGAN, batch_size: int = 32, seed: int = 0)
     return net
 
 
-def build_tiny_biggan(seed: int = 0, config: dict | None = None) -> BigGAN:
+@torch.no_grad()
+def damp_blocks(net: BigGAN, gain: float) -> BigGAN:
+    """Scale the normalised activations of every block's batch norm by ``gain`` (variance / gain**2)."""
+    for module in net.modules():
+        if isinstance(module, BigGANBatchNorm) and module.conditional:
+            module.running_vars.div_(gain**2)
+    return net
+
+
+DEFAULT_GAIN = 0.6
+
+
+def build_tiny_biggan(seed: int = 0, gain: float = DEFAULT_GAIN, config: dict | None = None) -> BigGAN:
     """The demo generator: deterministic for a seed, finite, calibrated, in eval mode."""
     torch.manual_seed(seed)
     # Exact truncation first: calibrating row k must also normalise with row k.
     net = use_exact_truncation(BigGAN(BigGANConfig.from_dict(config or TINY_CONFIG)))
     initialise_random_biggan(net, seed=seed)
     calibrate_truncation_stats(net, seed=seed)
+    damp_blocks(net, gain)
+    calibrate_truncation_stats(net, seed=seed, conditional_only=False)  # restore full contrast
     return net.eval().requires_grad_(False)
 
 
-def write_tiny_biggan(out_dir: str | Path, seed: int = 0) -> None:
+def write_tiny_biggan(out_dir: str | Path, seed: int = 0, gain: float = DEFAULT_GAIN) -> None:
     """Build the tiny generator and save it in from_pretrained layout (pytorch_model.bin + config.json)."""
-    save_pretrained(build_tiny_biggan(seed), out_dir)
+    save_pretrained(build_tiny_biggan(seed, gain), out_dir)
