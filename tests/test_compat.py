@@ -11,7 +11,8 @@ def test_torchvision_and_timm_import_and_build_a_backbone():
     assert import_torchvision() is torchvision  # idempotent
     timm = import_timm()
     model = timm.create_model("mobilenetv3_small_100", pretrained=False, num_classes=0, in_chans=4)
-    assert model.eval()(torch.zeros(1, 4, 32, 32)).shape == (1, model.num_features)
+    features = getattr(model, "head_hidden_size", None) or model.num_features  # MobileNetV3 has a 1x1 head conv
+    assert model.eval()(torch.zeros(1, 4, 32, 32)).shape == (1, features)
 
 
 def test_nms_operator_is_declared():
