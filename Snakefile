@@ -16,9 +16,11 @@ include: "rules/common.smk"
 include: "rules/generators.smk"
 include: "rules/demo.smk"
 include: "rules/data.smk"
+include: "rules/sodgan.smk"
 
 
 rule all:
     input:
         prepared_manifests(),
+        sodgan_targets(),
     default_target: True

@@ -64,6 +64,25 @@ def prepared_manifests():
     return expand("results/data/{dataset}/manifest.parquet", dataset=used_datasets())
 
 
+def train_manifest():
+    return f"results/data/{config['train_dataset']}/manifest.parquet"
+
+
+def sodgan_targets():
+    return [f"results/gmask/{config['generator']}/train_metrics.json"]
+
+
+def without(section, *keys):
+    """A config section minus the sub-sections another rule reads (so each rule gets only its own keys)."""
+    return {k: v for k, v in section.items() if k not in keys}
+
+
+def demo_mask_oracle():
+    """The demo's mask rule when the training set is a demo split (an exact reference for G_mask), else None."""
+    images = config["datasets"][config["train_dataset"]]["images"]
+    return config["demo"]["mask"] if images in demo_split_folders() else None
+
+
 def _name_pattern(names):
     return "|".join(map(re.escape, names)) or "(?!)"
 

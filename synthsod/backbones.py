@@ -30,3 +30,8 @@ def create_backbone(name: str = "mobilenetv3_small_100", in_chans: int = 3, weig
     log.info("loading %s weights from %s", name, weights)
     return timm.create_model(name, pretrained=True, num_classes=0, in_chans=in_chans,
                              pretrained_cfg_overlay={"file": str(weights)})
+
+
+def output_features(backbone: nn.Module) -> int:
+    """Width of ``backbone(x)``: timm's MobileNetV3 adds a 1x1 head conv after ``num_features``."""
+    return getattr(backbone, "head_hidden_size", None) or backbone.num_features

@@ -4,7 +4,8 @@ Each "real" image is a sample of the tiny generator; its mask is a fixed functio
 
 1. luminance ``Y = 0.2989 R + 0.587 G + 0.114 B`` of the 8-bit image;
 2. Gaussian smoothing with ``blur_sigma`` pixels;
-3. foreground = pixels above the Otsu threshold of the smoothed luminance;
+3. foreground = pixels above the Otsu threshold of the smoothed luminance (``threshold: null``, the
+   default), or above a fixed grey level ``threshold`` (a purely local rule);
 4. connected components (8-connectivity) smaller than ``keep_component_fraction`` x the largest are dropped.
 
 A sample whose mask covers less than ``min_fg`` or more than ``max_fg`` of the image is skipped (the
@@ -34,7 +35,8 @@ LUMA = np.array([0.2989, 0.587, 0.114])
 
 @dataclass(frozen=True)
 class MaskRule:
-    blur_sigma: float = 1.5
+    blur_sigma: float = 2.0
+    threshold: float | None = None
     keep_component_fraction: float = 0.2
     min_fg: float = 0.05
     max_fg: float = 0.6
@@ -60,9 +62,13 @@ def demo_mask(image: np.ndarray, rule: MaskRule) -> np.ndarray:
     """The demo's ground-truth rule (module docstring) on one uint8 HxWx3 image -> bool HxW."""
     luminance = image.astype(np.float64) @ LUMA
     smooth = cv2.GaussianBlur(luminance, ksize=(0, 0), sigmaX=rule.blur_sigma, borderType=cv2.BORDER_REFLECT)
-    if np.ptp(smooth) == 0:
+    if rule.threshold is not None:
+        foreground = smooth > rule.threshold
+    elif np.ptp(smooth) == 0:
         return np.zeros(smooth.shape, dtype=bool)
-    return keep_large_components(smooth > threshold_otsu(smooth), rule.keep_component_fraction)
+    else:
+        foreground = smooth > threshold_otsu(smooth)
+    return keep_large_components(foreground, rule.keep_component_fraction)
 
 
 def write_demo_split(generator: BigGANGenerator, images_dir: str | Path, masks_dir: str | Path, *, size: int,

@@ -7,6 +7,8 @@ never a traceback. Scripts read ``snakemake.params`` / ``input`` / ``output`` on
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import sys
 from collections.abc import Callable, Iterable
@@ -31,6 +33,22 @@ def run_rule(smk: Any, main: Callable[[Any], None]) -> None:
     except SynthsodError as err:
         log.error("%s", err)
         sys.exit(1)
+
+
+def load_generator(smk: Any, device: Any):
+    """The generator a rule names in ``params.generator``, weights from ``input.weights`` (or the cache)."""
+    from .generators import create_generator
+
+    spec = smk.params.generator
+    weights = str(Path(smk.input.weights[0]).parent) if smk.input.weights else None
+    return create_generator(spec["model"], weights, spec["taps"], device)
+
+
+def checkpoint_path(output: str, params: Any) -> Path:
+    """A resumable checkpoint beside ``output``, named by a hash of the training settings, so that a
+    killed run resumes while a run with other settings starts afresh."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Path(output).parent / f"checkpoint-{digest}.pt"
 
 
 def missing_inputs(config: dict, datasets: Iterable[str], generators: Iterable[str],
@@ -60,7 +78,19 @@ def missing_inputs(config: dict, datasets: Iterable[str], generators: Iterable[s
             lines.append(f"generator '{name}' is used but not defined under generators:")
         elif spec["model"] != TINY and locate_weights(spec["model"], spec.get("weights")) is None:
             lines.append(f"generator {name}: " + missing_weights_message(spec["model"], spec.get("weights")))
+    for key, path in optional_files(config):
+        if path is not None and not Path(path).is_file():
+            lines.append(f"{key}: file {path} does not exist (put it there, or set {key}: null)")
     return lines
+
+
+def optional_files(config: dict) -> list[tuple[str, str | None]]:
+    """Config keys that name an optional user file (backbone weights, class lists)."""
+    return [
+        ("den.backbone_weights", config["den"]["backbone_weights"]),
+        ("gmask.dq.backbone_weights", config["gmask"]["dq"]["backbone_weights"]),
+        ("fewshot.class_file", config["fewshot"]["class_file"]),
+    ]
 
 
 def format_missing(lines: list[str]) -> str:

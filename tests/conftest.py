@@ -37,10 +37,15 @@ def load_repo_config() -> dict[str, Any]:
 
 
 def small_config() -> dict[str, Any]:
-    """The repository's config.yaml with small demo splits (a fresh copy every call)."""
+    """The repository's config.yaml with small demo splits and short trainings (a fresh copy every call)."""
     config = copy.deepcopy(load_repo_config())
     for split, size in SMALL_SPLIT_SIZES.items():
         config["demo"]["splits"][split]["size"] = size
+    # SODGAN stages: a few steps each, enough to run every code path
+    config["den"].update(steps=4, batch_size=4, checkpoint_every=2)
+    config["den"]["invert"].update(batch_size=8, refine_steps=2)
+    config["fewshot"].update(size=6)
+    config["gmask"].update(steps=4, batch_size=2, checkpoint_every=2, eval_pairs=4, pixels_per_image=64)
     return config
 
 

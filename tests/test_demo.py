@@ -29,8 +29,19 @@ def test_luminance_weights_decide_which_colour_is_foreground():
     image = np.zeros((32, 32, 3), np.uint8)
     image[:, :16] = (0, 200, 0)  # green: luminance 117
     image[:, 16:] = (0, 0, 200)  # blue: luminance 23
-    mask = demo_mask(image, MaskRule(blur_sigma=0.5))
+    mask = demo_mask(image, MaskRule(blur_sigma=0.5, threshold=None))  # Otsu: brighter side of the image
     assert mask[:, :14].all() and not mask[:, 18:].any()
+    assert not demo_mask(image, MaskRule(blur_sigma=0.5, threshold=150)).any()  # 117 < 150
+    assert demo_mask(image, MaskRule(blur_sigma=0.5, threshold=100))[:, :14].all()
+
+
+def test_fixed_threshold_is_local():
+    image = np.full((32, 32, 3), 60, np.uint8)
+    image[4:12, 4:12] = 200
+    darker = image.copy()
+    darker[20:, 20:] = 0  # changing a far-away region must not move the object's mask
+    rule = MaskRule(blur_sigma=1.0, threshold=150)
+    np.testing.assert_array_equal(demo_mask(image, rule)[:14, :14], demo_mask(darker, rule)[:14, :14])
 
 
 def test_constant_image_gives_an_empty_mask():

@@ -153,7 +153,8 @@ def test_invalid_config_real_run_writes_nothing(tmp_path: Path) -> None:
 def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
     root = demo_run.workdir.path
     stats = job_stats(demo_run.result.output)
-    assert stats == {"tiny_generator": 1, "demo_split": 2, "prepare_dataset": 2, "all": 1}, stats
+    assert stats == {"tiny_generator": 1, "demo_split": 2, "prepare_dataset": 2, "den_train": 1,
+                     "den_invert": 1, "fewshot_select": 1, "gmask_train": 1, "all": 1}, stats
     for name in ("pytorch_model.bin", "config.json"):
         assert (root / "results/generators/tiny" / name).stat().st_size > 0
     for split, size in SMALL_SPLIT_SIZES.items():
@@ -177,20 +178,28 @@ def _job(rule: str, **wildcards: str) -> str:
 
 PREPARE_BOTH = [_job("prepare_dataset", dataset=s) for s in DEMO_SPLITS]
 DEMO_BOTH = [_job("demo_split", split=s) for s in DEMO_SPLITS]
+GMASK = [_job("gmask_train", gen="tiny")]
+FEWSHOT = [_job("fewshot_select", gen="tiny"), *GMASK]
+INVERT = [_job("den_invert", gen="tiny"), *FEWSHOT]
+SODGAN = [_job("den_train", gen="tiny"), *INVERT]  # the chain that learns from DEMO-TR
 
 # id: (config change or None, the jobs a dry run must list: exactly these)
 PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] = {
     "no-change": (None, []),
-    "prepare.max_bad_fraction": ((("prepare", "max_bad_fraction"), 0.2), [*PREPARE_BOTH, "all"]),
+    "prepare.max_bad_fraction": ((("prepare", "max_bad_fraction"), 0.2), [*PREPARE_BOTH, *SODGAN, "all"]),
     "demo.splits.DEMO-TE.size": (
         (("demo", "splits", "DEMO-TE", "size"), SMALL_SPLIT_SIZES["DEMO-TE"] + 1),
         [_job("demo_split", split="DEMO-TE"), _job("prepare_dataset", dataset="DEMO-TE"), "all"],
     ),
-    "demo.mask.blur_sigma": ((("demo", "mask", "blur_sigma"), 3.0), [*DEMO_BOTH, *PREPARE_BOTH, "all"]),
+    "demo.mask.blur_sigma": ((("demo", "mask", "blur_sigma"), 3.0), [*DEMO_BOTH, *PREPARE_BOTH, *SODGAN, "all"]),
     "generators.tiny.seed": (
         (("generators", "tiny", "seed"), 1),
-        [_job("tiny_generator", gen="tiny"), *DEMO_BOTH, *PREPARE_BOTH, "all"],
+        [_job("tiny_generator", gen="tiny"), *DEMO_BOTH, *PREPARE_BOTH, *SODGAN, "all"],
     ),
+    "den.steps": ((("den", "steps"), 6), [*SODGAN, "all"]),
+    "den.invert.refine_steps": ((("den", "invert", "refine_steps"), 3), [*INVERT, "all"]),
+    "fewshot.size": ((("fewshot", "size"), 5), [*FEWSHOT, "all"]),
+    "gmask.head": ((("gmask", "head"), "mlp-m"), [*GMASK, "all"]),
 }
 
 
@@ -287,8 +296,7 @@ def test_bad_dataset_fails_plainly_and_keeps_prepared_manifests(demo_run: DemoRu
     _make_bad_dataset(bad_root, n_good=2, n_corrupt=8)
     config = copy.deepcopy(workdir.config)
     config["datasets"]["BAD"] = {"images": "incoming/BAD/images", "masks": "incoming/BAD/masks"}
-    config["train_dataset"] = "BAD"
-    config["benchmarks"] = list(DEMO_SPLITS)  # their manifests are up to date: nothing to redo
+    config["benchmarks"] = [*DEMO_SPLITS[1:], "BAD"]  # everything else is up to date: nothing to redo
     configfile = write_yaml(tmp_path / "bad.yaml", config)
 
     kept = [workdir.path / "results/data" / s / name

@@ -1,19 +1,16 @@
 """Rule demo_split: write one demo split (tiny-generator images, rule-based masks) in DUTS layout."""
 
 import logging
-from pathlib import Path
 
 from synthsod.demo import MaskRule, write_demo_split
-from synthsod.generators import create_generator
 from synthsod.gpu import gpu_lease, torch_device
-from synthsod.workflow import run_rule
+from synthsod.workflow import load_generator, run_rule
 
 
 def main(smk):
     demo, split, gen = smk.params.demo, smk.params.split, smk.params.generator
-    weights = str(Path(smk.input.weights[0]).parent) if smk.input.weights else None
     with gpu_lease() as lease:
-        generator = create_generator(gen["model"], weights, gen["taps"], torch_device(lease))
+        generator = load_generator(smk, torch_device(lease))
         tried = write_demo_split(
             generator, smk.output.images, smk.output.masks,
             size=split["size"], first_index=split["first_index"], seed=demo["seed"],

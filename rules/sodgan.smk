@@ -1,0 +1,97 @@
+# SODGAN's learning stages: DEN inversion of the real training set, the few-shot set, and the mask
+# generator with its quality discriminator. {gen} is a generator name from config (generators:).
+
+
+rule den_train:
+    input:
+        manifest=train_manifest(),
+        weights=lambda w: generator_weight_files(w.gen),
+    output:
+        model="results/den/{gen}/model.pt",
+        metrics="results/den/{gen}/train_metrics.json",
+    params:
+        den=without(config["den"], "invert"),
+        generator=lambda w: config["generators"][w.gen],
+    wildcard_constraints:
+        gen=_name_pattern(config["generators"]),
+    resources:
+        gpu=1,
+    log:
+        log_path("den_train", "{gen}"),
+    benchmark:
+        benchmark_path("den_train", "{gen}")
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/den_train.py"
+
+
+rule den_invert:
+    input:
+        model="results/den/{gen}/model.pt",
+        manifest=train_manifest(),
+        weights=lambda w: generator_weight_files(w.gen),
+    output:
+        latents="results/den/{gen}/latents.parquet",
+        metrics="results/den/{gen}/inversion_metrics.json",
+    params:
+        invert=config["den"]["invert"],
+        generator=lambda w: config["generators"][w.gen],
+    wildcard_constraints:
+        gen=_name_pattern(config["generators"]),
+    resources:
+        gpu=1,
+    log:
+        log_path("den_invert", "{gen}"),
+    benchmark:
+        benchmark_path("den_invert", "{gen}")
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/den_invert.py"
+
+
+rule fewshot_select:
+    input:
+        latents="results/den/{gen}/latents.parquet",
+    output:
+        selection="results/fewshot/{gen}/selection.parquet",
+    params:
+        fewshot=config["fewshot"],
+    wildcard_constraints:
+        gen=_name_pattern(config["generators"]),
+    log:
+        log_path("fewshot_select", "{gen}"),
+    benchmark:
+        benchmark_path("fewshot_select", "{gen}")
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/fewshot_select.py"
+
+
+rule gmask_train:
+    input:
+        selection="results/fewshot/{gen}/selection.parquet",
+        latents="results/den/{gen}/latents.parquet",
+        weights=lambda w: generator_weight_files(w.gen),
+    output:
+        gmask="results/gmask/{gen}/gmask.pt",
+        dq="results/gmask/{gen}/dq.pt",
+        metrics="results/gmask/{gen}/train_metrics.json",
+    params:
+        gmask=config["gmask"],
+        generator=lambda w: config["generators"][w.gen],
+        oracle=demo_mask_oracle(),
+    wildcard_constraints:
+        gen=_name_pattern(config["generators"]),
+    resources:
+        gpu=1,
+    log:
+        log_path("gmask_train", "{gen}"),
+    benchmark:
+        benchmark_path("gmask_train", "{gen}")
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/gmask_train.py"

@@ -1,0 +1,48 @@
+"""Rule den_train: train the diffusion embedding network on the real training set; report its
+reconstruction error before and after training."""
+
+import logging
+import os
+from dataclasses import fields
+
+import torch
+
+from synthsod.datasets import ManifestDataset
+from synthsod.den import DENConfig, build_den, fit_den, invert
+from synthsod.gpu import gpu_lease, torch_device
+from synthsod.io import write_json_atomic
+from synthsod.workflow import checkpoint_path, load_generator, run_rule
+
+log = logging.getLogger("synthsod")
+EVAL_IMAGES = 64  # the first images of the manifest measure the error before and after training
+
+
+def main(smk):
+    spec = smk.params.den
+    cfg = DENConfig(**{f.name: spec[f.name] for f in fields(DENConfig) if f.name in spec})
+    truncation, seed = spec["truncation"], spec["seed"]
+    checkpoint = checkpoint_path(smk.output.model, smk.params)
+    with gpu_lease() as lease:
+        device = torch_device(lease)
+        generator = load_generator(smk, device)
+        images = ManifestDataset(smk.input.manifest, generator.resolution)
+        probe = torch.stack([images[i]["image"] for i in range(min(EVAL_IMAGES, len(images)))])
+
+        def encoder_error(den):
+            return float(invert(den, generator, probe, truncation=truncation).encoder_error.mean())
+
+        before = encoder_error(build_den(generator, cfg, truncation, seed=seed, device=device))
+        den, metrics = fit_den(generator, images, cfg, truncation=truncation, device=device,
+                               checkpoint_path=checkpoint, seed=seed)
+        after = encoder_error(den)
+    os.replace(checkpoint, smk.output.model)  # the final checkpoint is the model file (load_den reads it)
+    log.info("DEN (%s): reconstruction error %.4f untrained -> %.4f trained on %d images",
+             cfg.mode, before, after, len(probe))
+    write_json_atomic(smk.output.metrics, {
+        "mode": cfg.mode, "train_images": len(images), "eval_images": len(probe),
+        "recon_error_untrained": before, "recon_error_trained": after, "error_ratio": after / before,
+        "training": metrics, "device": lease.device,
+    })
+
+
+run_rule(snakemake, main)  # noqa: F821
