@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -23,7 +22,6 @@ from synthsod.gmask import (
     GMaskConfig,
     OmniAttention,
     create_head,
-    foreground_probability,
     gather_pixels,
     gmask_parameter_count,
     mask_metrics,
