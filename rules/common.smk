@@ -78,9 +78,13 @@ def without(section, *keys):
 
 
 def demo_mask_oracle():
-    """The demo's mask rule when the training set is a demo split (an exact reference for G_mask), else None."""
+    """The demo's sampling settings and mask rule when the training set is a demo split of the SODGAN
+    generator (then the rule applied to G(z⁺) is an exact reference for G_mask), else None."""
     images = config["datasets"][config["train_dataset"]]["images"]
-    return config["demo"]["mask"] if images in demo_split_folders() else None
+    demo = config["demo"]
+    if images not in demo_split_folders() or demo["generator"] != config["generator"]:
+        return None
+    return without(demo, "splits", "jpeg_quality", "generator")
 
 
 def _name_pattern(names):

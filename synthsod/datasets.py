@@ -21,6 +21,7 @@ def image_to_tensor(image: np.ndarray, size: int) -> torch.Tensor:
     """uint8 HxWx3 -> float [3, size, size] in [-1, 1]."""
     if image.shape[:2] != (size, size):
         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    image = np.require(image, requirements="W")  # a writable copy of read-only (decoded) arrays only
     return torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 

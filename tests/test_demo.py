@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from synthsod.demo import MaskRule, demo_mask, keep_large_components, to_uint8, write_demo_split
-from synthsod.generators import create_generator
+from synthsod.generators import create_generator, sample_latents
 from synthsod.generators.tiny import write_tiny_biggan
 from synthsod.prepare import check_pairs
 
@@ -93,3 +94,36 @@ def test_demo_split_is_byte_identical_when_run_again(tiny_generator, tmp_path):
         a = {p.name: p.read_bytes() for p in (tmp_path / "a" / sub).iterdir()}
         b = {p.name: p.read_bytes() for p in (tmp_path / "b" / sub).iterdir()}
         assert a == b
+
+
+def test_layout_rule_is_fitted_deterministically_and_sets_the_mask_size(tiny_generator):
+    from synthsod.demo import DemoMasker, LayoutReadout
+
+    kwargs = dict(seed=0, truncation=0.6, classes=None)
+    a = DemoMasker(tiny_generator, MaskRule(layout_quantile=0.6), **kwargs)
+    b = DemoMasker(tiny_generator, MaskRule(layout_quantile=0.6), **kwargs)
+    assert isinstance(a.layout, LayoutReadout) and a.layout.tap == tiny_generator.taps[0]
+    assert torch.equal(a.layout.direction, b.layout.direction) and a.layout.threshold == b.layout.threshold
+    assert float(a.layout.direction.norm()) == pytest.approx(1.0, abs=1e-5)
+    z, ids = sample_latents(0, range(10**9, 10**9 + 64), tiny_generator.z_dim, 0.6, np.arange(1000))
+    scores = a.layout.scores(tiny_generator.generate(z, ids, 0.6), tiny_generator.resolution)
+    assert float((scores > a.layout.threshold).float().mean()) == pytest.approx(0.4, abs=0.01)  # the quantile
+    # a higher quantile is a higher threshold: smaller masks
+    c = DemoMasker(tiny_generator, MaskRule(layout_quantile=0.8), **kwargs)
+    assert c.layout.threshold > a.layout.threshold
+    out = tiny_generator.generate(z[:8], ids[:8], 0.6)
+    assert c(out).sum() < a(out).sum()
+
+
+def test_luminance_masker_matches_demo_mask_and_unknown_source_is_refused(tiny_generator):
+    from synthsod.demo import DemoMasker
+    from synthsod.errors import SynthsodError
+
+    rule = MaskRule(source="luminance")
+    masker = DemoMasker(tiny_generator, rule, seed=0, truncation=0.6, classes=None)
+    z, ids = sample_latents(3, range(4), tiny_generator.z_dim, 0.6, np.arange(1000))
+    out = tiny_generator.generate(z, ids, 0.6, with_features=False)
+    expected = np.stack([demo_mask(image, rule) for image in to_uint8(out.images)])
+    np.testing.assert_array_equal(masker(out), expected)
+    with pytest.raises(SynthsodError, match="demo mask source"):
+        DemoMasker(tiny_generator, MaskRule(source="edges"), seed=0, truncation=0.6, classes=None)

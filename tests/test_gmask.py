@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
 import torch
 from pytorch_pretrained_biggan import BigGANConfig
 
-from synthsod.demo import MaskRule, demo_mask, to_uint8
+from synthsod.demo import DemoMasker, MaskRule, demo_mask, to_uint8
 from synthsod.errors import SynthsodError
 from synthsod.generators import create_generator, sample_latents
 from synthsod.generators.biggan import PRETRAINED_CONFIGS, default_taps, tap_shapes
@@ -360,3 +361,57 @@ def test_predict_masks_shapes_and_ranges(tiny_generator):
     assert gmask.training  # restored
     expected = tiny_generator.generate(z, ids, TRUNCATION, with_features=False).images
     assert torch.allclose(images, expected, atol=1e-5)
+
+
+def test_feature_cache_serves_what_the_generator_computes(tiny_generator):
+    from synthsod.gmask import _Trainer, stack_pairs
+
+    data = stack_pairs(few_shot_pairs(tiny_generator, seed=5, n=6), tiny_generator.resolution)
+    trainers = [_Trainer(tiny_generator, data, TRUNCATION, GMaskConfig(batch_size=3, pixels_per_image=64,
+                                                                          feature_cache_mb=mb), None,
+                         torch.device("cpu"), seed=4) for mb in (0, 100)]
+    assert trainers[0].cache is None and trainers[1].cache is not None
+    index = torch.tensor([4, 0, 2])
+    fresh, cached = (t.generate(index) for t in trainers)
+    assert torch.allclose(fresh.images, cached.images, atol=1e-5)
+    for tap in fresh.features:
+        assert torch.allclose(fresh.features[tap], cached.features[tap], atol=1e-5)
+    losses = [t.step(0)["seg"] for t in trainers]  # same draws, same initial weights
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def layout_pairs(generator, masker: DemoMasker, seed: int, n: int) -> list[dict]:
+    """Generated pairs with the demo's layout masks (the mask of G(z) itself: labels perfectly aligned)."""
+    z, ids = sample_latents(seed, range(3 * n), generator.z_dim, TRUNCATION, np.arange(generator.num_classes))
+    out = generator.generate(z, ids, TRUNCATION)
+    masks = torch.from_numpy(masker(out)[:, None]).float()
+    pairs = [{"z": z[i], "class_id": int(ids[i]), "image": out.images[i], "mask": masks[i]}
+             for i in range(3 * n) if 0.05 <= float(masks[i].mean()) <= 0.6]
+    assert len(pairs) >= n, "not enough samples with a plausible mask size"
+    return pairs[:n]
+
+
+def test_gmask_learns_planted_saliency_from_few_shots(tiny_generator):
+    """48 aligned pairs of the demo's layout rule -> held-out IoU >= 0.8 with the default config.
+
+    The target is a fixed read-out of the generator's coarsest (layout) features, the kind of signal
+    SODGAN relies on (high-level GAN features carry the layout of objects). The luminance rule is not
+    used: on the random tiny generator no per-pixel head learns it from 48 shots (held-out IoU about
+    0.42-0.5, at the all-foreground prediction's 0.45).
+    """
+    masker = DemoMasker(tiny_generator, MaskRule(source="layout"), seed=0, truncation=TRUNCATION, classes=None)
+    train = layout_pairs(tiny_generator, masker, seed=1, n=48)
+    held_out = layout_pairs(tiny_generator, masker, seed=2, n=32)
+    start = time.perf_counter()
+    result = train_gmask(tiny_generator, train, truncation=TRUNCATION, cfg=GMaskConfig(), seed=0, log_every=0)
+    elapsed = time.perf_counter() - start
+    z = np.stack([p["z"] for p in held_out])
+    _, probs = predict_masks(result["gmask"], tiny_generator, z, [p["class_id"] for p in held_out], TRUNCATION)
+    targets = torch.stack([p["mask"] for p in held_out])
+    metrics = mask_metrics(probs, targets)
+    trivial = max(mask_metrics(torch.ones_like(targets), targets)["iou"],
+                  mask_metrics(torch.zeros_like(targets), targets)["iou"])
+    print(f"G_mask planted saliency: held-out IoU {metrics['iou']:.3f} Dice {metrics['dice']:.3f} "
+          f"(trivial IoU {trivial:.3f}) in {elapsed:.1f} s")
+    assert metrics["iou"] >= 0.8
+    assert metrics["iou"] >= trivial + 0.3

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from synthsod.datasets import ManifestDataset
-from synthsod.demo import MaskRule, demo_mask, to_uint8
+from synthsod.demo import DemoMasker, MaskRule
 from synthsod.dq import QualityDiscriminator
 from synthsod.gmask import GMaskConfig, mask_metrics, predict_masks, train_gmask
 from synthsod.gpu import gpu_lease, torch_device
@@ -24,18 +24,19 @@ def pairs_of(rows: pd.DataFrame, resolution: int) -> list[dict]:
             for i, (_, row) in enumerate(rows.iterrows())]
 
 
-def evaluate(gmask, generator, rows: pd.DataFrame, truncation: float, oracle: dict | None) -> dict:
+def evaluate(gmask, generator, rows: pd.DataFrame, truncation: float, oracle: DemoMasker | None) -> dict:
     """IoU / Dice of G_mask(G(z⁺)) against the real masks (and, in the demo, the mask rule on G(z⁺))."""
     if rows.empty:
         return {}
     z = np.stack(rows["z"].to_numpy()).astype(np.float32)
-    images, probs = predict_masks(gmask, generator, z, rows["class"].to_numpy(), truncation)
+    ids = rows["class"].to_numpy()
+    _, probs = predict_masks(gmask, generator, z, ids, truncation)
     real = torch.stack([item["mask"] for item in ManifestDataset(rows, generator.resolution)])
     metrics = {"pairs": len(rows), **mask_metrics(probs, real)}
     if oracle is not None:
-        rule = MaskRule(**oracle)
-        truth = torch.from_numpy(np.stack([demo_mask(im, rule) for im in to_uint8(images)])[:, None])
-        metrics["oracle"] = mask_metrics(probs, truth.float())
+        truth = np.concatenate([oracle(generator.generate(z[lo:lo + 32], ids[lo:lo + 32], truncation))
+                                for lo in range(0, len(z), 32)])
+        metrics["oracle"] = mask_metrics(probs, torch.from_numpy(truth[:, None]).float())
     return metrics
 
 
@@ -55,14 +56,18 @@ def main(smk):
         device = torch_device(lease)
         generator = load_generator(smk, device)
         dq_spec = spec["dq"]
-        dq = QualityDiscriminator(dq_spec["backbone"], dq_spec["backbone_weights"]).to(device) if dq_spec["enabled"] else None
+        dq = (QualityDiscriminator(dq_spec["backbone"], dq_spec["backbone_weights"], dq_spec["input_size"]).to(device)
+              if dq_spec["enabled"] else None)
         result = train_gmask(generator, pairs_of(selection, generator.resolution), truncation=truncation, cfg=cfg,
                              dq=dq, device=device, seed=spec["seed"],
                              checkpoint_path=checkpoint_path(smk.output.gmask, smk.params))
         gmask = result["gmask"]
+        demo = smk.params.oracle
+        oracle = None if demo is None else DemoMasker(generator, MaskRule(**demo["mask"]), seed=demo["seed"],
+                                                      truncation=demo["truncation"], classes=demo["classes"])
         metrics = {
-            "train": evaluate(gmask, generator, selection, truncation, smk.params.oracle),
-            "heldout": evaluate(gmask, generator, heldout, truncation, smk.params.oracle),
+            "train": evaluate(gmask, generator, selection, truncation, oracle),
+            "heldout": evaluate(gmask, generator, heldout, truncation, oracle),
             "parameters": gmask.num_parameters(), "steps": result["steps"], "final_losses": result["final"],
             "config": asdict(cfg), "dq": dq is not None, "device": lease.device,
         }
