@@ -15,8 +15,8 @@ Memory of the fusion step, two ways:
 * analytic: bytes of the largest tensors it creates. Naive: the biggest upsampled tap (our per-tap
   implementation of eq 6) and the full upsampled stack (sum of all taps' channels x R x R, what an
   implementation that upsamples and concatenates first holds); fused: the reduced maps plus f*.
-* measured: the rise of the peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``)
-  over the resident size just before the call, in a fresh subprocess per case that holds only random
+* measured: the rise of the peak resident set size (``VmHWM``, reset through ``/proc/self/clear_refs``
+  just before the call) over the resident size at that moment, in a fresh subprocess per case that holds only random
   features of the taps' shapes and the module (so no earlier allocation hides the peak). RSS counts
   whole pages and allocator slack, so it is an upper bound on the tensors' bytes.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -94,9 +93,17 @@ def analytic_bytes(resolution: int, k: int) -> dict[str, float]:
 
 
 # --- the memory probe runs in its own process --------------------------------------------------------
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_bytes(field: str) -> int:
+    """VmRSS / VmHWM (peak RSS) of this process from /proc/self/status, in bytes."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024  # kB
+
+
+def _reset_peak_rss() -> None:
+    """Make VmHWM restart from the current RSS (Linux >= 4.0), so the peak is this call's alone."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def memory_probe(resolution: int, mode: str) -> dict[str, float]:
@@ -105,10 +112,11 @@ def memory_probe(resolution: int, mode: str) -> dict[str, float]:
     torch.manual_seed(0)
     gmask = GMask(feature_shapes(resolution), resolution).eval()
     features = {t: torch.randn(1, *s) for t, s in feature_shapes(resolution).items()}
-    before = _rss_bytes()
+    _reset_peak_rss()
+    before = _status_bytes("VmRSS")
     with torch.no_grad():
         out = naive_fusion(gmask.fusion, features) if mode == "naive" else gmask.fusion(features)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = _status_bytes("VmHWM")
     return {"rise_MiB": (peak - before) / MiB, "out_shape": list(out.shape)}
 
 
