@@ -38,11 +38,9 @@ import torch.nn.functional as F
 from skimage.filters import threshold_otsu
 
 from .errors import SynthsodError
+from .filters import LUMA, drop_small_components
 from .generators import BigGANGenerator, GeneratorOutput, resolve_classes, sample_latents
 from .io import atomic_path
-
-LUMA = np.array([0.2989, 0.587, 0.114])
-
 
 SOURCES = ("layout", "luminance")
 REFERENCE_FIRST_INDEX = 10**9  # the layout read-out is fitted on sample indices no split reaches
@@ -68,12 +66,7 @@ def to_uint8(images) -> np.ndarray:
 
 def keep_large_components(mask: np.ndarray, fraction: float) -> np.ndarray:
     """Drop 8-connected components smaller than ``fraction`` x the largest one."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return np.zeros_like(mask, dtype=bool)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.flatnonzero(areas >= fraction * areas.max()) + 1
-    return np.isin(labels, keep)
+    return drop_small_components(mask, fraction, connectivity=8)[0]
 
 
 def demo_mask(image: np.ndarray, rule: MaskRule) -> np.ndarray:
