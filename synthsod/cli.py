@@ -69,9 +69,67 @@ def _add_check_data(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_check_data)
 
 
+# --- shards ----------------------------------------------------------------------------------
+
+
+def _run_shards_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from synthsod.shards import verify_run
+
+    if not Path(args.run_dir).is_dir():
+        raise SynthsodError(f"{args.run_dir}: no such directory")
+    try:
+        summary = verify_run(args.run_dir)
+    except SynthsodError as exc:  # the run exists but fails a check: a finding, not a usage error
+        print(f"synthsod: verify failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.run_dir}: ok, {summary['shards']} shards, {summary['rows']} rows verified")
+    return 0
+
+
+def _run_shards_preview(args: argparse.Namespace) -> int:
+    from synthsod.shards import preview_grid
+
+    count = preview_grid(args.run_dir, args.out, n=args.n)
+    print(f"wrote {args.out} ({count} samples)")
+    return 0
+
+
+def _add_shards(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "shards",
+        help="verify or preview a run's Parquet shards",
+        description="Work with a run directory of Parquet shards and its manifest.json.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    verify = actions.add_parser(
+        "verify",
+        help="check shards against manifest.json",
+        description=(
+            "Check every shard listed in DIR/manifest.json: present, sha256, row count, schema, "
+            "unique ids, and that every image and mask decodes. Exit code 1 on the first "
+            "problem (printed with the file and reason), else 0. Writes nothing."
+        ),
+    )
+    verify.add_argument("run_dir", metavar="DIR", help="run directory holding manifest.json")
+    verify.set_defaults(run=_run_shards_verify)
+    preview = actions.add_parser(
+        "preview",
+        help="write a PNG grid of the first samples",
+        description="Write a PNG grid of the first N samples: each image above its mask overlay.",
+    )
+    preview.add_argument("run_dir", metavar="DIR", help="run directory holding manifest.json")
+    preview.add_argument("--out", required=True, metavar="PNG", help="grid image to write")
+    preview.add_argument(
+        "--n", type=_positive_int, default=16, metavar="N", help="samples to show (default: 16)"
+    )
+    preview.set_defaults(run=_run_shards_preview)
+
+
 # --- wiring ----------------------------------------------------------------------------------
 
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check_data]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check_data, _add_shards]
 
 
 def build_parser() -> argparse.ArgumentParser:
