@@ -27,6 +27,7 @@ exactly the same ``prepare_dataset`` path as DUTS-TR.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from skimage.filters import threshold_otsu
 from .errors import SynthsodError
 from .filters import LUMA, drop_small_components
 from .generators import BigGANGenerator, GeneratorOutput, resolve_classes, sample_latents
-from .io import atomic_path
+from .io import write_bytes_atomic
 
 SOURCES = ("layout", "luminance")
 REFERENCE_FIRST_INDEX = 10**9  # the layout read-out is fitted on sample indices no split reaches
@@ -110,7 +111,7 @@ def fit_layout_readout(generator: BigGANGenerator, seed: int, truncation: float,
     direction = direction * torch.sign(direction[direction.abs().argmax()])  # eigh's sign is arbitrary
     readout = LayoutReadout(tap, direction.float(), 0.0)
     scores = readout.scores(out, generator.resolution)
-    return LayoutReadout(tap, direction.float(), float(torch.quantile(scores.flatten().cpu(), quantile)))
+    return dataclasses.replace(readout, threshold=float(torch.quantile(scores.flatten().cpu(), quantile)))
 
 
 class DemoMasker:
@@ -170,5 +171,4 @@ def _write_image(path: Path, array: np.ndarray, params: list[int]) -> None:
     ok, data = cv2.imencode(path.suffix, np.ascontiguousarray(bgr), params)
     if not ok:
         raise RuntimeError(f"cannot encode {path}")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data.tobytes())
+    write_bytes_atomic(path, data.tobytes())

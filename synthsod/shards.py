@@ -308,10 +308,10 @@ def verify_run(run_dir: str | os.PathLike, *, decode: bool = True) -> dict:
     manifest = _load_manifest(run_dir)
     seen: dict[str, str] = {}
     total = 0
+    columns = None if decode else ["id"]  # without decoding, ids are all that is read
     for entry in manifest["shards"]:
         path = _check_shard(run_dir, entry)
         total += entry["rows"]
-        columns = None if decode else ["id"]
         for record in pq.read_table(path, columns=columns).to_pylist():
             sample_id = record["id"]
             if sample_id in seen:
