@@ -17,10 +17,12 @@ include: "rules/generators.smk"
 include: "rules/demo.smk"
 include: "rules/data.smk"
 include: "rules/sodgan.smk"
+include: "rules/sampling.smk"
 
 
 rule all:
     input:
         prepared_manifests(),
         sodgan_targets(),
+        sampling_targets(),
     default_target: True

@@ -46,7 +46,7 @@ from synthsod.generators.biggan import (  # noqa: E402
     tap_shapes,
     use_exact_truncation,
 )
-from synthsod.generators.latents import sample_latents  # noqa: E402
+from synthsod.latents import sample_latents  # noqa: E402
 from synthsod.generators.tiny import initialise_random_biggan  # noqa: E402
 from synthsod.gmask import GMask, foreground_probability, naive_fusion  # noqa: E402
 

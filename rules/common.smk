@@ -6,8 +6,9 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from synthsod.sampling import shard_count, shard_rows
 from synthsod.generators import TINY
-from synthsod.workflow import format_missing, missing_inputs
+from synthsod.workflow import BIGBIGAN, config_problems, format_missing, format_problems, missing_inputs
 
 WEIGHT_FILES = ("pytorch_model.bin", "config.json")
 
@@ -38,7 +39,8 @@ def used_generators():
         config["datasets"].get(name, {}).get("images") in demo_split_folders()
         for name in used_datasets()
     )
-    return sorted({config["generator"], *([config["demo"]["generator"]] if uses_demo else [])})
+    runs = [spec["generator"] for spec in config["runs"].values()]
+    return sorted({config["generator"], *runs, *([config["demo"]["generator"]] if uses_demo else [])})
 
 
 def built_generators():
@@ -48,6 +50,19 @@ def built_generators():
         for name, spec in config["generators"].items()
         if spec["model"] == TINY and spec["weights"] is None
     ]
+
+
+def bigbigan_module_file(name):
+    """The file a BigBiGAN generator's rules depend on: the SavedModel in its weights directory."""
+    return f"{config['generators'][name]['weights']}/saved_model.pb"
+
+
+def bigbigan_generator():
+    """The BigBiGAN generator that embeds datasets (results/bigbigan/ holds one module's embeddings)."""
+    names = [name for name, spec in config["generators"].items() if spec["model"] == BIGBIGAN]
+    if len(names) != 1:
+        raise WorkflowError(f"BigBiGAN embeddings need exactly one generator with model: bigbigan, found {names}")
+    return names[0]
 
 
 def generator_weight_files(name):
@@ -91,7 +106,11 @@ def _name_pattern(names):
     return "|".join(map(re.escape, names)) or "(?!)"
 
 
-# Stop before any job when user-supplied inputs are missing: one message listing all of them.
+# Stop before any job when the config is inconsistent or user-supplied inputs are missing: one message
+# listing all of them.
+_problems = config_problems(config)
+if _problems:
+    raise WorkflowError(format_problems(_problems))
 _missing = missing_inputs(
     config, used_datasets(), used_generators(), produced=lambda path: path in demo_split_folders()
 )

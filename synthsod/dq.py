@@ -19,6 +19,9 @@ pool: low scores mark image-mask pairs whose mask does not fit the image.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +29,7 @@ from torch import nn
 from .backbones import create_backbone, output_features
 from .errors import SynthsodError
 from .gpu import autocast
+from .io import atomic_path
 
 DEFAULT_BACKBONE = "mobilenetv3_small_100"
 DEFAULT_INPUT_SIZE = 224
@@ -77,6 +81,27 @@ class QualityDiscriminator(nn.Module):
         return torch.cat(scores) if scores else torch.empty(0)
 
 
+def save_dq(path: str | os.PathLike, dq: QualityDiscriminator | None, backbone: str, **info: Any) -> None:
+    """Write a trained D_q (or the record that there is none) for :func:`load_dq`, atomically."""
+    payload = {"state_dict": None if dq is None else dq.state_dict(), "backbone": backbone,
+               "input_size": None if dq is None else dq.input_size, **info}
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(payload, file)
+
+
+def load_dq(path: str | os.PathLike, device: torch.device | str = "cpu") -> QualityDiscriminator | None:
+    """The D_q saved by :func:`save_dq` in eval mode, or None when G_mask was trained without one."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        if payload["state_dict"] is None:
+            return None
+        dq = QualityDiscriminator(payload["backbone"], None, payload["input_size"])
+        dq.load_state_dict(payload["state_dict"])
+    except (OSError, KeyError, TypeError, RuntimeError, EOFError) as err:
+        raise SynthsodError(f"{path}: not a D_q checkpoint ({err})") from err
+    return dq.to(device).eval()
+
+
 def dq_step(dq: QualityDiscriminator, opt: torch.optim.Optimizer, real_images: torch.Tensor,
             real_masks: torch.Tensor, fake_images: torch.Tensor, fake_masks: torch.Tensor) -> float:
     """One update of D_q (eq 12): BCE with logits, real pairs -> 1, fake pairs -> 0; returns the loss.
@@ -117,4 +142,5 @@ def _as_mask(masks: torch.Tensor) -> torch.Tensor:
     return masks[:, None] if masks.dim() == 3 else masks
 
 
-__all__ = ["DEFAULT_BACKBONE", "QualityDiscriminator", "adversarial_loss", "dq_step", "pair_input"]
+__all__ = ["DEFAULT_BACKBONE", "QualityDiscriminator", "adversarial_loss", "dq_step", "load_dq", "pair_input",
+           "save_dq"]

@@ -70,7 +70,7 @@ import functools
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -82,6 +82,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, step_generator
 from .errors import SynthsodError
 from .generators.base import GeneratorOutput
 from .gpu import autocast
+from .io import atomic_path
 
 if TYPE_CHECKING:
     from .dq import QualityDiscriminator
@@ -193,6 +194,7 @@ class FeatureFusion(nn.Module):
             if h != w:
                 raise SynthsodError(f"tap {tap}: only square feature maps are supported, got {h}x{w}")
         self.taps = sorted(int(t) for t in feature_shapes)
+        self.feature_shapes = {int(t): tuple(shape) for t, shape in feature_shapes.items()}
         self.out_resolution = int(out_resolution)
         self.channels_per_tap = int(channels_per_tap)
         self.norms = nn.ModuleDict(
@@ -656,6 +658,28 @@ def _resume(trainer: _Trainer, cfg: GMaskConfig, checkpoint_path: str | os.PathL
 
 # --- inference and metrics ----------------------------------------------------------------------------
 @torch.no_grad()
+def save_gmask(path: str | os.PathLike, gmask: GMask, cfg: GMaskConfig, **info: Any) -> None:
+    """Write a trained G_mask with what :func:`load_gmask` needs to rebuild it (atomically)."""
+    payload = {"state_dict": gmask.state_dict(), "config": asdict(cfg), "resolution": gmask.resolution,
+               "feature_shapes": dict(gmask.fusion.feature_shapes), **info}
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(payload, file)
+
+
+def load_gmask(path: str | os.PathLike, device: torch.device | str = "cpu") -> GMask:
+    """The G_mask saved by :func:`save_gmask`, in eval mode on ``device``."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        cfg = payload["config"]
+        gmask = GMask(payload["feature_shapes"], payload["resolution"], head=cfg["head"],
+                      attention=cfg["attention"], channels_per_tap=cfg["channels_per_tap"],
+                      reduction=cfg["reduction"])
+        gmask.load_state_dict(payload["state_dict"])
+    except (OSError, KeyError, TypeError, RuntimeError, EOFError) as err:
+        raise SynthsodError(f"{path}: not a G_mask checkpoint ({err})") from err
+    return gmask.to(device).eval()
+
+
 def predict_masks(gmask: GMask, generator: BigGANGenerator, z, class_ids, truncation: float,
                   batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate images and G_mask's foreground probabilities: ([N, 3, R, R] in [-1, 1], [N, 1, R, R]) on CPU."""

@@ -34,11 +34,12 @@ timestamps, so the same rows always give byte-identical files (and the same sha2
 
 ``manifest.json`` (:data:`FORMAT_VERSION`) lists each shard's file name (relative to the run
 directory), row count and sha256, the total row count and the run's resolved config.
+
+Reading for training: :class:`synthsod.data.ShardDataset` (this module needs no torch).
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import math
@@ -51,9 +52,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from torch.utils.data import Dataset
 
-from synthsod.datasets import image_to_tensor, mask_to_tensor
 from synthsod.errors import SynthsodError
 from synthsod.io import atomic_path, write_bytes_atomic, write_json_atomic
 
@@ -259,7 +258,7 @@ def write_manifest(
     return path
 
 
-def _load_manifest(run_dir: Path) -> dict:
+def load_manifest(run_dir: Path) -> dict:
     path = run_dir / MANIFEST_NAME
     try:
         manifest = json.loads(path.read_text())
@@ -305,7 +304,7 @@ def verify_run(run_dir: str | os.PathLike, *, decode: bool = True) -> dict:
     matching sizes. Raises SynthsodError naming the file and the reason on the first problem.
     """
     run_dir = Path(run_dir)
-    manifest = _load_manifest(run_dir)
+    manifest = load_manifest(run_dir)
     seen: dict[str, str] = {}
     total = 0
     columns = None if decode else ["id"]  # without decoding, ids are all that is read
@@ -330,61 +329,12 @@ def verify_run(run_dir: str | os.PathLike, *, decode: bool = True) -> dict:
     return {"shards": len(manifest["shards"]), "rows": total}
 
 
-# --- PyTorch view ----------------------------------------------------------------------------
-
-
-class ShardDataset(Dataset):
-    """Items ``{"id", "image": [3,S,S] in [-1,1], "mask": [1,S,S] in {0,1}}`` over a run's rows.
-
-    Rows come in manifest order. Only one shard is held in memory (the last one read), so read
-    in order or shuffle within shards; a fully random order re-reads a shard per item. ``size``
-    resizes to SxS (default: the images' own size, which must then be square). ``verify`` checks
-    shard hashes, counts, schema and id uniqueness first (not pixel decoding).
-    """
-
-    def __init__(self, run_dir: str | os.PathLike, *, size: int | None = None, verify: bool = True):
-        self.run_dir = Path(run_dir)
-        if verify:
-            verify_run(self.run_dir, decode=False)
-        entries = _load_manifest(self.run_dir)["shards"]
-        self.shards = [entry["file"] for entry in entries]
-        self._starts = [0, *np.cumsum([entry["rows"] for entry in entries]).tolist()]  # row offsets
-        self.size = size
-        self._cached: tuple[int, pa.Table] | None = None
-
-    def __len__(self) -> int:
-        return self._starts[-1]
-
-    def _table(self, shard: int) -> pa.Table:
-        if self._cached is None or self._cached[0] != shard:
-            self._cached = (shard, read_shard(self.run_dir / self.shards[shard]))
-        return self._cached[1]
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} rows")
-        shard = bisect.bisect_right(self._starts, index) - 1
-        table = self._table(shard)
-        row = decode_row(table.slice(index - self._starts[shard], 1).to_pylist()[0])
-        image, mask = row["image"], row["mask"]
-        size = self.size
-        if size is None:
-            if image.shape[0] != image.shape[1]:
-                raise SynthsodError(f"sample {row['id']!r}: image is not square; pass size=")
-            size = image.shape[0]
-        return {
-            "id": row["id"],
-            "image": image_to_tensor(image, size),
-            "mask": mask_to_tensor(mask, size),
-        }
-
-
 # --- preview ---------------------------------------------------------------------------------
 
 
 def _iter_rows(run_dir: Path) -> Iterator[dict]:
     """Decoded rows in manifest order, one shard in memory at a time."""
-    for entry in _load_manifest(run_dir)["shards"]:
+    for entry in load_manifest(run_dir)["shards"]:
         path = run_dir / entry["file"]
         try:
             records = read_shard(path).to_pylist()

@@ -17,6 +17,9 @@ from typing import Any
 
 from .errors import SynthsodError
 
+BIGBIGAN = "bigbigan"          # the TensorFlow generator model (synthsod/bigbigan.py)
+BUILT_DIRECTION = "contrast"  # the direction the workflow builds (synthsod/directions.py)
+
 log = logging.getLogger("synthsod")
 
 
@@ -76,6 +79,12 @@ def missing_inputs(config: dict, datasets: Iterable[str], generators: Iterable[s
         spec = config["generators"].get(name)
         if spec is None:
             lines.append(f"generator '{name}' is used but not defined under generators:")
+        elif spec["model"] == BIGBIGAN:
+            from .bigbigan import module_problem
+
+            problem = module_problem(spec.get("weights"))
+            if problem:
+                lines.append(f"generator {name}: {problem}")
         elif spec["model"] != TINY and locate_weights(spec["model"], spec.get("weights")) is None:
             lines.append(f"generator {name}: " + missing_weights_message(spec["model"], spec.get("weights")))
     for key, path in optional_files(config):
@@ -85,12 +94,51 @@ def missing_inputs(config: dict, datasets: Iterable[str], generators: Iterable[s
 
 
 def optional_files(config: dict) -> list[tuple[str, str | None]]:
-    """Config keys that name an optional user file (backbone weights, class lists)."""
+    """Config keys that name a user file (backbone weights, class lists, direction files)."""
     return [
         ("den.backbone_weights", config["den"]["backbone_weights"]),
         ("gmask.dq.backbone_weights", config["gmask"]["dq"]["backbone_weights"]),
         ("fewshot.class_file", config["fewshot"]["class_file"]),
+        *[(f"runs.{name}.mask.direction", run["mask"]["direction"]) for name, run in config["runs"].items()
+          if run["mask"]["method"] == "direction" and run["mask"]["direction"] != BUILT_DIRECTION],
     ]
+
+
+def config_problems(config: dict) -> list[str]:
+    """Settings the schema cannot check: cross-references between sections and per-run combinations."""
+    from .sampling import FilterSpec
+
+    lines = []
+    generators = config["generators"]
+    for name in (config["generator"], config["demo"]["generator"]):
+        if generators.get(name, {}).get("model") == BIGBIGAN:
+            lines.append(f"generator '{name}' is BigBiGAN, which only sampling runs can use (SODGAN needs BigGAN)")
+    for name, run in config["runs"].items():
+        where = f"runs.{name}"
+        spec = generators.get(run["generator"])
+        if spec is None:
+            lines.append(f"{where}.generator: '{run['generator']}' is not defined under generators:")
+            continue
+        try:
+            FilterSpec.from_config(run["filters"])
+        except SynthsodError as err:
+            lines.append(f"{where}: {err}")
+        dq = run["filters"]["dq"]
+        if spec["model"] == BIGBIGAN:
+            if run["mask"]["method"] != "direction":
+                lines.append(f"{where}: BigBiGAN runs take masks from a direction (mask.method: direction)")
+            if dq is not None:
+                lines.append(f"{where}: the dq filter needs a D_q trained on a BigGAN; BigBiGAN runs have none")
+            if run["mask"]["direction"] == BUILT_DIRECTION:
+                lines.append(f"{where}.mask.direction: '{BUILT_DIRECTION}' is built for PyTorch generators only; "
+                             "give BigBiGAN a direction file (e.g. the published h_bg)")
+        elif run["truncation"] is None and run["latents"]["source"] == "prior":
+            lines.append(f"{where}.truncation: a BigGAN run sampling the prior needs a truncation")
+    return lines
+
+
+def format_problems(lines: list[str]) -> str:
+    return "synthsod cannot start; the config has these problems:\n" + "\n".join(f"  - {line}" for line in lines)
 
 
 def format_missing(lines: list[str]) -> str:

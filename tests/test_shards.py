@@ -16,12 +16,11 @@ import torch
 from PIL import Image
 
 from synthsod.cli import main
-from synthsod.datasets import image_to_tensor
+from synthsod.data import ShardDataset, image_to_tensor
 from synthsod.errors import SynthsodError
 from synthsod.shards import (
     MANIFEST_NAME,
     SCHEMA,
-    ShardDataset,
     decode_row,
     preview_grid,
     read_shard,

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synthsod.datasets import ManifestDataset
+from synthsod.data import ManifestDataset
 from synthsod.den import invert, load_den
 from synthsod.gpu import gpu_lease, torch_device
 from synthsod.io import atomic_path, write_json_atomic

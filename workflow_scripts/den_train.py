@@ -7,7 +7,7 @@ from dataclasses import fields
 
 import torch
 
-from synthsod.datasets import ManifestDataset
+from synthsod.data import ManifestDataset
 from synthsod.den import DENConfig, build_den, fit_den, invert
 from synthsod.gpu import gpu_lease, torch_device
 from synthsod.io import write_json_atomic

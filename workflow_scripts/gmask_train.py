@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from synthsod.datasets import ManifestDataset
+from synthsod.data import ManifestDataset
 from synthsod.demo import DemoMasker, MaskRule
-from synthsod.dq import QualityDiscriminator
-from synthsod.gmask import GMaskConfig, mask_metrics, predict_masks, train_gmask
+from synthsod.dq import QualityDiscriminator, save_dq
+from synthsod.gmask import GMaskConfig, mask_metrics, predict_masks, save_gmask, train_gmask
 from synthsod.gpu import gpu_lease, torch_device
-from synthsod.io import atomic_path, write_json_atomic
+from synthsod.io import write_json_atomic
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
 
 log = logging.getLogger("synthsod")
@@ -38,11 +38,6 @@ def evaluate(gmask, generator, rows: pd.DataFrame, truncation: float, oracle: De
                                 for lo in range(0, len(z), 32)])
         metrics["oracle"] = mask_metrics(probs, torch.from_numpy(truth[:, None]).float())
     return metrics
-
-
-def save(path, **payload):
-    with atomic_path(path) as tmp, open(tmp, "wb") as file:
-        torch.save(payload, file)
 
 
 def main(smk):
@@ -71,11 +66,8 @@ def main(smk):
             "parameters": gmask.num_parameters(), "steps": result["steps"], "final_losses": result["final"],
             "config": asdict(cfg), "dq": dq is not None, "device": lease.device,
         }
-    model_info = {"generator": smk.wildcards.gen, "truncation": truncation, "config": asdict(cfg),
-                  "feature_shapes": generator.feature_shapes, "resolution": generator.resolution}
-    save(smk.output.gmask, state_dict=gmask.state_dict(), **model_info)
-    save(smk.output.dq, state_dict=dq.state_dict() if dq is not None else None,
-         backbone=dq_spec["backbone"], **model_info)
+    save_gmask(smk.output.gmask, gmask, cfg, generator=smk.wildcards.gen, truncation=truncation)
+    save_dq(smk.output.dq, dq, dq_spec["backbone"], generator=smk.wildcards.gen, truncation=truncation)
     write_json_atomic(smk.output.metrics, metrics)
     checkpoint_path(smk.output.gmask, smk.params).unlink(missing_ok=True)
     held = metrics["heldout"]

@@ -14,7 +14,7 @@ import torch
 from ..errors import SynthsodError
 from .base import GeneratorOutput
 from .biggan import PRETRAINED_MODELS, BigGANGenerator, load_biggan
-from .latents import resolve_classes, sample_latents
+from ..latents import resolve_classes, sample_latents
 
 TINY = "tiny"
 MODELS = (*PRETRAINED_MODELS, TINY)

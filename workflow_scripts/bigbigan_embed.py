@@ -1,0 +1,24 @@
+"""Rule bigbigan_embed: encode a prepared dataset's images with the BigBiGAN encoder (envs/tf.yaml)."""
+
+import logging
+
+import pandas as pd
+
+from synthsod.bigbigan import BigBiGAN, embed_dataset
+from synthsod.io import atomic_path
+from synthsod.workflow import run_rule
+
+
+def main(smk):
+    batch_size = smk.params.embed["batch_size"]
+    model = BigBiGAN(smk.params.generator["weights"], batch_size=batch_size)
+    embeddings = embed_dataset(model, pd.read_parquet(smk.input.manifest), batch_size=batch_size)
+    with atomic_path(smk.output.embeddings) as tmp:
+        embeddings.to_parquet(tmp, engine="pyarrow", index=False)
+    logging.getLogger("synthsod").info(
+        "%d images of %s encoded to %d-d BigBiGAN z_mean (module %s)",
+        len(embeddings), smk.input.manifest, model.z_dim, model.module_dir,
+    )
+
+
+run_rule(snakemake, main)  # noqa: F821 (injected by Snakemake)

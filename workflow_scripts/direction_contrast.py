@@ -1,0 +1,23 @@
+"""Rule direction_contrast: the latent direction whose shift lights the image most unevenly."""
+
+import logging
+
+from synthsod.directions import contrast_direction
+from synthsod.gpu import gpu_lease, torch_device
+from synthsod.latents import resolve_classes
+from synthsod.sampling import save_direction
+from synthsod.workflow import load_generator, run_rule
+
+
+def main(smk):
+    spec = smk.params.contrast
+    with gpu_lease() as lease:
+        generator = load_generator(smk, torch_device(lease))
+        direction = contrast_direction(generator, spec["truncation"], resolve_classes(None, generator.num_classes),
+                                       samples=spec["samples"], iterations=spec["iterations"], seed=spec["seed"])
+    save_direction(smk.output.direction, direction)
+    logging.getLogger("synthsod").info("contrast direction of %s from %d samples, %d power iterations",
+                                       smk.wildcards.gen, spec["samples"], spec["iterations"])
+
+
+run_rule(snakemake, main)  # noqa: F821

@@ -1,0 +1,46 @@
+"""Rules sample / sample_bigbigan / sample_calibrate: one shard of a sampling run, or its D_q threshold.
+
+Imports stay backend-neutral: synthsod.runs loads torch or TensorFlow only for the generator in use.
+"""
+
+import logging
+from pathlib import Path
+
+from synthsod.gpu import gpu_lease
+from synthsod.runs import RunFiles, calibrate, open_run, write_run_shard
+from synthsod.workflow import run_rule
+
+log = logging.getLogger("synthsod")
+
+
+def run_files(smk) -> RunFiles:
+    def first(key):
+        files = smk.input.get(key, [])
+        files = [files] if isinstance(files, str) else list(files)
+        return files[0] if files else None
+
+    weights = first("weights")
+    # BigGAN rules depend on pytorch_model.bin (or the package cache), BigBiGAN on saved_model.pb: their folder.
+    weights_dir = None if weights is None else str(Path(weights).parent)
+    return RunFiles(weights=weights_dir, gmask=first("gmask"), dq=first("dq"), latents=first("latents"),
+                    direction=first("direction"), calibration=first("calibration"))
+
+
+def main(smk):
+    run, name = smk.params.run, smk.wildcards.run
+    files = run_files(smk)
+    with gpu_lease() as lease:
+        device = "cpu" if lease.device == "cpu" else "cuda:0"
+        sampler = open_run(name, run, smk.params.generator, files, device)
+        if "calibration" in smk.output.keys():
+            threshold = calibrate(sampler, smk.output.calibration)
+            log.info("run %s: D_q threshold %.3g keeps the top %.0f%%", name, threshold,
+                     100 * run["filters"]["dq"]["keep_top"])
+            return
+        shard = int(smk.wildcards.shard)
+        stats = write_run_shard(sampler, shard, run["rows"], files, smk.output)
+    log.info("run %s shard %d: kept %d of %d candidates (rejected %s) in %.1f s", name, shard, stats["kept"],
+             stats["candidates"], stats["rejected"], stats["seconds"])
+
+
+run_rule(snakemake, main)  # noqa: F821
