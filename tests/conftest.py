@@ -28,6 +28,7 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 # The small demo world the workflow tests run: the whole DAG takes ~20 s on two CPU cores.
 SMALL_SPLIT_SIZES = {"DEMO-TR": 12, "DEMO-TE": 6}
+SMALL_RUN_PAIRS, SMALL_RUN_ROWS = 6, 3  # every sampling run: 2 shards of 3 pairs
 RUN_TIMEOUT_S = 300
 
 
@@ -46,6 +47,12 @@ def small_config() -> dict[str, Any]:
     config["den"]["invert"].update(batch_size=8, refine_steps=2)
     config["fewshot"].update(size=6)
     config["gmask"].update(steps=4, batch_size=2, checkpoint_every=2, eval_pairs=4, pixels_per_image=64)
+    # sampling runs: two shards each. G_mask and the DEN are barely trained, so masks of any size are kept.
+    for run in config["runs"].values():
+        run.update(pairs=SMALL_RUN_PAIRS, rows_per_shard=SMALL_RUN_ROWS, batch_size=4)
+        run["filters"]["size"] = None
+    config["runs"]["sodgan"]["filters"]["dq"] = {"keep_top": 0.8, "calibration": 8}
+    config["directions"]["contrast"].update(samples=8, iterations=5)
     return config
 
 

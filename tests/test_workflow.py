@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
+import os
 import re
+import shutil
+import signal
+import subprocess
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,9 +25,15 @@ import pytest
 import yaml
 from PIL import Image
 
+from synthsod.cli import main
+
 from conftest import (
     REPO,
+    RUN_TIMEOUT_S,
+    SMALL_RUN_PAIRS,
     SMALL_SPLIT_SIZES,
+    SNAKEFILE,
+    SNAKEMAKE,
     DemoRun,
     make_workdir,
     run_snakemake,
@@ -154,7 +166,8 @@ def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
     root = demo_run.workdir.path
     stats = job_stats(demo_run.result.output)
     assert stats == {"tiny_generator": 1, "demo_split": 2, "prepare_dataset": 2, "den_train": 1,
-                     "den_invert": 1, "fewshot_select": 1, "gmask_train": 1, "all": 1}, stats
+                     "den_invert": 1, "fewshot_select": 1, "gmask_train": 1, "direction_contrast": 1,
+                     "sample_calibrate": 1, "sample": 4, "shard_manifest": 2, "all": 1}, stats
     for name in ("pytorch_model.bin", "config.json"):
         assert (root / "results/generators/tiny" / name).stat().st_size > 0
     for split, size in SMALL_SPLIT_SIZES.items():
@@ -178,9 +191,18 @@ def _job(rule: str, **wildcards: str) -> str:
 
 PREPARE_BOTH = [_job("prepare_dataset", dataset=s) for s in DEMO_SPLITS]
 DEMO_BOTH = [_job("demo_split", split=s) for s in DEMO_SPLITS]
-GMASK = [_job("gmask_train", gen="tiny")]
+SHARDS = ("00000", "00001")
+
+
+def _run_jobs(run: str, shards=SHARDS) -> list[str]:
+    return [*(_job("sample", run=run, shard=k) for k in shards), _job("shard_manifest", run=run)]
+
+
+SODGAN_RUN = [_job("sample_calibrate", run="sodgan"), *_run_jobs("sodgan")]
+EBIG_RUN = _run_jobs("ebigbigan")  # direction shift near the DEN's inverted latents
+GMASK = [_job("gmask_train", gen="tiny"), *SODGAN_RUN]
 FEWSHOT = [_job("fewshot_select", gen="tiny"), *GMASK]
-INVERT = [_job("den_invert", gen="tiny"), *FEWSHOT]
+INVERT = [_job("den_invert", gen="tiny"), *FEWSHOT, *EBIG_RUN]
 SODGAN = [_job("den_train", gen="tiny"), *INVERT]  # the chain that learns from DEMO-TR
 
 # id: (config change or None, the jobs a dry run must list: exactly these)
@@ -194,12 +216,19 @@ PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] =
     "demo.mask.blur_sigma": ((("demo", "mask", "blur_sigma"), 3.0), [*DEMO_BOTH, *PREPARE_BOTH, *SODGAN, "all"]),
     "generators.tiny.seed": (
         (("generators", "tiny", "seed"), 1),
-        [_job("tiny_generator", gen="tiny"), *DEMO_BOTH, *PREPARE_BOTH, *SODGAN, "all"],
+        [_job("tiny_generator", gen="tiny"), _job("direction_contrast", gen="tiny"), *DEMO_BOTH, *PREPARE_BOTH,
+         *SODGAN, "all"],
     ),
     "den.steps": ((("den", "steps"), 6), [*SODGAN, "all"]),
     "den.invert.refine_steps": ((("den", "invert", "refine_steps"), 3), [*INVERT, "all"]),
     "fewshot.size": ((("fewshot", "size"), 5), [*FEWSHOT, "all"]),
     "gmask.head": ((("gmask", "head"), "mlp-m"), [*GMASK, "all"]),
+    # a run's size only adds shards: the calibration and the finished shards stay
+    "runs.sodgan.pairs": ((("runs", "sodgan", "pairs"), 8),
+                          [_job("sample", run="sodgan", shard="00002"), _job("shard_manifest", run="sodgan"), "all"]),
+    "runs.ebigbigan.mask.shift": ((("runs", "ebigbigan", "mask", "shift"), 4.0), [*EBIG_RUN, "all"]),
+    "directions.contrast.iterations": ((("directions", "contrast", "iterations"), 6),
+                                       [_job("direction_contrast", gen="tiny"), *EBIG_RUN, "all"]),
 }
 
 
@@ -337,6 +366,50 @@ def test_two_runs_write_identical_demo_splits_and_manifests(demo_runs: tuple[Dem
         expected_files = sum(SMALL_SPLIT_SIZES.values()) * 2 if sub == "demo" else len(DEMO_SPLITS) * 2
         assert len(hashes) == expected_files, sorted(hashes)
         assert hashes == file_hashes(second / sub), sub
+
+
+def test_both_sampling_runs_verify_and_two_runs_give_the_same_shards(demo_runs: tuple[DemoRun, DemoRun]) -> None:
+    first, second = (run.workdir.path / "results/synthetic" for run in demo_runs)
+    for name in ("sodgan", "ebigbigan"):
+        assert main(["shards", "verify", str(first / name)]) == 0
+        manifest = json.loads((first / name / "manifest.json").read_text())
+        assert manifest["total_rows"] == SMALL_RUN_PAIRS and len(manifest["shards"]) == 2
+        assert manifest["config"]["run"] == name and manifest["config"]["pairs"] == SMALL_RUN_PAIRS
+        report = json.loads((first / name / "filter_report.json").read_text())
+        assert report["kept"] == SMALL_RUN_PAIRS and report["candidates"] >= SMALL_RUN_PAIRS
+        for rejected in (first / name / "rejected").glob("*.parquet"):
+            for row in pd.read_parquet(rejected, columns=["filters"]).itertuples():
+                assert row.filters[-1] in ("size", "histogram", "dq"), rejected  # the filter that stopped it
+    # The direction-shift run's shards are byte-identical across two runs of the DAG.
+    assert json.loads((first / "ebigbigan/manifest.json").read_text())["shards"] == \
+        json.loads((second / "ebigbigan/manifest.json").read_text())["shards"]
+
+
+def test_a_killed_sampling_run_resumes_to_the_same_bytes(demo_run: DemoRun, tmp_path: Path) -> None:
+    """Kill snakemake (SIGKILL to its process group) after the first shard, then resume."""
+    workdir = demo_run.workdir.copy_to(tmp_path / "killed")
+    shutil.rmtree(workdir.path / "results/synthetic")
+    proc = subprocess.Popen(
+        [str(SNAKEMAKE), "-s", str(SNAKEFILE), "--directory", str(workdir.path), "--cores", "1",
+         "--configfile", str(workdir.configfile)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not list((workdir.path / "results/synthetic").glob("*/shard-*.parquet")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no shard was written"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finished = list((workdir.path / "results/synthetic").glob("*/manifest.json"))
+    assert len(finished) < 2, "the run finished before it was killed"
+    assert workdir.run("--unlock").returncode == 0  # a SIGKILL leaves snakemake's lock behind
+    result = workdir.run("--cores", "2", "--rerun-incomplete")
+    assert result.returncode == 0, result.describe()
+    expected = file_hashes(demo_run.workdir.path / "results/synthetic")
+    resumed = file_hashes(workdir.path / "results/synthetic")
+    shards = {k: v for k, v in expected.items() if k.endswith(".parquet")}
+    assert shards and {k: resumed[k] for k in shards} == shards
 
 
 def test_two_runs_write_identical_generator_weights(demo_runs: tuple[DemoRun, DemoRun]) -> None:

@@ -1,0 +1,194 @@
+"""Sampling runs on the tiny PyTorch generator: G_mask and direction-shift shards, D_q calibration, resume."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from synthsod.data import ShardDataset
+from synthsod.directions import contrast_direction
+from synthsod.dq import QualityDiscriminator, save_dq
+from synthsod.errors import SynthsodError
+from synthsod.filters import LUMA, quantile_threshold
+from synthsod.generators import create_generator
+from synthsod.generators.biggan import save_pretrained
+from synthsod.generators.tiny import build_tiny_biggan
+from synthsod.gmask import GMask, GMaskConfig, save_gmask
+from synthsod.latents import LatentSource
+from synthsod.runs import RunFiles, calibrate, open_run, write_run_shard
+from synthsod.sampling import cheap_filters, save_direction, shard_rows
+from synthsod.shards import read_shard, verify_run, write_manifest
+
+TRUNCATION = 0.4
+RUN = {
+    "generator": "tiny", "pairs": 7, "rows_per_shard": 3, "truncation": TRUNCATION,
+    "classes": {"include": "all", "discard": []},
+    "latents": {"source": "prior", "alpha": 0.2, "dataset": None},
+    "mask": {"method": "gmask", "threshold": 0.5, "direction": "contrast", "shift": 5.0, "compare": "base"},
+    "filters": {"components": {"fraction": 0.2, "connectivity": 4}, "size": {"min": 0.0, "max": 1.0},
+                "histogram": None, "dq": {"threshold": 0.0, "keep_top": None, "calibration": 16}},
+    "image_format": "png", "jpeg_quality": 95, "batch_size": 4, "max_candidates_factor": 20, "seed": 3,
+}
+GENERATOR = {"model": "tiny", "taps": None}
+
+
+def run_config(**changes) -> dict:
+    run = copy.deepcopy(RUN)
+    for key, value in changes.items():
+        section, _, sub = key.partition("__")
+        if sub:
+            run[section][sub] = value
+        else:
+            run[section] = value
+    return run
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny generator on disk with a random-init G_mask and D_q, a latent table and a direction."""
+    root = tmp_path_factory.mktemp("run_world")
+    save_pretrained(build_tiny_biggan(seed=0), root / "tiny")
+    generator = create_generator("tiny", str(root / "tiny"))
+    torch.manual_seed(0)
+    gmask = GMask(generator.feature_shapes, generator.resolution)
+    gmask.head[-1].bias.data = torch.tensor([0.0, 0.0])
+    save_gmask(root / "gmask.pt", gmask.eval(), GMaskConfig(), generator="tiny", truncation=TRUNCATION)
+    save_dq(root / "dq.pt", QualityDiscriminator(input_size=64), "mobilenetv3_small_100")
+    save_dq(root / "no_dq.pt", None, "mobilenetv3_small_100")
+    z = np.random.default_rng(0).standard_normal((5, generator.z_dim)).astype(np.float32) * 0.5
+    pq.write_table(pa.table({"id": [f"im{i}" for i in range(5)], "z": list(z), "class": [7, 7, 9, 9, 9],
+                             "truncation": [0.6] * 5}), root / "latents.parquet")
+    save_direction(root / "contrast.npy", contrast_direction(generator, TRUNCATION, np.arange(1000), samples=4,
+                                                             iterations=3))
+    files = RunFiles(weights=str(root / "tiny"), gmask=str(root / "gmask.pt"), dq=str(root / "dq.pt"),
+                     latents=str(root / "latents.parquet"), direction=str(root / "contrast.npy"))
+    return root, files, generator
+
+
+def write_shards(name, run, files, out_dir, shards, sampler=None):
+    sampler = sampler or open_run(name, run, GENERATOR, files)
+    for k in shards:
+        stem = f"shard-{k:05d}"
+        write_run_shard(sampler, k, shard_rows(run["pairs"], run["rows_per_shard"], k), files,
+                        {"shard": out_dir / f"{stem}.parquet", "stats": out_dir / "stats" / f"{stem}.json",
+                         "rejected": out_dir / "rejected" / f"{stem}.parquet"})
+    return sampler
+
+
+def digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("shard-*.parquet"))}
+
+
+def test_one_job_or_three_jobs_write_the_same_shards_and_a_verified_run(world, tmp_path):
+    root, files, _ = world
+    run = run_config()
+    write_shards("r", run, files, tmp_path / "one", [0, 1, 2])  # one job writes every shard
+    for k in (2, 0, 1):                                        # three jobs, any order
+        write_shards("r", run, files, tmp_path / "three", [k])
+    assert digests(tmp_path / "one") == digests(tmp_path / "three") and len(digests(tmp_path / "one")) == 3
+
+    shards = sorted((tmp_path / "one").glob("shard-*.parquet"))
+    write_manifest(tmp_path / "one", shards, {"run": "r"})
+    assert verify_run(tmp_path / "one") == {"shards": 3, "rows": 7}
+    table = pa.concat_tables([read_shard(p) for p in shards])
+    assert table.num_rows == 7 and len(set(table.column("id").to_pylist())) == 7
+    row = table.slice(0, 1).to_pylist()[0]
+    assert row["generator"] == "tiny" and row["truncation"] == TRUNCATION and row["seed"] == 3
+    assert row["filters"] == ["components", "size", "dq"] and row["dq_score"] is not None
+    assert row["direction"] is None and len(row["latent"]) == 128
+    assert min(table.column("index").to_pylist()[3:6]) >= 3 * 20  # shard 1 draws from its own block
+    item = ShardDataset(tmp_path / "one")[6]
+    assert item["image"].shape == (3, 64, 64) and set(item["mask"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_a_killed_run_resumes_to_the_same_bytes(world, tmp_path):
+    root, files, _ = world
+    run = run_config()
+    write_shards("r", run, files, tmp_path / "full", [0, 1, 2])
+    resumed = tmp_path / "resumed"
+    write_shards("r", run, files, resumed, [0])
+    (resumed / "shard-00001.parquet.tmp-killed").write_bytes(b"half a shard")  # what a kill leaves behind
+    write_shards("r", run, files, resumed, [1, 2])
+    assert digests(resumed) == digests(tmp_path / "full")
+
+
+def test_keep_top_calibration_fixes_the_threshold_and_the_shards_respect_it(world, tmp_path):
+    root, files, _ = world
+    run = run_config(filters__dq={"threshold": None, "keep_top": 0.5, "calibration": 16})
+    sampler = open_run("r", run, GENERATOR, files)
+    threshold = calibrate(sampler, tmp_path / "calibration.json")
+    record = json.loads((tmp_path / "calibration.json").read_text())
+    assert record["threshold"] == threshold and record["scored"] == 16  # size [0, 1] passes every one
+    survivors = sampler.propose(range(2**50, 2**50 + 16))
+    assert all(cheap_filters(c, sampler.filters) is None for c in survivors)  # cleans the masks as calibrate did
+    scores = sampler.score([c.image for c in survivors], [c.mask for c in survivors])
+    assert threshold == pytest.approx(quantile_threshold(scores, 0.5))
+    files = RunFiles(**{**files.__dict__, "calibration": str(tmp_path / "calibration.json")})
+    stats = write_shards("r", run, files, tmp_path, [0], sampler)
+    rows = read_shard(tmp_path / "shard-00000.parquet").to_pylist()
+    assert all(row["dq_score"] >= threshold for row in rows)
+    assert json.loads((tmp_path / "stats/shard-00000.json").read_text())["rejected"]["dq"] >= 0 and stats
+
+
+def test_direction_run_on_inverted_latents_records_its_provenance(world, tmp_path):
+    root, files, _ = world
+    run = run_config(truncation=None, latents__source="inverted",
+                     mask={"method": "direction", "threshold": 0.5, "direction": "contrast", "shift": 5.0,
+                           "compare": "base"},
+                     filters={"components": {"fraction": 0.2, "connectivity": 4}, "size": None,
+                              "histogram": None, "dq": None},
+                     classes={"include": [9], "discard": []})
+    write_shards("e", run, files, tmp_path, [0])
+    rows = read_shard(tmp_path / "shard-00000.parquet").to_pylist()
+    assert len(rows) == 3
+    assert {row["class"] for row in rows} == {9}  # class 7's latents are excluded by `classes`
+    assert all(row["direction"] == "contrast" and row["shift"] == 5.0 for row in rows)
+    assert all(row["truncation"] == 0.6 for row in rows)  # null: the inversion's truncation
+    assert rows[0]["filters"] == ["components"]
+
+
+def test_a_too_strict_filter_stops_the_shard_with_a_clear_error(world, tmp_path):
+    root, files, _ = world
+    run = run_config(filters__size={"min": 0.0, "max": 1.0}, filters__dq={"threshold": 0.999, "keep_top": None,
+                                                                           "calibration": 16})
+    run["max_candidates_factor"] = 1
+    with pytest.raises(SynthsodError, match="only .* pairs kept after 3 candidates"):
+        write_shards("r", run, files, tmp_path, [0])  # a random D_q scores ~0.5: 0.999 keeps none
+
+
+def test_run_without_a_trained_dq_fails_plainly(world):
+    root, files, _ = world
+    files = RunFiles(**{**files.__dict__, "dq": str(root / "no_dq.pt")})
+    with pytest.raises(SynthsodError, match="trained without D_q"):
+        open_run("r", run_config(), GENERATOR, files)
+
+
+def test_contrast_direction_is_unit_deterministic_and_lights_the_image_unevenly(world):
+    _, _, generator = world
+    classes = np.arange(1000)
+    h = contrast_direction(generator, TRUNCATION, classes, samples=6, iterations=5, seed=1)
+    assert h.shape == (generator.z_dim,) and np.linalg.norm(h) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_array_equal(h, contrast_direction(generator, TRUNCATION, classes, samples=6,
+                                                        iterations=5, seed=1))
+    z, ids = LatentSource(1, generator.z_dim, TRUNCATION, classes).draw(range(6))  # the search's samples
+    luma = torch.tensor(LUMA, dtype=torch.float32)[None, :, None, None]
+
+    def gray_change(direction, eps=1e-2):
+        """d gray(G(z + t direction)) / dt at t = 0, by a central difference: [6, H, W]."""
+        def gray(t):
+            images = generator.generate(z + t * direction, ids, TRUNCATION, with_features=False).images
+            return (images * luma).sum(dim=1)
+        return (gray(eps) - gray(-eps)) / (2 * eps)
+
+    change = gray_change(h)
+    random_h = np.random.default_rng(0).standard_normal(generator.z_dim).astype(np.float32)
+    random_change = gray_change(random_h / np.linalg.norm(random_h))
+    assert change.mean(dim=(1, 2)).abs().max() < 0.1 * change.std()  # no whole-image brightening
+    assert change.std() > 2 * random_change.std()                      # far more uneven than chance
