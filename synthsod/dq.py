@@ -51,10 +51,12 @@ class QualityDiscriminator(nn.Module):
     """MobileNetV3 on (image, mask) -> one logit: high when the mask fits the image."""
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, weights: str | None = None,
-                 input_size: int = DEFAULT_INPUT_SIZE):
+                 input_size: int = DEFAULT_INPUT_SIZE, seed: int = 0):
         super().__init__()
-        self.backbone = create_backbone(backbone, in_chans=4, weights=weights)
-        self.classifier = nn.Linear(output_features(self.backbone), 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # the initial weights depend on the seed alone, not on the process
+            self.backbone = create_backbone(backbone, in_chans=4, weights=weights)
+            self.classifier = nn.Linear(output_features(self.backbone), 1)
         self.input_size = int(input_size)
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

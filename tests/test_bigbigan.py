@@ -337,3 +337,40 @@ def test_embed_script_reports_missing_module_in_one_line(tmp_path):
     assert proc.returncode == 1
     assert f"{tmp_path / 'nowhere'} does not exist" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+# --- sampling: E-BigBiGAN's direction shift near encoder embeddings, to verified shards ---------
+
+
+def test_bigbigan_run_samples_near_embeddings_into_verified_shards(tiny, tiny_dir, tmp_path):
+    """The whole BigBiGAN path without torch: embeddings -> inverted latents + a direction -> shards."""
+    from synthsod.runs import RunFiles, open_run, write_run_shard
+    from synthsod.sampling import save_direction
+    from synthsod.shards import read_shard, verify_run, write_manifest
+
+    embeddings = embed_dataset(tiny, pd.read_parquet(prepared_manifest(tmp_path / "data")))
+    embeddings.to_parquet(tmp_path / "embeddings.parquet", index=False)
+    save_direction(tmp_path / "h_bg.npy", np.random.default_rng(0).standard_normal(120))
+    run = {"pairs": 4, "rows_per_shard": 2, "truncation": None, "classes": {},
+           "latents": {"source": "inverted", "alpha": 0.2, "dataset": None},
+           "mask": {"method": "direction", "threshold": 0.5, "direction": "h_bg", "shift": 5.0, "compare": "base"},
+           "filters": {"components": {"fraction": 0.2, "connectivity": 4}, "size": None, "histogram": None,
+                       "dq": None},
+           "image_format": "png", "jpeg_quality": 95, "batch_size": 3, "max_candidates_factor": 5, "seed": 0}
+    files = RunFiles(weights=str(tiny_dir), latents=str(tmp_path / "embeddings.parquet"),
+                     direction=str(tmp_path / "h_bg.npy"))
+    sampler = open_run("bb", run, {"model": "bigbigan"}, files)
+    run_dir = tmp_path / "run"
+    for k in (0, 1):
+        write_run_shard(sampler, k, 2, files, {"shard": run_dir / f"shard-{k:05d}.parquet",
+                                              "stats": run_dir / f"stats/{k}.json",
+                                              "rejected": run_dir / f"rejected/{k}.parquet"})
+    write_manifest(run_dir, sorted(run_dir.glob("shard-*.parquet")), {"run": "bb"})
+    assert verify_run(run_dir) == {"shards": 2, "rows": 4}
+    rows = read_shard(run_dir / "shard-00000.parquet").to_pylist()
+    assert all(r["generator"] == "bigbigan" and r["class"] is None and r["truncation"] is None for r in rows)
+    assert all(r["direction"] == "h_bg" and r["shift"] == 5.0 and len(r["latent"]) == 120 for r in rows)
+    table = np.stack(embeddings["z"])
+    for r in rows:  # each latent lies near one embedding (alpha 0.2 noise)
+        assert np.min(np.linalg.norm(table - np.asarray(r["latent"]), axis=1)) < 0.2 * np.sqrt(120) * 1.5
+    assert "torch" not in sys.modules  # TensorFlow path: torch stays out

@@ -51,7 +51,8 @@ def main(smk):
         device = torch_device(lease)
         generator = load_generator(smk, device)
         dq_spec = spec["dq"]
-        dq = (QualityDiscriminator(dq_spec["backbone"], dq_spec["backbone_weights"], dq_spec["input_size"]).to(device)
+        dq = (QualityDiscriminator(dq_spec["backbone"], dq_spec["backbone_weights"], dq_spec["input_size"],
+                                   seed=spec["seed"]).to(device)
               if dq_spec["enabled"] else None)
         result = train_gmask(generator, pairs_of(selection, generator.resolution), truncation=truncation, cfg=cfg,
                              dq=dq, device=device, seed=spec["seed"],
