@@ -1,6 +1,6 @@
 """What the sampling stage (filters, G_mask, D_q, conversions, shard writing) adds to the bare generator (CPU).
 
-Usage: ``python benchmarks/sample_cost.py [--resolutions 128 256] [--batch 4] [--repeats 4] [--writer-rows 64]``
+Usage: ``python benchmarks/sample_cost.py [--resolutions 128 256] [--batch 4] [--repeats 8] [--writer-rows 64]``
 
 Models are random-init BigGAN-deep 128 / 256 with the released architectures (``PRETRAINED_CONFIGS``,
 built by :func:`gmask_cost.build_generator`), a random-init default G_mask (MLP-S) and D_q
@@ -11,7 +11,8 @@ Timing: one warm-up batch of ``--batch`` candidates per measured function, then 
 rounds; in a round every function runs once on that round's candidates, one after the other, so a
 burst of load from other processes hits all of them alike. The best round counts (the
 :func:`gmask_cost.timed` convention); the JSON also keeps every round and the median of the
-per-round ratios. The printed header gives the CPU time other processes took during the run.
+per-round ratios. The CPU time other processes took meanwhile (cores, on average) is reported per
+model: figures taken while it is well above 0 are not to be trusted.
 
 * ``bare``: ``generator.generate(z, ids, 0.4, with_features=False)``: the floor;
 * ``gmask_pipeline``: :func:`synthsod.sampling.judge` on :func:`gmask_proposer` with the components
@@ -24,13 +25,15 @@ per-round ratios. The printed header gives the CPU time other processes took dur
 * ``direction_pipeline``: ``judge`` on ``shift_proposer(renderer(...))`` (shift 5, ``compare: base``,
   a fixed random direction), components, size and histogram filters, no D_q. It renders G(z) and
   G(z + h), so its ratio to two bare forwards is the one to compare with 1;
-* a breakdown of the G_mask pipeline, each piece timed alone on the first batch: latent draws,
-  generate with feature taps, G_mask forward to the boolean mask, image to NHWC float, grey level
-  (float64), uint8, the three cheap filters, D_q scoring (and, a part of it, the bilinear upsampling
-  of the 4-channel pairs to 224);
+* a breakdown of the G_mask pipeline, each piece timed alone on the first batch (in rounds as above,
+  every round on the same inputs): latent draws, generate with feature taps, G_mask forward to the
+  boolean mask, image to NHWC float, grey level (float64), uint8, the three cheap filters, D_q
+  scoring (and, a part of it, the bilinear upsampling of the 4-channel pairs to 224);
 * the shard writer, :func:`synthsod.shards.write_shard` of ``--writer-rows`` rows of generated images
   (the candidates above and the next ones) with G_mask masks into a temporary directory, with one
-  OpenCV and one Arrow thread: pairs/s per core, PNG and JPEG (quality 95).
+  OpenCV and one Arrow thread: pairs/s per core, PNG and JPEG (quality 95), and the encoded image
+  size. Random-init images are smooth and low in contrast, so they compress well: a trained
+  generator's images give larger files and lower PNG rates.
 
 The random G_mask's foreground probability is nearly constant within an image (~0.47, the global
 attention term sets its level), so the fixed 0.5 threshold gives empty masks, which make the
@@ -94,21 +97,23 @@ DIRECTION_FILTERS = FilterSpec(components=COMPONENTS, size=SIZE, histogram=HISTO
 PIPELINES = ("bare", "gmask_pipeline", "gmask_pipeline_histogram", "direction_pipeline")
 
 
-def batches(batch: int, count: int, first: int = 0) -> list[range]:
-    return [range((first + k) * batch, (first + k + 1) * batch) for k in range(count)]
+def batches(batch: int, count: int) -> list[range]:
+    """The first ``count`` blocks of ``batch`` consecutive candidate indices."""
+    return [range(k * batch, (k + 1) * batch) for k in range(count)]
 
 
-def rounds(fns: Mapping[str, Callable[[range], object]], batch: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds per candidate of each function in each round (after a warm-up batch each)."""
-    warmup, *blocks = batches(batch, repeats + 1)
+def rounds(fns: Mapping[str, Callable[[range], object]], blocks: Sequence[range]) -> dict[str, list[float]]:
+    """Seconds per candidate of each function in each round: ``blocks[0]`` warms every function up,
+    then round k runs each function once on ``blocks[k]``, one after the other."""
+    warmup, *timed_blocks = blocks
     for fn in fns.values():
         fn(warmup)
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for block in blocks:
+    for block in timed_blocks:
         for name, fn in fns.items():
             start = time.perf_counter()
             fn(block)
-            times[name].append((time.perf_counter() - start) / batch)
+            times[name].append((time.perf_counter() - start) / len(block))
     return times
 
 
@@ -126,7 +131,7 @@ def gmask_masks(gmask: GMask, features: Mapping[int, torch.Tensor], threshold: f
 
 def breakdown(gen, gmask: GMask, dq: QualityDiscriminator, latents: LatentSource, indices: range,
               threshold: float, repeats: int) -> dict[str, float]:
-    """Each piece of the G_mask pipeline timed alone on the same batch: seconds per candidate."""
+    """Each piece of the G_mask pipeline timed alone on the same batch, in rounds: best seconds per candidate."""
     score = dq_scorer(dq)
     z, ids = latents.draw(indices)
     out = gen.generate(z, ids, TRUNCATION)
@@ -137,7 +142,7 @@ def breakdown(gen, gmask: GMask, dq: QualityDiscriminator, latents: LatentSource
     pairs = pair_input(torch.from_numpy(uint8).permute(0, 3, 1, 2).float() / 127.5 - 1.0,
                        torch.from_numpy(np.stack(cleaned)[:, None].astype(np.float32)))
     size = dq.input_size
-    pieces = {
+    pieces: dict[str, Callable[[], object]] = {
         "latents": lambda: latents.draw(indices),
         "generate_features": lambda: gen.generate(z, ids, TRUNCATION, with_features=True),
         "gmask": lambda: gmask_masks(gmask, out.features, threshold),
@@ -154,7 +159,8 @@ def breakdown(gen, gmask: GMask, dq: QualityDiscriminator, latents: LatentSource
         "dq_upsample_part": lambda: (F.interpolate(pairs, size=(size, size), mode="bilinear", align_corners=False)
                                      if min(pairs.shape[-2:]) < size else None),
     }
-    return {name: timed(fn, repeats) / len(indices) for name, fn in pieces.items()}
+    times = rounds({name: lambda _, fn=fn: fn() for name, fn in pieces.items()}, [indices] * (repeats + 1))
+    return {name: min(t) for name, t in times.items()}
 
 
 def writer_rows(gen, gmask: GMask, latents: LatentSource, count: int, batch: int) -> list[dict]:
@@ -218,7 +224,7 @@ def measure(resolution: int, batch: int, repeats: int, writer_count: int) -> dic
         "direction_pipeline": lambda block: verdicts["direction_pipeline"].extend(
             judge(shift, block, DIRECTION_FILTERS, None, None)),
     }
-    times = rounds(fns, batch, repeats)
+    times = rounds(fns, batches(batch, repeats + 1))
     row: dict[str, object] = {f"{name}_s": min(t) for name, t in times.items()}
     row["median_round_ratio"] = {name: statistics.median(a / b for a, b in zip(t, times["bare"]))
                                  for name, t in times.items() if name != "bare"}
@@ -238,18 +244,23 @@ def measure(resolution: int, batch: int, repeats: int, writer_count: int) -> dic
 
 def markdown(rows: dict[int, dict], batch: int) -> str:
     lines = [
-        "| model | bare pairs/s | G_mask pipeline pairs/s (x bare) | same + histogram filter (x bare)"
+        "Ratios: best round / best bare round; in brackets the median of the per-round ratios.", "",
+        "| model | bare pairs/s | G_mask pipeline pairs/s | x bare | same + histogram filter pairs/s | x bare"
         " | direction pipeline pairs/s | x bare | x 2 bare | writer PNG pairs/s/core (image kB)"
         " | writer JPEG95 pairs/s/core (image kB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for res, r in rows.items():
-        bare, worst, full, shift = (r[f"{name}_s"] for name in PIPELINES)
-        lines.append(
-            f"| {model_name(res)} | {1 / bare:.2f} | {1 / worst:.2f} ({worst / bare:.2f}) | {1 / full:.2f}"
-            f" ({full / bare:.2f}) | {1 / shift:.2f} | {shift / bare:.2f} | {shift / (2 * bare):.2f}"
-            f" | {r['writer_png_pairs_per_s_core']:.0f} ({r['writer_png_image_kB']:.0f})"
-            f" | {r['writer_jpeg95_pairs_per_s_core']:.0f} ({r['writer_jpeg95_image_kB']:.0f}) |")
+        bare = r["bare_s"]
+        cells = [f"{model_name(res)}", f"{1 / bare:.2f}"]
+        for name in PIPELINES[1:]:
+            seconds, median = r[f"{name}_s"], r["median_round_ratio"][name]
+            cells += [f"{1 / seconds:.2f}", f"{seconds / bare:.2f} ({median:.2f})"]
+        shift = r["direction_pipeline_s"]
+        cells += [f"{shift / (2 * bare):.2f} ({r['median_round_ratio']['direction_pipeline'] / 2:.2f})",
+                  f"{r['writer_png_pairs_per_s_core']:.0f} ({r['writer_png_image_kB']:.0f})",
+                  f"{r['writer_jpeg95_pairs_per_s_core']:.0f} ({r['writer_jpeg95_image_kB']:.0f})"]
+        lines.append("| " + " | ".join(cells) + " |")
     names = list(next(iter(rows.values()))["breakdown_s"])
     lines += ["", f"G_mask pipeline (no histogram filter) breakdown, ms per candidate, batch {batch}"
               " (% of the measured pipeline):", "",
@@ -272,11 +283,18 @@ def busy_jiffies() -> int:
     return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
 
 
+def others_cores(start: float, busy: int, own: float) -> float:
+    """Average cores that other processes kept busy since ``start`` (from busy_jiffies() and os.times())."""
+    elapsed = time.perf_counter() - start
+    others = (busy_jiffies() - busy) / os.sysconf("SC_CLK_TCK") - (sum(os.times()[:2]) - own)
+    return round(max(others / elapsed, 0.0), 2)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256], choices=[128, 256, 512])
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--writer-rows", type=int, default=64)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -287,20 +305,22 @@ def main(argv: list[str] | None = None) -> None:
     start, busy0, own0 = time.perf_counter(), busy_jiffies(), sum(os.times()[:2])
     rows = {}
     for res in args.resolutions:
+        res_start, res_busy, res_own = time.perf_counter(), busy_jiffies(), sum(os.times()[:2])
         rows[res] = measure(res, args.batch, args.repeats, args.writer_rows)
+        rows[res]["other_processes_cores"] = others_cores(res_start, res_busy, res_own)
         print(f"{model_name(res)}: {json.dumps(rows[res])}", flush=True)
     elapsed = time.perf_counter() - start
-    others = ((busy_jiffies() - busy0) / os.sysconf("SC_CLK_TCK") - (sum(os.times()[:2]) - own0)) / elapsed
     machine = {"cpus": cpus, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-               "other_processes_cores": round(max(others, 0.0), 2)}
+               "other_processes_cores": others_cores(start, busy0, own0)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "settings": vars(args) | {"out": str(args.out)},
                                     "runtime_s": elapsed,
                                     "results": {model_name(r): v for r, v in rows.items()}}, indent=1))
     print()
     print(markdown(rows, args.batch))
+    busy = ", ".join(f"{model_name(res)} {r['other_processes_cores']}" for res, r in rows.items())
     print(f"\nruntime {elapsed:.0f} s; other processes used {machine['other_processes_cores']} of {cpus} cores"
-          f" on average meanwhile; JSON: {args.out}")
+          f" on average meanwhile ({busy}); JSON: {args.out}")
 
 
 if __name__ == "__main__":
