@@ -334,6 +334,9 @@ def create_head(name: str, in_channels: int) -> nn.Sequential:
 
 
 # --- G_mask -------------------------------------------------------------------------------------------
+INFERENCE_CHUNK = 4096  # pixels per chunk of eval-mode inference with a per-pixel head
+
+
 class GMask(nn.Module):
     """Fusion + omni-attention + head: generator features -> 2-class saliency logits."""
 
@@ -355,7 +358,19 @@ class GMask(nn.Module):
         """Logits [N, 2, R, R]."""
         reduced = self.fusion.reduce(features)
         fused = torch.cat([upsample(r, self.resolution) for r in reduced], dim=1)
-        return self.head(self.attention(fused, self.fusion.pooled(reduced)))
+        pooled = self.fusion.pooled(reduced)
+        if self.training or not self.per_pixel:
+            return self.head(self.attention(fused, pooled))
+        # Inference with a per-pixel head: the same layers on chunks of pixels as matrix products. Full
+        # maps would stream several [N, 128, R, R] intermediates through memory; chunks stay in cache
+        # (3-4x faster at 256 on CPU; equal up to float rounding, tests/test_gmask.py).
+        n, c, h, w = fused.shape
+        pixels = fused.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        image_index = torch.arange(n, device=pixels.device).repeat_interleave(h * w)
+        logits = torch.cat([self.head(self.attention(pixels[lo:lo + INFERENCE_CHUNK], pooled,
+                                                     image_index[lo:lo + INFERENCE_CHUNK]))
+                            for lo in range(0, n * h * w, INFERENCE_CHUNK)])
+        return logits.reshape(n, h, w, -1).permute(0, 3, 1, 2)
 
     def forward_pixels(self, features: Mapping[int, torch.Tensor], coords: torch.Tensor) -> torch.Tensor:
         """Logits [N*K, 2] at ``coords`` [N, K, 2] (row, col); image-major order. MLP heads only."""

@@ -153,6 +153,23 @@ def test_pixel_path_equals_full_map_path(attention):
     assert _rel_err(pixels, full) <= 1e-5
 
 
+def test_chunked_inference_equals_the_map_layers():
+    """Eval mode runs a per-pixel head on pixel chunks (crossing image borders); the maps give the same logits."""
+    torch.manual_seed(0)
+    gmask = GMask(TINY_SHAPES, 64, head="mlp-s", attention="full", channels_per_tap=4)
+    features = _random_features(TINY_SHAPES, n=3)  # 3 x 64 x 64 pixels: chunks of 4096 straddle images
+    gmask.train()
+    with torch.no_grad():
+        gmask(features)
+    gmask.eval()
+    with torch.no_grad():
+        reduced = gmask.fusion.reduce(features)
+        on_maps = gmask.head(gmask.attention(gmask.fusion(features), gmask.fusion.pooled(reduced)))
+        chunked = gmask(features)
+    assert chunked.shape == on_maps.shape == (3, 2, 64, 64)
+    assert _rel_err(chunked, on_maps) <= 1e-5
+
+
 def test_pixel_path_over_all_pixels_trains_like_the_full_map():
     """In train mode too (batch-norm batch statistics over pixels), all pixels give the same logits."""
     torch.manual_seed(0)
