@@ -101,11 +101,12 @@ class F3Net(nn.Module):
         return [_resize(out, shape) for out in (predictions[1], predictions[0], *sides)]
 
 
-def f3net_loss(outputs: list[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
-    """F3Net's deep supervision with the structure loss: both predictions averaged, sides halved per level."""
+def f3net_loss(outputs: list[torch.Tensor], masks: torch.Tensor,
+               loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = structure_loss) -> torch.Tensor:
+    """F3Net's deep supervision (structure loss by default): both predictions averaged, sides halved per level."""
     second, first, *sides = outputs
-    loss = (structure_loss(first, masks) + structure_loss(second, masks)) / 2
-    return loss + sum(w * structure_loss(side, masks) for w, side in zip(F3NET_SIDE_WEIGHTS, sides))
+    total = (loss(first, masks) + loss(second, masks)) / 2
+    return total + sum(w * loss(side, masks) for w, side in zip(F3NET_SIDE_WEIGHTS, sides))
 
 
 class UNet(nn.Module):
