@@ -127,9 +127,48 @@ def _add_shards(subparsers: argparse._SubParsersAction) -> None:
     preview.set_defaults(run=_run_shards_preview)
 
 
+# --- evaluate --------------------------------------------------------------------------------
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from synthsod.evaluate import evaluate_folders
+    from synthsod.io import write_json_atomic
+
+    try:
+        result = evaluate_folders(args.pred_dir, args.gt_dir, skip_bad=args.skip_bad)
+    except SynthsodError as exc:  # problems with the files: a finding, not a usage error
+        print(f"synthsod: evaluate failed: {exc}", file=sys.stderr)
+        return 1
+    for problem in result.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    print(f"{result.evaluated} images ({result.resized} predictions resized to their ground truth, "
+          f"{len(result.problems)} skipped)")
+    for name, value in result.metrics.items():
+        print(f"{name:>11s}  {value:.4f}")
+    if args.out:
+        write_json_atomic(args.out, {"metrics": result.metrics, "evaluated": result.evaluated,
+                                     "resized": result.resized, "skipped": result.problems})
+    return 0
+
+
+def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="SOD metrics of a folder of saliency maps against ground-truth masks",
+        description="Evaluate saliency maps (PRED_DIR) against masks (GT_DIR), paired by file stem, with the "
+                    "protocol of synthsod.metrics. Exit status 1 when files are missing or corrupt "
+                    "(unless --skip-bad), 2 on usage errors.",
+    )
+    parser.add_argument("pred_dir", metavar="PRED_DIR", help="folder of predicted saliency maps")
+    parser.add_argument("gt_dir", metavar="GT_DIR", help="folder of ground-truth masks")
+    parser.add_argument("--out", metavar="JSON", help="also write the metrics to this file")
+    parser.add_argument("--skip-bad", action="store_true", help="evaluate the rest; list what was skipped")
+    parser.set_defaults(run=_run_evaluate)
+
+
 # --- wiring ----------------------------------------------------------------------------------
 
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check_data, _add_shards]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check_data, _add_shards, _add_evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -157,9 +157,14 @@ def load_image_rgb(path: str | os.PathLike) -> np.ndarray:
     return _read_or_raise(path, _rgb)
 
 
+def load_gray(path: str | os.PathLike) -> np.ndarray:
+    """Read a mask or saliency map as uint8 H x W grayscale."""
+    return _read_or_raise(path, _mask_gray)
+
+
 def load_mask_binary(path: str | os.PathLike) -> np.ndarray:
     """Read a mask as bool H x W: foreground is > 128 after conversion to 8-bit grayscale."""
-    return _read_or_raise(path, _mask_gray) > FG_THRESHOLD
+    return load_gray(path) > FG_THRESHOLD
 
 
 def _decode(path: str, as_mask: bool) -> _Decoded | str:
@@ -178,7 +183,7 @@ def _decode(path: str, as_mask: bool) -> _Decoded | str:
 # Listing folders
 
 
-def _list_folder(folder: str | os.PathLike, role: str) -> dict[str, list[str]]:
+def list_image_files(folder: str | os.PathLike, role: str) -> dict[str, list[str]]:
     """Map stem -> file names (sorted) of the image files in ``folder``."""
     path = Path(folder)
     if not path.is_dir():
@@ -336,8 +341,8 @@ def check_pairs(
     """
     if threads < 1:
         raise SynthsodError(f"threads must be at least 1, got {threads}")
-    images = _list_folder(images_dir, "images")
-    masks = _list_folder(masks_dir, "masks")
+    images = list_image_files(images_dir, "images")
+    masks = list_image_files(masks_dir, "masks")
     if os.path.samefile(images_dir, masks_dir):
         raise SynthsodError(f"images and masks are the same folder: {os.fspath(images_dir)}")
     stems = sorted(images.keys() | masks.keys())
