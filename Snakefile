@@ -18,6 +18,7 @@ include: "rules/demo.smk"
 include: "rules/data.smk"
 include: "rules/sodgan.smk"
 include: "rules/sampling.smk"
+include: "rules/sod.smk"
 
 
 rule all:
@@ -25,4 +26,5 @@ rule all:
         prepared_manifests(),
         sodgan_targets(),
         sampling_targets(),
+        sod_targets(),
     default_target: True

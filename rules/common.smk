@@ -22,7 +22,8 @@ def benchmark_path(rule_name, stem):
 
 
 def used_datasets():
-    return [config["train_dataset"], *config["benchmarks"]]
+    sod = [name for spec in config["sod"].values() for name in [*spec["train"]["datasets"], *(spec["benchmarks"] or [])]]
+    return list(dict.fromkeys([config["train_dataset"], *config["benchmarks"], *sod]))
 
 
 def demo_split_folders():
@@ -153,6 +154,26 @@ def shard_params(wildcards):
 def calibration_file(wildcards):
     dq = run_spec(wildcards.run)["filters"]["dq"]
     return [f"results/synthetic/{wildcards.run}/dq_calibration.json"] if dq and dq["keep_top"] is not None else []
+
+
+# --- SOD trainings (rules/sod.smk) ---
+def sod_benchmarks(sod):
+    return config["sod"][sod]["benchmarks"] or config["benchmarks"]
+
+
+def sod_evaluations():
+    """(training, benchmark) pairs the summary covers."""
+    return [(sod, bench) for sod in config["sod"] for bench in sod_benchmarks(sod)]
+
+
+def sod_training_inputs(wildcards):
+    train = config["sod"][wildcards.sod]["train"]
+    return {"runs": [f"results/synthetic/{run}/manifest.json" for run in train["runs"]],
+            "datasets": [f"results/data/{name}/manifest.parquet" for name in train["datasets"]]}
+
+
+def sod_targets():
+    return ["results/eval/summary.csv"] if config["sod"] else []
 
 
 def _name_pattern(names):

@@ -50,7 +50,7 @@ def test_missing_and_corrupt_predictions_stop_the_evaluation_naming_both(folders
     (pred / "im2.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(SynthsodError, match="2 of 4 images") as err:
         evaluate_folders(pred, gt)
-    assert "im1.png: no prediction named im1.*" in str(err.value)
+    assert f"{gt / 'im1.png'}: no prediction named im1.*" in str(err.value)
     assert f"{pred / 'im2.png'}: unreadable or corrupt file" in str(err.value)
 
     assert main(["evaluate", str(pred), str(gt)]) == 1

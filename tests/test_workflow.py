@@ -167,7 +167,8 @@ def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
     stats = job_stats(demo_run.result.output)
     assert stats == {"tiny_generator": 1, "demo_split": 2, "prepare_dataset": 2, "den_train": 1,
                      "den_invert": 1, "fewshot_select": 1, "gmask_train": 1, "direction_contrast": 1,
-                     "sample_calibrate": 1, "sample": 4, "shard_manifest": 2, "all": 1}, stats
+                     "sample_calibrate": 1, "sample": 4, "shard_manifest": 2, "sod_train": 2, "sod_predict": 2,
+                     "evaluate": 2, "summarize": 1, "all": 1}, stats
     for name in ("pytorch_model.bin", "config.json"):
         assert (root / "results/generators/tiny" / name).stat().st_size > 0
     for split, size in SMALL_SPLIT_SIZES.items():
@@ -205,30 +206,49 @@ FEWSHOT = [_job("fewshot_select", gen="tiny"), *GMASK]
 INVERT = [_job("den_invert", gen="tiny"), *FEWSHOT, *EBIG_RUN]
 SODGAN = [_job("den_train", gen="tiny"), *INVERT]  # the chain that learns from DEMO-TR
 
+
+def _sod(sod: str) -> list[str]:
+    """A SOD training, its prediction and evaluation on the demo benchmark (the summary comes once)."""
+    return [_job("sod_train", sod=sod), _job("sod_predict", sod=sod, bench="DEMO-TE"),
+            _job("evaluate", sod=sod, bench="DEMO-TE")]
+
+
+SYN, REAL = _sod("unet-synthetic"), _sod("unet-real")
+BENCH = [*(_job(rule, sod=sod, bench="DEMO-TE") for sod in ("unet-synthetic", "unet-real")
+           for rule in ("sod_predict", "evaluate"))]
+DOWNSTREAM = ["summarize", "all"]
+
 # id: (config change or None, the jobs a dry run must list: exactly these)
 PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] = {
     "no-change": (None, []),
-    "prepare.max_bad_fraction": ((("prepare", "max_bad_fraction"), 0.2), [*PREPARE_BOTH, *SODGAN, "all"]),
+    "prepare.max_bad_fraction": ((("prepare", "max_bad_fraction"), 0.2),
+                                 [*PREPARE_BOTH, *SODGAN, *SYN, *REAL, *DOWNSTREAM]),
     "demo.splits.DEMO-TE.size": (
         (("demo", "splits", "DEMO-TE", "size"), SMALL_SPLIT_SIZES["DEMO-TE"] + 1),
-        [_job("demo_split", split="DEMO-TE"), _job("prepare_dataset", dataset="DEMO-TE"), "all"],
+        [_job("demo_split", split="DEMO-TE"), _job("prepare_dataset", dataset="DEMO-TE"), *BENCH, *DOWNSTREAM],
     ),
-    "demo.mask.blur_sigma": ((("demo", "mask", "blur_sigma"), 3.0), [*DEMO_BOTH, *PREPARE_BOTH, *SODGAN, "all"]),
+    "demo.mask.blur_sigma": ((("demo", "mask", "blur_sigma"), 3.0),
+                             [*DEMO_BOTH, *PREPARE_BOTH, *SODGAN, *SYN, *REAL, *DOWNSTREAM]),
     "generators.tiny.seed": (
         (("generators", "tiny", "seed"), 1),
         [_job("tiny_generator", gen="tiny"), _job("direction_contrast", gen="tiny"), *DEMO_BOTH, *PREPARE_BOTH,
-         *SODGAN, "all"],
+         *SODGAN, *SYN, *REAL, *DOWNSTREAM],
     ),
-    "den.steps": ((("den", "steps"), 6), [*SODGAN, "all"]),
-    "den.invert.refine_steps": ((("den", "invert", "refine_steps"), 3), [*INVERT, "all"]),
-    "fewshot.size": ((("fewshot", "size"), 5), [*FEWSHOT, "all"]),
-    "gmask.head": ((("gmask", "head"), "mlp-m"), [*GMASK, "all"]),
+    "den.steps": ((("den", "steps"), 6), [*SODGAN, *SYN, *DOWNSTREAM]),
+    "den.invert.refine_steps": ((("den", "invert", "refine_steps"), 3), [*INVERT, *SYN, *DOWNSTREAM]),
+    "fewshot.size": ((("fewshot", "size"), 5), [*FEWSHOT, *SYN, *DOWNSTREAM]),
+    "gmask.head": ((("gmask", "head"), "mlp-m"), [*GMASK, *SYN, *DOWNSTREAM]),
     # a run's size only adds shards: the calibration and the finished shards stay
     "runs.sodgan.pairs": ((("runs", "sodgan", "pairs"), 8),
-                          [_job("sample", run="sodgan", shard="00002"), _job("shard_manifest", run="sodgan"), "all"]),
-    "runs.ebigbigan.mask.shift": ((("runs", "ebigbigan", "mask", "shift"), 4.0), [*EBIG_RUN, "all"]),
+                          [_job("sample", run="sodgan", shard="00002"), _job("shard_manifest", run="sodgan"),
+                           *SYN, *DOWNSTREAM]),
+    "runs.ebigbigan.mask.shift": ((("runs", "ebigbigan", "mask", "shift"), 4.0), [*EBIG_RUN, *SYN, *DOWNSTREAM]),
     "directions.contrast.iterations": ((("directions", "contrast", "iterations"), 6),
-                                       [_job("direction_contrast", gen="tiny"), *EBIG_RUN, "all"]),
+                                       [_job("direction_contrast", gen="tiny"), *EBIG_RUN, *SYN, *DOWNSTREAM]),
+    "sod.unet-real.recipe.steps": ((("sod", "unet-real", "recipe", "steps"), 3), [*REAL, *DOWNSTREAM]),
+    "sod.unet-real.eval_size": ((("sod", "unet-real", "eval_size"), 64),
+                                [*REAL[1:], *DOWNSTREAM]),  # the trained model stays
+    "sod_reference": ((("sod_reference",), "unet-synthetic"), DOWNSTREAM),
 }
 
 

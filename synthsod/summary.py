@@ -1,0 +1,85 @@
+"""The results table: one row per (training, benchmark), a ratio table against a reference training,
+and the PR / F-measure curves of every training, one plot per benchmark.
+
+Ratios are ``value / reference value`` on the same benchmark for every metric (SODGAN reports F3Net
+trained on synthetic data at 98.4 % of F3Net trained on DUTS-TR this way). For MAE, lower is better,
+so a ratio below 1 is the better one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .errors import SynthsodError  # noqa: E402
+from .io import atomic_path, write_bytes_atomic  # noqa: E402
+from .metrics import SCALARS  # noqa: E402
+
+
+def summary_table(records: Sequence[Mapping]) -> pd.DataFrame:
+    """Records {"training", "benchmark", "metrics": {...}} -> one row each, metric columns in SCALARS order."""
+    rows = [{"training": r["training"], "benchmark": r["benchmark"], **{k: r["metrics"][k] for k in SCALARS}}
+            for r in records]
+    return pd.DataFrame(rows, columns=["training", "benchmark", *SCALARS]).sort_values(
+        ["benchmark", "training"], kind="stable").reset_index(drop=True)
+
+
+def ratio_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Each other training's metrics divided by ``reference``'s on the same benchmark."""
+    if reference not in set(table["training"]):
+        raise SynthsodError(f"the reference training '{reference}' has no results")
+    ref = table[table["training"] == reference].set_index("benchmark")[list(SCALARS)]
+    others = table[table["training"] != reference]
+    ratios = others.set_index(["training", "benchmark"])[list(SCALARS)].div(ref, level="benchmark")
+    return ratios.reset_index()
+
+
+def _markdown(table: pd.DataFrame, digits: int) -> str:
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    lines = [header, rule]
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def write_summary(table: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike,
+                  reference: str | None) -> None:
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False)
+    text = ["# SOD results", "", "One row per (training, benchmark); protocol in synthsod/metrics.py.", "",
+            _markdown(table, 4)]
+    if reference is not None and len(set(table["training"])) > 1:
+        text += ["", f"## Ratio to `{reference}` (value / reference; for MAE lower is better)", "",
+                 _markdown(ratio_table(table, reference), 3)]
+    write_bytes_atomic(md_path, ("\n".join(text) + "\n").encode())
+
+
+def plot_curves(curves: Mapping[str, Mapping[str, pd.DataFrame]], out_png: str | os.PathLike) -> None:
+    """``curves[benchmark][training]`` = a DataFrame with precision, recall and f columns -> one PNG:
+    a PR plot and an F-measure-by-threshold plot per benchmark, every training on each."""
+    benchmarks = sorted(curves)
+    fig, axes = plt.subplots(len(benchmarks), 2, figsize=(10, 4 * len(benchmarks)), squeeze=False)
+    for row, bench in zip(axes, benchmarks):
+        for training, frame in sorted(curves[bench].items()):
+            row[0].plot(frame["recall"], frame["precision"], label=training)
+            row[1].plot(frame["threshold"], frame["f"], label=training)
+        row[0].set(title=f"{bench}: precision-recall", xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1))
+        row[1].set(title=f"{bench}: F-measure (beta^2 = 0.3)", xlabel="threshold", ylabel="F", xlim=(0, 255),
+                   ylim=(0, 1))
+        row[0].legend(fontsize="small")
+    fig.tight_layout()
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_png) as tmp, open(tmp, "wb") as file:
+        fig.savefig(file, format="png", dpi=100)
+    plt.close(fig)
+
+
+__all__ = ["plot_curves", "ratio_table", "summary_table", "write_summary"]

@@ -1,0 +1,26 @@
+"""Rule evaluate: the metrics and curves of one training's predictions on one benchmark."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from synthsod.evaluate import evaluate_manifest
+from synthsod.io import atomic_path, write_json_atomic
+from synthsod.workflow import run_rule
+
+
+def main(smk):
+    result = evaluate_manifest(smk.input.predictions, pd.read_parquet(smk.input.manifest))
+    write_json_atomic(smk.output.metrics, {"training": smk.wildcards.sod, "benchmark": smk.wildcards.bench,
+                                           "images": result.evaluated, "resized": result.resized,
+                                           "metrics": result.metrics})
+    curves = pd.DataFrame({"threshold": np.arange(255, -1, -1), **result.curves})  # curves run from 255 down
+    with atomic_path(smk.output.curves) as tmp:
+        curves.to_csv(tmp, index=False)
+    m = result.metrics
+    logging.getLogger("synthsod").info("%s on %s (%d images): max F %.4f, MAE %.4f, S %.4f", smk.wildcards.sod,
+                                       smk.wildcards.bench, result.evaluated, m["max_f"], m["mae"], m["s_measure"])
+
+
+run_rule(snakemake, main)  # noqa: F821
