@@ -9,7 +9,7 @@ rule sod_train:
         model="results/sod/{sod}/model.pt",
         log_csv="results/sod/{sod}/train_log.csv",
     params:
-        sod=lambda w: config["sod"][w.sod],
+        sod=lambda w: without(config["sod"][w.sod], "eval_size", "benchmarks"),
     wildcard_constraints:
         sod=_name_pattern(config["sod"]),
     resources:
@@ -31,7 +31,7 @@ rule sod_predict:
     output:
         predictions=directory("results/pred/{sod}/{bench}"),
     params:
-        sod=lambda w: without(config["sod"][w.sod], "benchmarks"),
+        eval_size=lambda w: config["sod"][w.sod]["eval_size"],
     wildcard_constraints:
         sod=_name_pattern(config["sod"]),
         bench=_name_pattern(config["datasets"]),

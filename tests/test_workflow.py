@@ -245,8 +245,8 @@ PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] =
     "runs.ebigbigan.mask.shift": ((("runs", "ebigbigan", "mask", "shift"), 4.0), [*EBIG_RUN, *SYN, *DOWNSTREAM]),
     "directions.contrast.iterations": ((("directions", "contrast", "iterations"), 6),
                                        [_job("direction_contrast", gen="tiny"), *EBIG_RUN, *SYN, *DOWNSTREAM]),
-    "sod.unet-real.recipe.steps": ((("sod", "unet-real", "recipe", "steps"), 3), [*REAL, *DOWNSTREAM]),
-    "sod.unet-real.eval_size": ((("sod", "unet-real", "eval_size"), 64),
+    "sod.unet-real.recipe.steps": ((("sod", "unet-real", "recipe", "steps"), 4), [*REAL, *DOWNSTREAM]),
+    "sod.unet-real.eval_size": ((("sod", "unet-real", "eval_size"), 48),
                                 [*REAL[1:], *DOWNSTREAM]),  # the trained model stays
     "sod_reference": ((("sod_reference",), "unet-synthetic"), DOWNSTREAM),
 }
@@ -345,7 +345,7 @@ def test_bad_dataset_fails_plainly_and_keeps_prepared_manifests(demo_run: DemoRu
     _make_bad_dataset(bad_root, n_good=2, n_corrupt=8)
     config = copy.deepcopy(workdir.config)
     config["datasets"]["BAD"] = {"images": "incoming/BAD/images", "masks": "incoming/BAD/masks"}
-    config["benchmarks"] = [*DEMO_SPLITS[1:], "BAD"]  # everything else is up to date: nothing to redo
+    config["benchmarks"] = [*DEMO_SPLITS[1:], "BAD"]  # only BAD is new: its preparation and evaluations
     configfile = write_yaml(tmp_path / "bad.yaml", config)
 
     kept = [workdir.path / "results/data" / s / name
@@ -356,7 +356,8 @@ def test_bad_dataset_fails_plainly_and_keeps_prepared_manifests(demo_run: DemoRu
     result = workdir.run("--cores", "2", configfile=configfile)
 
     assert result.returncode != 0, result.describe()
-    assert job_stats(result.output) == {"prepare_dataset": 1, "all": 1}, result.describe()
+    assert job_stats(result.output) == {"prepare_dataset": 1, "sod_predict": 2, "evaluate": 2, "summarize": 1,
+                                        "all": 1}, result.describe()
     out = result.output
     assert "dataset 'BAD': 8 of 10 pairs are unusable" in out, result.describe()
     assert "incoming/BAD/images/p2.jpg: unreadable or corrupt file" in out, result.describe()

@@ -21,7 +21,7 @@ def main(smk):
         model = build_model(saved["model"], saved["loss"], options)
         model.load_state_dict(saved["state_dict"])
         model.to(torch_device(lease))
-        count = write_predictions(model, pd.read_parquet(smk.input.manifest), out_dir, smk.params.sod["eval_size"],
+        count = write_predictions(model, pd.read_parquet(smk.input.manifest), out_dir, smk.params.eval_size,
                                   saved["channel"])
     logging.getLogger("synthsod").info("%s on %s: %d saliency maps", smk.wildcards.sod, smk.wildcards.bench, count)
 
