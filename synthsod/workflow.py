@@ -90,6 +90,10 @@ def missing_inputs(config: dict, datasets: Iterable[str], generators: Iterable[s
     for key, path in optional_files(config):
         if path is not None and not Path(path).is_file():
             lines.append(f"{key}: file {path} does not exist (put it there, or set {key}: null)")
+    for key, path in direction_files(config):
+        if not Path(path).is_file():
+            lines.append(f"{key}: file {path} does not exist (put the direction there as a .npy vector, "
+                         f"or set {key} to another file or to {BUILT_DIRECTION})")
     return lines
 
 
@@ -99,9 +103,14 @@ def optional_files(config: dict) -> list[tuple[str, str | None]]:
         ("den.backbone_weights", config["den"]["backbone_weights"]),
         ("gmask.dq.backbone_weights", config["gmask"]["dq"]["backbone_weights"]),
         ("fewshot.class_file", config["fewshot"]["class_file"]),
-        *[(f"runs.{name}.mask.direction", run["mask"]["direction"]) for name, run in config["runs"].items()
-          if run["mask"]["method"] == "direction" and run["mask"]["direction"] != BUILT_DIRECTION],
+        *[(f"sod.{name}.backbone_weights", spec["backbone_weights"]) for name, spec in config["sod"].items()],
     ]
+
+
+def direction_files(config: dict) -> list[tuple[str, str]]:
+    """Config keys that name a direction file the user supplies (the built one excepted)."""
+    return [(f"runs.{name}.mask.direction", run["mask"]["direction"]) for name, run in config["runs"].items()
+            if run["mask"]["method"] == "direction" and run["mask"]["direction"] != BUILT_DIRECTION]
 
 
 def config_problems(config: dict) -> list[str]:
