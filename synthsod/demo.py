@@ -42,6 +42,7 @@ from .errors import SynthsodError
 from .filters import LUMA, drop_small_components
 from .generators import BigGANGenerator, GeneratorOutput, resolve_classes, sample_latents
 from .io import write_bytes_atomic
+from .sampling import to_uint8_nhwc
 
 SOURCES = ("layout", "luminance")
 REFERENCE_FIRST_INDEX = 10**9  # the layout read-out is fitted on sample indices no split reaches
@@ -62,7 +63,7 @@ class MaskRule:
 def to_uint8(images) -> np.ndarray:
     """Generator output [N, 3, H, W] in [-1, 1] (tensor or array) -> uint8 [N, H, W, 3]."""
     x = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images, dtype=np.float32)
-    return np.clip(np.rint((x.transpose(0, 2, 3, 1) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return to_uint8_nhwc(x.transpose(0, 2, 3, 1))
 
 
 def keep_large_components(mask: np.ndarray, fraction: float) -> np.ndarray:

@@ -64,16 +64,17 @@ class SODMetrics:
     def curves(self) -> dict[str, np.ndarray]:
         """Dataset-mean curves over the 256 thresholds: precision, recall, F, E, TPR, FPR."""
         self._require()
-        v2 = self._v2.get_results()
+        return self._curves(self._v2.get_results(), self._em.get_results()["em"])
+
+    @staticmethod
+    def _curves(v2: dict, em: dict) -> dict[str, np.ndarray]:
         return {"precision": v2["precision"]["dynamic"], "recall": v2["recall"]["dynamic"],
-                "f": v2["fm"]["dynamic"], "e": self._em.get_results()["em"]["curve"],
-                "tpr": v2["tpr"]["dynamic"], "fpr": v2["fpr"]["dynamic"]}
+                "f": v2["fm"]["dynamic"], "e": em["curve"], "tpr": v2["tpr"]["dynamic"], "fpr": v2["fpr"]["dynamic"]}
 
     def results(self) -> dict[str, float]:
         self._require()
-        v2 = self._v2.get_results()
-        curves = self.curves()
-        em = self._em.get_results()["em"]
+        v2, em = self._v2.get_results(), self._em.get_results()["em"]
+        curves = self._curves(v2, em)
         fpr = np.concatenate([[0.0], curves["fpr"], [1.0]])  # curves run from the highest threshold down
         tpr = np.concatenate([[0.0], curves["tpr"], [1.0]])
         return {

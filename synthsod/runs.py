@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +184,7 @@ def calibrate(sampler: Sampler, out_json: str) -> float:
     """Fix the run's D_q threshold from ``filters.dq.calibration`` candidates (indices no shard uses):
     the ``keep_top`` quantile of the scores of those that pass the cheaper filters."""
     dq = sampler.filters.dq
-    cheap = FilterSpec(**{**sampler.filters.__dict__, "dq": None})
+    cheap = replace(sampler.filters, dq=None)
     indices = calibration_indices(dq["calibration"])
     batch = sampler.run["batch_size"]
     survivors = []

@@ -113,15 +113,19 @@ def unit_shift(direction: np.ndarray, shift: float) -> np.ndarray:
     return (direction * (shift / norm)).astype(np.float32)
 
 
+def _check_comparison(compare: str) -> None:
+    if compare not in COMPARISONS:
+        raise SynthsodError(f"unknown comparison {compare!r}; choose one of {', '.join(COMPARISONS)}")
+
+
 def shift_masks(gray_shifted: np.ndarray, gray_base: np.ndarray | None, compare: str = "base") -> np.ndarray:
     """E-BigBiGAN's masks [N, H, W] bool: shifted grey level above the base image's, or above its mean."""
-    if compare == "base":
-        if gray_base is None:
-            raise SynthsodError("compare: base needs the unshifted images")
-        return gray_shifted > gray_base
+    _check_comparison(compare)
     if compare == "mean":
         return gray_shifted > gray_shifted.mean(axis=(-2, -1), keepdims=True)
-    raise SynthsodError(f"unknown comparison {compare!r}; choose one of {', '.join(COMPARISONS)}")
+    if gray_base is None:
+        raise SynthsodError("compare: base needs the unshifted images")
+    return gray_shifted > gray_base
 
 
 def to_uint8_nhwc(images: np.ndarray) -> np.ndarray:
@@ -163,8 +167,7 @@ def shift_proposer(render: Callable[[np.ndarray, np.ndarray | None], np.ndarray]
     if h.shape[0] != latents.z_dim:
         raise SynthsodError(f"direction {direction_name} has {h.shape[0]} dimensions; the generator's z has "
                             f"{latents.z_dim}")
-    if compare not in COMPARISONS:
-        raise SynthsodError(f"unknown comparison {compare!r}; choose one of {', '.join(COMPARISONS)}")
+    _check_comparison(compare)
 
     def propose(indices: Sequence[int]) -> list[Candidate]:
         z, ids = latents.draw(indices)

@@ -23,27 +23,35 @@ from torch import nn
 from .data import image_to_tensor
 from .gpu import autocast
 from .io import write_bytes_atomic
-from .losses import saliency_channel
+from .losses import OUTPUT_CHANNELS, saliency_channel
 from .prepare import load_image_rgb
 from .sod_train import normalise
 
 
 @torch.no_grad()
-def probabilities(model: nn.Module, images: torch.Tensor, channel: int | None) -> torch.Tensor:
-    """[N, 1, S, S] saliency probabilities of images [N, 3, S, S] in [-1, 1]."""
+def _logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The model's main output (float32, on CPU) for images [N, 3, S, S] in [-1, 1], in eval mode."""
     device = next(model.parameters()).device
     with autocast(device):
-        logits = model.eval()(normalise(images.to(device)))[0].float()
+        return model.eval()(normalise(images.to(device)))[0].float().cpu()
+
+
+def probabilities(model: nn.Module, images: torch.Tensor, channel: int | None) -> torch.Tensor:
+    """[N, 1, S, S] saliency probabilities of images [N, 3, S, S] in [-1, 1]."""
+    logits = _logits(model, images)
     if logits.shape[1] == 1:
-        return torch.sigmoid(logits).cpu()
-    return torch.softmax(logits, dim=1)[:, channel:channel + 1].cpu()
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=1)[:, channel:channel + 1]
 
 
-def choose_channel(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> int:
-    """The saliency channel of a two-channel model on validation ``images`` and ``masks``."""
-    with torch.no_grad():
-        logits = model.eval()(normalise(images.to(next(model.parameters()).device)))[0].float().cpu()
-    return saliency_channel(torch.softmax(logits, dim=1), masks)
+def prediction_channel(model: nn.Module, loss: str, images: torch.Tensor, masks: torch.Tensor) -> int | None:
+    """Which softmax channel is saliency: None for one-channel losses, 1 for CE, and for CAS (whose
+    channels carry no label) the one that correlates best with ``masks`` on validation ``images``."""
+    if OUTPUT_CHANNELS[loss] == 1:
+        return None
+    if loss == "cas":
+        return saliency_channel(torch.softmax(_logits(model, images), dim=1), masks)
+    return 1
 
 
 def predict_images(model: nn.Module, paths: list[str], size: int, channel: int | None,
@@ -63,10 +71,10 @@ def write_predictions(model: nn.Module, manifest: pd.DataFrame, out_dir: str | o
     ids = dict(zip(manifest["image"], manifest["id"]))
     count = 0
     for path, saliency in predict_images(model, list(manifest["image"]), size, channel, batch_size):
-        ok, png = cv2.imencode(".png", saliency)
+        _, png = cv2.imencode(".png", saliency)  # a uint8 H x W array always encodes
         write_bytes_atomic(Path(out_dir) / f"{ids[path]}.png", png.tobytes())
         count += 1
     return count
 
 
-__all__ = ["choose_channel", "predict_images", "probabilities", "write_predictions"]
+__all__ = ["predict_images", "prediction_channel", "probabilities", "write_predictions"]

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 from .checkpoint import load_checkpoint, save_checkpoint, step_generator
 from .errors import SynthsodError
 from .gpu import autocast
+from .io import atomic_path
 from .losses import LOSSES, OUTPUT_CHANNELS
 from .sod_models import create_sod_model, f3net_loss
 
@@ -188,5 +189,27 @@ def train_sod(model_name: str, loss: str, data: Dataset, recipe: Recipe, *, seed
     return model.eval()
 
 
+def save_sod_model(path: str | os.PathLike, model: nn.Module, model_name: str, loss: str, model_kwargs: dict,
+                   channel: int | None) -> None:
+    """Write a trained model with what :func:`load_sod_model` needs to rebuild it (atomically)."""
+    payload = {"state_dict": model.cpu().state_dict(), "model": model_name, "loss": loss,
+               "model_options": dict(model_kwargs), "channel": channel}
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(payload, file)
+
+
+def load_sod_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, int | None]:
+    """(model in eval mode, saliency channel) saved by :func:`save_sod_model`."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        # the trained weights replace the backbone's ImageNet file, which need not be present any more
+        options = {**saved["model_options"], **({"backbone_weights": None} if saved["model"] == "f3net" else {})}
+        model = build_model(saved["model"], saved["loss"], options)
+        model.load_state_dict(saved["state_dict"])
+    except (OSError, KeyError, TypeError, RuntimeError, EOFError) as err:
+        raise SynthsodError(f"{path}: not a SOD model checkpoint ({err})") from err
+    return model.to(device).eval(), saved["channel"]
+
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Recipe", "augment", "batch_indices", "build_model", "lr_factor",
-           "model_loss", "normalise", "total_steps", "train_sod"]
+           "load_sod_model", "model_loss", "normalise", "save_sod_model", "total_steps", "train_sod"]

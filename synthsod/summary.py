@@ -12,15 +12,11 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .errors import SynthsodError  # noqa: E402
-from .io import atomic_path, write_bytes_atomic  # noqa: E402
-from .metrics import SCALARS  # noqa: E402
+from .errors import SynthsodError
+from .io import atomic_path, write_bytes_atomic
+from .metrics import SCALARS
 
 
 def summary_table(records: Sequence[Mapping]) -> pd.DataFrame:
@@ -65,6 +61,11 @@ def write_summary(table: pd.DataFrame, csv_path: str | os.PathLike, md_path: str
 def plot_curves(curves: Mapping[str, Mapping[str, pd.DataFrame]], out_png: str | os.PathLike) -> None:
     """``curves[benchmark][training]`` = a DataFrame with precision, recall and f columns -> one PNG:
     a PR plot and an F-measure-by-threshold plot per benchmark, every training on each."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
     benchmarks = sorted(curves)
     fig, axes = plt.subplots(len(benchmarks), 2, figsize=(10, 4 * len(benchmarks)), squeeze=False)
     for row, bench in zip(axes, benchmarks):

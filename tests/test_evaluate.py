@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -66,9 +67,15 @@ def test_missing_and_corrupt_predictions_stop_the_evaluation_naming_both(folders
 def test_prediction_of_another_size_is_resized_to_its_ground_truth(folders):
     pred, gt, pairs = folders
     saliency, _ = pairs["im0"]
-    _write(pred, "im0.png", np.asarray(Image.fromarray(saliency).resize((48, 40))))
+    large = cv2.resize(saliency, (48, 40), interpolation=cv2.INTER_NEAREST)
+    _write(pred, "im0.png", large)
     result = evaluate_folders(pred, gt)
     assert result.resized == 1 and result.evaluated == 4
+    reference = SODMetrics()  # the same metrics with im0's prediction brought back to its mask's size
+    for stem, (s, mask) in pairs.items():
+        reference.step(cv2.resize(large, mask.shape[::-1], interpolation=cv2.INTER_LINEAR) if stem == "im0" else s,
+                       mask)
+    assert result.metrics == pytest.approx(reference.results(), abs=1e-12)
 
 
 def test_missing_folder_fails_plainly(tmp_path, capsys):

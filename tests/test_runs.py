@@ -131,10 +131,12 @@ def test_keep_top_calibration_fixes_the_threshold_and_the_shards_respect_it(worl
     scores = sampler.score([c.image for c in survivors], [c.mask for c in survivors])
     assert threshold == pytest.approx(quantile_threshold(scores, 0.5))
     files = RunFiles(**{**files.__dict__, "calibration": str(tmp_path / "calibration.json")})
-    stats = write_shards("r", run, files, tmp_path, [0], sampler)
+    write_shards("r", run, files, tmp_path, [0], sampler)
     rows = read_shard(tmp_path / "shard-00000.parquet").to_pylist()
     assert all(row["dq_score"] >= threshold for row in rows)
-    assert json.loads((tmp_path / "stats/shard-00000.json").read_text())["rejected"]["dq"] >= 0 and stats
+    stats = json.loads((tmp_path / "stats/shard-00000.json").read_text())
+    # D_q is the only filter that rejects here (size [0, 1]): every candidate not kept is its rejection
+    assert stats["rejected"]["dq"] == stats["candidates"] - stats["kept"] and stats["kept"] == len(rows)
 
 
 def test_direction_run_on_inverted_latents_records_its_provenance(world, tmp_path):

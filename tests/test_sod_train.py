@@ -6,7 +6,17 @@ import pytest
 import torch
 
 from synthsod.errors import SynthsodError
-from synthsod.sod_train import Recipe, augment, batch_indices, lr_factor, model_loss, train_sod
+from synthsod.sod_predict import prediction_channel, probabilities
+from synthsod.sod_train import (
+    Recipe,
+    augment,
+    batch_indices,
+    load_sod_model,
+    lr_factor,
+    model_loss,
+    save_sod_model,
+    train_sod,
+)
 
 
 class ToyData(torch.utils.data.Dataset):
@@ -75,6 +85,20 @@ def test_a_killed_training_resumes_to_the_same_weights(tmp_path, loss):
         assert torch.equal(a, b), name
     with pytest.raises(SynthsodError, match="another recipe"):
         train_sod("unet", loss, data, Recipe(**{**SMALL, "lr": 0.5}), checkpoint_path=checkpoint, **kwargs)
+
+
+@pytest.mark.parametrize("loss, channel", [("ce", 1), ("bce", None)])
+def test_a_saved_model_loads_back_with_its_saliency_channel(tmp_path, loss, channel):
+    data = ToyData()
+    model = train_sod("unet", loss, data, Recipe(**{**SMALL, "steps": 2}), model_kwargs={"base": 4, "depth": 2})
+    images, masks = data.images[:2], data.masks[:2]
+    assert prediction_channel(model, loss, images, masks) == channel
+    save_sod_model(tmp_path / "model.pt", model, "unet", loss, {"base": 4, "depth": 2}, channel)
+    loaded, saved_channel = load_sod_model(tmp_path / "model.pt")
+    assert saved_channel == channel
+    torch.testing.assert_close(probabilities(loaded, images, channel), probabilities(model, images, channel))
+    with pytest.raises(SynthsodError, match="not a SOD model checkpoint"):
+        load_sod_model(tmp_path / "missing.pt")
 
 
 def test_training_lowers_the_loss_on_a_learnable_toy():

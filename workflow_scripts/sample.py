@@ -30,6 +30,7 @@ def main(smk):
     run, name = smk.params.run, smk.wildcards.run
     files = run_files(smk)
     with gpu_lease() as lease:
+        # a device name, not gpu.torch_device: the BigBiGAN env has no torch to import
         device = "cpu" if lease.device == "cpu" else "cuda:0"
         sampler = open_run(name, run, smk.params.generator, files, device)
         if "calibration" in smk.output.keys():

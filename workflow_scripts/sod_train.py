@@ -10,8 +10,8 @@ from torch.utils.data import ConcatDataset
 from synthsod.data import ManifestDataset, ShardDataset
 from synthsod.gpu import gpu_lease, torch_device
 from synthsod.io import atomic_path
-from synthsod.sod_predict import choose_channel
-from synthsod.sod_train import Recipe, train_sod
+from synthsod.sod_predict import prediction_channel
+from synthsod.sod_train import Recipe, save_sod_model, train_sod
 from synthsod.workflow import checkpoint_path, run_rule
 
 log = logging.getLogger("synthsod")
@@ -34,16 +34,10 @@ def main(smk):
                           model_kwargs=model_kwargs, device=device,
                           checkpoint_path=checkpoint_path(smk.output.model, smk.params),
                           on_step=lambda step, value: history.append({"step": step, "loss": value}))
-        channel = None
-        if spec["loss"] == "cas":
-            items = [data[i] for i in range(min(VALIDATION_PAIRS, len(data)))]
-            channel = choose_channel(model, torch.stack([it["image"] for it in items]),
+        items = [data[i] for i in range(min(VALIDATION_PAIRS, len(data)))]
+        channel = prediction_channel(model, spec["loss"], torch.stack([it["image"] for it in items]),
                                      torch.stack([it["mask"] for it in items]))
-        elif spec["loss"] == "ce":
-            channel = 1
-    with atomic_path(smk.output.model) as tmp, open(tmp, "wb") as file:
-        torch.save({"state_dict": model.cpu().state_dict(), "model": spec["model"], "loss": spec["loss"],
-                    "model_options": model_kwargs, "channel": channel}, file)
+    save_sod_model(smk.output.model, model, spec["model"], spec["loss"], model_kwargs, channel)
     with atomic_path(smk.output.log_csv) as tmp:
         pd.DataFrame(history, columns=["step", "loss"]).to_csv(tmp, index=False)
     checkpoint_path(smk.output.model, smk.params).unlink(missing_ok=True)
