@@ -60,7 +60,8 @@ def langevin(energy: Energy, y: torch.Tensor, steps: int, step_size: float, *, n
     y = y.detach().clone()
     for _ in range(steps):
         y.requires_grad_(True)
-        (grad,) = torch.autograd.grad(energy(y).sum(), y)
+        with torch.enable_grad():  # also under a caller's no_grad (prediction)
+            (grad,) = torch.autograd.grad(energy(y).sum(), y)
         with torch.no_grad():
             y = y - 0.5 * step_size**2 * grad
             if noise:

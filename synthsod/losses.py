@@ -73,6 +73,19 @@ def bce_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, masks)
 
 
+def partial_bce_loss(logits: torch.Tensor, masks: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE on logits [N, 1, H, W] averaged over the annotated pixels (``visible`` = 1) only: the partial
+    cross-entropy of point and scribble supervision. Unannotated pixels get no gradient; with no
+    annotated pixel at all the loss is 0. ``visible=None`` is plain mean BCE."""
+    if visible is None:
+        return bce_loss(logits, masks)
+    _check(logits, masks)
+    if visible.shape != masks.shape:
+        raise SynthsodError(f"visibility mask {tuple(visible.shape)} must match the masks {tuple(masks.shape)}")
+    bce = F.binary_cross_entropy_with_logits(logits, masks, reduction="none")
+    return (visible * bce).sum() / visible.sum().clamp(min=1)
+
+
 def ce_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """2-class cross-entropy on logits [N, 2, H, W] (channel 1 = salient) against binary masks."""
     _check(logits, masks, channels=2)
@@ -123,4 +136,4 @@ OUTPUT_CHANNELS = {"structure": 1, "bce": 1, "ce": 2, "cas": 2, "cace": 1}
 
 
 __all__ = ["CAS_ALPHA", "LOSSES", "OUTPUT_CHANNELS", "bce_loss", "cace_loss", "cas_loss", "ce_loss",
-           "saliency_channel", "structure_loss", "structure_weights"]
+           "partial_bce_loss", "saliency_channel", "structure_loss", "structure_weights"]

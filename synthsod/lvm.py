@@ -59,16 +59,24 @@ class LatentSaliencyModel(nn.Module):
                                   nn.Conv2d(channels // 2, 32, 3, padding=1), nn.ReLU(inplace=True),
                                   nn.Conv2d(32, 1, 1))
 
-    def forward(self, images: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """Saliency logits [N, 1, H, W] of ImageNet-normalised images [N, 3, H, W] and latents h [N, d]."""
-        levels = [reduce(f) for reduce, f in zip(self.reduce, self.backbone(images))]
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The reduced pyramid of ImageNet-normalised images [N, 3, H, W]; it does not depend on h, so
+        posterior inference and several draws run :meth:`decode` alone on one encoding."""
+        return [reduce(f) for reduce, f in zip(self.reduce, self.backbone(images))]
+
+    def decode(self, levels: list[torch.Tensor], h: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Saliency logits [N, 1, *size] (default: 4x the finest level) of an encoding and latents h [N, d]."""
         top = levels[-1]
         tiled = h[:, :, None, None].expand(-1, -1, *top.shape[2:])
         running = self.fusion[-1](self.bottleneck(torch.cat([top, tiled], dim=1)))
         for block, skip in zip(reversed(self.fusion[:-1]), reversed(levels[:-1])):
             running = block(running, skip)
         logits = self.head(running)
-        return F.interpolate(logits, size=images.shape[2:], mode="bilinear", align_corners=False)
+        size = size or tuple(4 * s for s in levels[0].shape[2:])
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
+    def forward(self, images: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Saliency logits [N, 1, H, W] of ImageNet-normalised images [N, 3, H, W] and latents h [N, d]."""
+        return self.decode(self.encode(images), h, tuple(images.shape[2:]))
 
 __all__ = ["LATENT_DIM", "LatentSaliencyModel"]

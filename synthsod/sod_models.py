@@ -12,6 +12,9 @@
 ``unet`` (E-BigBiGAN's segmenter)
     A plain U-Net: four 2x down-sampling stages of two 3x3 conv-BN-ReLU, mirrored up-sampling with
     skip connections, and a 1x1 convolution to 2 class logits (cross-entropy).
+``coop`` (cooperative saliency, AAAI 2022)
+    The latent-variable model and its energy-based refiner (:mod:`synthsod.coop`); trained by
+    :func:`synthsod.coop_train.train_coop`, not by the single-loss loop.
 
 Every model maps images [N, 3, H, W] (ImageNet-normalised by the caller) to a list of logit maps
 whose first entry is what ``predict`` uses; single-output models return a one-item list.
@@ -26,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import create_feature_backbone
+from .coop import CoopSaliency
 from .errors import SynthsodError
 from .losses import structure_loss
 
@@ -135,7 +139,7 @@ class UNet(nn.Module):
         return [self.head(x)]
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"f3net": F3Net, "unet": UNet}
+MODELS: dict[str, Callable[..., nn.Module]] = {"f3net": F3Net, "unet": UNet, "coop": CoopSaliency}
 
 
 def create_sod_model(name: str, **kwargs) -> nn.Module:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -132,7 +132,7 @@ def build_model(model_name: str, loss: str, model_kwargs: dict | None = None) ->
     return create_sod_model(model_name, **kwargs)
 
 
-def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     backbone = getattr(model, "backbone", None)
     backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
     groups = [{"params": [p for p in model.parameters() if id(p) in backbone_ids], "base_lr": recipe.backbone_lr},
@@ -145,47 +145,77 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, weight_decay=recipe.weight_decay)
 
 
-def train_sod(model_name: str, loss: str, data: Dataset, recipe: Recipe, *, seed: int = 0,
-              model_kwargs: dict | None = None, device: torch.device | str = "cpu",
-              checkpoint_path: str | os.PathLike | None = None,
-              on_step: Callable[[int, float], None] | None = None) -> nn.Module:
-    """Train on ``data`` (items {"image": [3, S, S] in [-1, 1], "mask": [1, S, S]}); the model in eval mode."""
+@dataclass
+class Batch:
+    """One training step's augmented batch (images in [-1, 1], masks and, for partial labels, the
+    visibility mask), its generator and the recipe's learning-rate factor."""
+    step: int
+    steps: int
+    images: torch.Tensor
+    masks: torch.Tensor
+    visible: torch.Tensor | None
+    generator: torch.Generator
+    lr_factor: float
+
+
+def training_batches(data: Dataset, recipe: Recipe, seed: int, parts: dict,
+                     checkpoint_path: str | os.PathLike | None = None) -> Iterator[Batch]:
+    """The batches of a training from its checkpoint's step on (restoring ``parts`` from it). Items are
+    {"image", "mask"} plus "visible" for partially labelled data: the batch then holds the mask only
+    where visible (0 elsewhere), augmented with it.
+    The checkpoint of ``parts`` is written when the caller asks for the batch after every
+    ``checkpoint_every``-th step, i.e. after the caller's update of that step."""
     recipe.check()
-    device = torch.device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(model_name, loss, model_kwargs).to(device)
-    objective = model_loss(model_name, loss)
-    optimizer = _optimizer(model, recipe)
     n = len(data)
     if n == 0:
         raise SynthsodError("the training set is empty")
     per_epoch = math.ceil(n / recipe.batch_size)
     steps = total_steps(recipe, per_epoch)
-    parts = {"model": model, "optimizer": optimizer}
     payload = load_checkpoint(checkpoint_path, parts) if checkpoint_path else None
-    start = 0 if payload is None else payload["step"]
     if payload is not None and payload.get("recipe") != asdict(recipe):
         raise SynthsodError(f"checkpoint {checkpoint_path} was written with another recipe; delete it to start over")
-    model.train()
-    for step in range(start, steps):
+    for step in range(0 if payload is None else payload["step"], steps):
         gen = step_generator(seed, step)
         items = [data[int(i)] for i in batch_indices(seed, step, n, recipe.batch_size)]
-        images, masks = augment(torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items]),
-                                recipe, gen)
-        factor = lr_factor(recipe, step, per_epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
+        labels = torch.stack([it["mask"] for it in items])
+        partial = "visible" in items[0]
+        if partial:  # unannotated pixels are zeroed first, so resizing cannot blend them into annotated ones
+            visible = torch.stack([it["visible"] for it in items])
+            labels = torch.cat([labels * visible, visible], dim=1)
+        images, labels = augment(torch.stack([it["image"] for it in items]), labels, recipe, gen)
+        masks, visible = (labels[:, :1], (labels[:, 1:] > 0.5).float()) if partial else (labels, None)
+        yield Batch(step, steps, images, masks, visible, gen, lr_factor(recipe, step, per_epoch))
+        if checkpoint_path and (step + 1) % recipe.checkpoint_every == 0 and step + 1 < steps:
+            save_checkpoint(checkpoint_path, step + 1, parts, recipe=asdict(recipe))
+
+
+def set_lr_factor(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+
+
+def train_sod(model_name: str, loss: str, data: Dataset, recipe: Recipe, *, seed: int = 0,
+              model_kwargs: dict | None = None, device: torch.device | str = "cpu",
+              checkpoint_path: str | os.PathLike | None = None,
+              on_step: Callable[[int, float], None] | None = None) -> nn.Module:
+    """Train on ``data`` (items {"image": [3, S, S] in [-1, 1], "mask": [1, S, S]}); the model in eval mode."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(model_name, loss, model_kwargs).to(device)
+    objective = model_loss(model_name, loss)
+    optimizer = make_optimizer(model, recipe)
+    model.train()
+    for batch in training_batches(data, recipe, seed, {"model": model, "optimizer": optimizer}, checkpoint_path):
+        set_lr_factor(optimizer, batch.lr_factor)
         with autocast(device):
-            outputs = model(normalise(images.to(device)))
-        value = objective([o.float() for o in outputs], masks.to(device))
+            outputs = model(normalise(batch.images.to(device)))
+        value = objective([o.float() for o in outputs], batch.masks.to(device))
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
         if on_step is not None:
-            on_step(step, value.item())
-        if checkpoint_path and (step + 1) % recipe.checkpoint_every == 0 and step + 1 < steps:
-            save_checkpoint(checkpoint_path, step + 1, parts, recipe=asdict(recipe))
+            on_step(batch.step, value.item())
     return model.eval()
 
 
@@ -203,7 +233,7 @@ def load_sod_model(path: str | os.PathLike, device: torch.device | str = "cpu") 
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
         # the trained weights replace the backbone's ImageNet file, which need not be present any more
-        options = {**saved["model_options"], **({"backbone_weights": None} if saved["model"] == "f3net" else {})}
+        options = {**saved["model_options"], **({"backbone_weights": None} if "backbone_weights" in saved["model_options"] else {})}
         model = build_model(saved["model"], saved["loss"], options)
         model.load_state_dict(saved["state_dict"])
     except (OSError, KeyError, TypeError, RuntimeError, EOFError) as err:
@@ -211,5 +241,6 @@ def load_sod_model(path: str | os.PathLike, device: torch.device | str = "cpu") 
     return model.to(device).eval(), saved["channel"]
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Recipe", "augment", "batch_indices", "build_model", "lr_factor",
-           "load_sod_model", "model_loss", "normalise", "save_sod_model", "total_steps", "train_sod"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Batch", "Recipe", "augment", "batch_indices", "build_model", "lr_factor",
+           "load_sod_model", "make_optimizer", "model_loss", "normalise", "save_sod_model", "set_lr_factor",
+           "total_steps", "train_sod", "training_batches"]

@@ -15,6 +15,7 @@ from synthsod.losses import (
     cace_loss,
     cas_loss,
     ce_loss,
+    partial_bce_loss,
     saliency_channel,
     structure_loss,
     structure_weights,
@@ -138,3 +139,19 @@ def test_saliency_channel_is_the_one_that_follows_the_masks():
     salient = 0.8 * masks + 0.1 + 0.05 * torch.rand(3, 1, 8, 8)
     assert saliency_channel(torch.cat([1 - salient, salient], dim=1), masks) == 1
     assert saliency_channel(torch.cat([salient, 1 - salient], dim=1), masks) == 0
+
+
+def test_partial_bce_takes_gradient_only_from_annotated_pixels():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8, requires_grad=True)
+    masks = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    visible = torch.zeros_like(masks)
+    visible[0, 0, 2, 3] = visible[1, 0, 5, 5] = visible[1, 0, 0, 7] = 1
+    loss = partial_bce_loss(logits, masks, visible)
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert (grad[visible == 0] == 0).all() and (grad[visible == 1] != 0).all()
+    picked = visible.bool()
+    expected = F.binary_cross_entropy_with_logits(logits[picked], masks[picked])  # the mean over the 3 points
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(partial_bce_loss(logits, masks), bce_loss(logits, masks))
+    assert partial_bce_loss(logits, masks, torch.zeros_like(masks)).item() == 0.0
