@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from synthsod.sampling import shard_count, shard_rows
 from synthsod.generators import TINY
-from synthsod.workflow import BIGBIGAN, config_problems, format_missing, format_problems, missing_inputs
+from synthsod.workflow import BIGBIGAN, COOP, config_problems, format_missing, format_problems, missing_inputs
 
 WEIGHT_FILES = ("pytorch_model.bin", "config.json")
 
@@ -161,9 +161,31 @@ def sod_benchmarks(sod):
     return config["sod"][sod]["benchmarks"] or config["benchmarks"]
 
 
+def sod_names(coop):
+    """The SOD trainings that are (coop=True) or are not cooperative models (their prediction rules differ)."""
+    return [name for name, spec in config["sod"].items() if (spec["model"] == COOP) == coop]
+
+
+def sod_train_params(wildcards):
+    """A training's settings; eval_size and coop: shape only the coop model (eval_size is its EBM's size)."""
+    spec = config["sod"][wildcards.sod]
+    dropped = ["benchmarks", "refine_with"] + (["eval_size", "coop"] if spec["model"] != COOP else [])
+    return without(spec, *dropped)
+
+
+def refined_evaluations():
+    """(base+coop, benchmark) pairs: a training's predictions refined by a coop model's EBM."""
+    return [(f"{base}+{coop}", bench) for base, spec in config["sod"].items() for coop in spec["refine_with"]
+            for bench in sod_benchmarks(base)]
+
+
 def sod_evaluations():
-    """(training, benchmark) pairs the summary covers."""
-    return [(sod, bench) for sod in config["sod"] for bench in sod_benchmarks(sod)]
+    """(training, benchmark) pairs the summary covers, refined predictions included."""
+    return [(sod, bench) for sod in config["sod"] for bench in sod_benchmarks(sod)] + refined_evaluations()
+
+
+def evaluation_names():
+    return list(dict.fromkeys(sod for sod, _ in sod_evaluations()))
 
 
 def sod_training_inputs(wildcards):

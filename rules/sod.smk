@@ -1,5 +1,6 @@
-# SOD trainings (config sod:) on synthetic runs and/or real datasets, their predictions on each benchmark,
-# the metrics of the protocol in synthsod/metrics.py, and the summary with its ratio table.
+# SOD trainings (config sod:) on synthetic runs and/or real datasets, their predictions on each benchmark
+# (coop models add uncertainty maps; refine_with adds EBM-refined predictions), the metrics of the
+# protocol in synthsod/metrics.py, and the summary with its ratio table.
 
 
 rule sod_train:
@@ -9,7 +10,7 @@ rule sod_train:
         model="results/sod/{sod}/model.pt",
         log_csv="results/sod/{sod}/train_log.csv",
     params:
-        sod=lambda w: without(config["sod"][w.sod], "eval_size", "benchmarks"),
+        sod=sod_train_params,
     wildcard_constraints:
         sod=_name_pattern(config["sod"]),
     resources:
@@ -33,7 +34,7 @@ rule sod_predict:
     params:
         eval_size=lambda w: config["sod"][w.sod]["eval_size"],
     wildcard_constraints:
-        sod=_name_pattern(config["sod"]),
+        sod=_name_pattern(sod_names(coop=False)),
         bench=_name_pattern(config["datasets"]),
     resources:
         gpu=1,
@@ -47,6 +48,54 @@ rule sod_predict:
         "../workflow_scripts/sod_predict.py"
 
 
+rule coop_predict:
+    input:
+        model="results/sod/{sod}/model.pt",
+        manifest="results/data/{bench}/manifest.parquet",
+    output:
+        predictions=directory("results/pred/{sod}/{bench}"),
+        uncertainty=directory("results/uncertainty/{sod}/{bench}"),
+    params:
+        eval_size=lambda w: config["sod"][w.sod]["eval_size"],
+    wildcard_constraints:
+        sod=_name_pattern(sod_names(coop=True)),
+        bench=_name_pattern(config["datasets"]),
+    resources:
+        gpu=1,
+    log:
+        log_path("coop_predict", "{sod}/{bench}"),
+    benchmark:
+        benchmark_path("coop_predict", "{sod}/{bench}")
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/sod_predict.py"
+
+
+# A training's predictions after the noise-free Langevin revision on a coop model's EBM.
+rule ebm_refine:
+    input:
+        base="results/pred/{base}/{bench}",
+        model="results/sod/{coop}/model.pt",
+        manifest="results/data/{bench}/manifest.parquet",
+    output:
+        predictions=directory("results/pred/{base}+{coop}/{bench}"),
+    wildcard_constraints:
+        base=_name_pattern(config["sod"]),
+        coop=_name_pattern(sod_names(coop=True)),
+        bench=_name_pattern(config["datasets"]),
+    resources:
+        gpu=1,
+    log:
+        log_path("ebm_refine", "{base}+{coop}/{bench}"),
+    benchmark:
+        benchmark_path("ebm_refine", "{base}+{coop}/{bench}")
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/ebm_refine.py"
+
+
 rule evaluate:
     input:
         predictions="results/pred/{sod}/{bench}",
@@ -55,7 +104,7 @@ rule evaluate:
         metrics="results/eval/{sod}/{bench}/metrics.json",
         curves="results/eval/{sod}/{bench}/curves.csv",
     wildcard_constraints:
-        sod=_name_pattern(config["sod"]),
+        sod=_name_pattern(evaluation_names()),
         bench=_name_pattern(config["datasets"]),
     log:
         log_path("evaluate", "{sod}/{bench}"),

@@ -11,10 +11,15 @@ Algorithm 2 the recovered maps of :func:`recover`):
 1. ĥ ~ N(0, I_d), Ŷ = G(X, ĥ);
 2. Ỹ: K Langevin steps of eq 2 on U_θ(·, X) from Ŷ (step ``ebm_step``);
 3. h̃: Langevin steps of eq 7 on the LVM posterior from ĥ (step ``lvm_step``), i.e. on the energy
-   |O ∘ (Ỹ - G(X, h))|² / (2σ²) + |h|² / 2 (O = 1 here; O = the visibility mask in recovery);
+   mean |O ∘ (Ỹ - G(X, h))|² / (2σ²) + |h|² / 2 (O = 1 here; O = the visibility mask in recovery);
 4. θ descends mean U_θ(Y, X) - mean U_θ(Ỹ, X) (eq 5: data energy down, sample energy up);
-5. α descends |Ỹ - G(X, h̃)|² / (2σ²) (eq 8) plus λ · BCE(G(X, h̃), Y) on the annotated pixels, the
-   warm-up term whose λ falls linearly to 0 over training (:func:`warmup_weight`).
+5. α descends mean |Ỹ - G(X, h̃)|² / (2σ²) (eq 8) plus λ · BCE(G(X, h̃), Y) on the annotated pixels,
+   the warm-up term whose λ falls linearly to 0 over training (:func:`warmup_weight`).
+
+The squared residuals of eq 7 and eq 8 are averaged over pixels rather than summed (σ then acts per
+pixel): summed over 352² pixels the posterior is so sharp that Langevin steps of 0.1 overshoot, and
+λ · BCE would weigh nothing beside eq 8. Revised maps are
+clamped to [0, 1], the range of the data the EBM judges.
 
 Prediction (:class:`CoopSaliency`): the mean of ``draws`` LVM samples, then noise-free Langevin on U_θ;
 the uncertainty map is the binary entropy of the mean over the draws.
@@ -22,7 +27,8 @@ the uncertainty map is the binary entropy of the mean over the draws.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +47,7 @@ class CoopConfig:
     sigma: float = 0.3            # the LVM's observation noise ε ~ N(0, σ²)
     ebm_steps: int = 5            # K
     ebm_step: float = 0.4         # δ of eq 2
+    temperature: float = 1.0      # the EBM revision's noise is δ·√temperature (1: eq 2; 0: gradient descent)
     lvm_steps: int = 5
     lvm_step: float = 0.1         # δ of eq 7
     ebm_lr: float = 1e-3          # the EBM's Adam learning rate (the LVM's comes from the recipe)
@@ -69,7 +76,7 @@ def posterior_energy(decoder: Decoder, target: torch.Tensor, h: torch.Tensor, si
     residual = target - torch.sigmoid(decoder(h))
     if visible is not None:
         residual = visible * residual
-    return (residual**2).flatten(1).sum(dim=1) / (2 * sigma**2) + 0.5 * (h**2).sum(dim=1)
+    return (residual**2).flatten(1).mean(dim=1) / (2 * sigma**2) + 0.5 * (h**2).sum(dim=1)
 
 
 def infer_latent(decoder: Decoder, target: torch.Tensor, h: torch.Tensor, cfg: CoopConfig,
@@ -79,10 +86,24 @@ def infer_latent(decoder: Decoder, target: torch.Tensor, h: torch.Tensor, cfg: C
                     cfg.lvm_step, generator=generator)
 
 
+@contextmanager
+def frozen_statistics(module: nn.Module) -> Iterator[None]:
+    """``module`` in eval mode inside the block (its batch norms use their running statistics)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
 def revise(ebm: EnergyModel, images: torch.Tensor, y: torch.Tensor, cfg: CoopConfig, *, noise: bool = True,
            generator: torch.Generator | None = None) -> torch.Tensor:
-    """Ỹ: K Langevin steps of eq 2 on U_θ(·, X) from ``y``."""
-    return langevin(lambda s: ebm(s, images), y, cfg.ebm_steps, cfg.ebm_step, noise=noise, generator=generator)
+    """Ỹ: K Langevin steps of eq 2 on U_θ(·, X) from ``y``, clamped to [0, 1] (maps are probabilities).
+    The EBM's batch norms use their running statistics, so each map's energy is its own (as at prediction)."""
+    with frozen_statistics(ebm):
+        return langevin(lambda s: ebm(s, images), y, cfg.ebm_steps, cfg.ebm_step,
+                        noise=cfg.temperature if noise else 0.0, generator=generator).clamp(0, 1)
 
 
 def warmup_weight(cfg: CoopConfig, step: int, steps: int) -> float:
@@ -103,13 +124,16 @@ def coop_step(lvm: nn.Module, ebm: EnergyModel, opt_lvm: torch.optim.Optimizer, 
     y_tilde = revise(ebm, images, y_hat, cfg, generator=generator)
     h_tilde = infer_latent(fixed, y_tilde, h_hat, cfg, generator=generator)
 
-    ebm_loss = ebm(targets, images).mean() - ebm(y_tilde, images).mean()  # eq 5
+    # eq 5 on one batch of data and samples: with separate batches, batch norm would let the EBM tell
+    # them apart by batch statistics alone, which no single map at prediction has
+    energies = ebm(torch.cat([targets, y_tilde]), torch.cat([images, images]))
+    ebm_loss = energies[:len(images)].mean() - energies[len(images):].mean()
     opt_ebm.zero_grad(set_to_none=True)
     ebm_loss.backward()
     opt_ebm.step()
 
     logits = conditioned(lvm, images, track=True)(h_tilde)
-    lvm_loss = ((y_tilde - torch.sigmoid(logits)) ** 2).flatten(1).sum(dim=1).mean() / (2 * cfg.sigma**2)  # eq 8
+    lvm_loss = ((y_tilde - torch.sigmoid(logits)) ** 2).mean() / (2 * cfg.sigma**2)  # eq 8 (per-pixel mean)
     if ce_weight > 0:
         lvm_loss = lvm_loss + ce_weight * partial_bce_loss(logits, targets, visible)
     opt_lvm.zero_grad(set_to_none=True)
@@ -129,7 +153,7 @@ def recover(lvm: nn.Module, ebm: EnergyModel, images: torch.Tensor, partial: tor
                      visible=visible, generator=generator)
     with torch.no_grad():
         initial = torch.sigmoid(fixed(h))
-    revised = revise(ebm, images, initial, cfg, generator=generator).clamp(0, 1)
+    revised = revise(ebm, images, initial, cfg, generator=generator)
     return visible * partial + (1 - visible) * revised
 
 
@@ -147,7 +171,7 @@ def predict(lvm: nn.Module, ebm: EnergyModel, images: torch.Tensor, cfg: CoopCon
         samples = torch.stack([torch.sigmoid(fixed(draw_latents(lvm, images.shape[0], generator, images.device)))
                                for _ in range(cfg.draws)])
     mean = samples.mean(dim=0)
-    return revise(ebm, images, mean, cfg, noise=False).clamp(0, 1), binary_entropy(mean)
+    return revise(ebm, images, mean, cfg, noise=False), binary_entropy(mean)
 
 
 class CoopSaliency(nn.Module):
@@ -168,7 +192,7 @@ class CoopSaliency(nn.Module):
 
     def refine(self, images: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
         """Maps [N, 1, S, S] in [0, 1] after K noise-free Langevin steps on U_θ(·, images)."""
-        return revise(self.ebm, images, saliency, self.config, noise=False).clamp(0, 1)
+        return revise(self.ebm, images, saliency, self.config, noise=False)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return [torch.logit(self.predict(images)[0], eps=1e-6)]

@@ -2,8 +2,9 @@
 data, Algorithm 2 (learning while recovering) on partially labelled data.
 
 The batches, augmentation, checkpoints and resume are the SOD trainer's (:func:`synthsod.sod_train.training_batches`).
-The LVM learns with the recipe's optimiser and schedule (backbone at ``backbone_lr``; the paper: Adam
-5e-5); the EBM with Adam at ``CoopConfig.ebm_lr`` (1e-3), constant. Training runs at one size (the EBM's
+The LVM learns with the recipe's optimiser (backbone at ``backbone_lr``; the paper: Adam 5e-5), the EBM
+with Adam at ``CoopConfig.ebm_lr`` (1e-3); the recipe's schedule scales both (the paper: x0.9 every
+20 epochs). Training runs at one size (the EBM's
 ``image_size``): the recipe's ``sizes`` must be ``[image_size]``.
 
 With partial labels (items carrying "visible"), each step first recovers full maps from the visible
@@ -37,11 +38,12 @@ def train_coop(data: Dataset, recipe: Recipe, *, seed: int = 0, model_kwargs: di
                             f"got {recipe.sizes}")
     cfg = model.config
     opt_lvm = make_optimizer(model.lvm, recipe)
-    opt_ebm = torch.optim.Adam(model.ebm.parameters(), lr=cfg.ebm_lr)
+    opt_ebm = torch.optim.Adam([{"params": list(model.ebm.parameters()), "lr": cfg.ebm_lr, "base_lr": cfg.ebm_lr}])
     parts = {"model": model, "opt_lvm": opt_lvm, "opt_ebm": opt_ebm}
     model.train()
     for batch in training_batches(data, recipe, seed, parts, checkpoint_path):
         set_lr_factor(opt_lvm, batch.lr_factor)
+        set_lr_factor(opt_ebm, batch.lr_factor)
         images, targets = normalise(batch.images.to(device)), batch.masks.to(device)
         visible = None if batch.visible is None else batch.visible.to(device)
         if visible is not None:  # Algorithm 2: learn from the maps recovered from the visible labels

@@ -8,13 +8,14 @@
     paper's list stops at fc-100; a scalar needs one more map, and a ReLU after fc-100 keeps it
     nonlinear). 4x4 convolutions pad by 1, so each stride-2 block halves the side exactly.
 ``langevin``
-    Y_{τ+1} = Y_τ - (δ² / 2) ∂U/∂Y (Y_τ, X) + δ Δ_τ, Δ_τ ~ N(0, I) (the paper's eq 2), K steps; with
-    ``noise=False`` it is gradient descent with step δ² / 2 (prediction: the mode of the energy).
+    Y_{τ+1} = Y_τ - (δ² / 2) ∂U/∂Y (Y_τ, X) + δ √T Δ_τ, Δ_τ ~ N(0, I) (the paper's eq 2 at temperature
+    T = 1), K steps; with ``noise=0`` it is gradient descent with step δ² / 2 (prediction: the mode).
     The energy sums over the batch, so every sample moves by its own gradient.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -52,9 +53,10 @@ class EnergyModel(nn.Module):
         return self.fc(self.features(torch.cat([images, saliency], dim=1)))[:, 0]
 
 
-def langevin(energy: Energy, y: torch.Tensor, steps: int, step_size: float, *, noise: bool = True,
+def langevin(energy: Energy, y: torch.Tensor, steps: int, step_size: float, *, noise: float = 1.0,
              generator: torch.Generator | None = None) -> torch.Tensor:
-    """K Langevin steps of eq 2 from ``y`` (detached); the result carries no graph."""
+    """K Langevin steps of eq 2 from ``y`` (detached), the noise scaled by √``noise`` (a temperature:
+    1 is eq 2, 0 or False gradient descent); the result carries no graph."""
     if steps < 0 or step_size <= 0:
         raise SynthsodError(f"Langevin needs steps >= 0 and a positive step size, got {steps}, {step_size}")
     y = y.detach().clone()
@@ -65,7 +67,8 @@ def langevin(energy: Energy, y: torch.Tensor, steps: int, step_size: float, *, n
         with torch.no_grad():
             y = y - 0.5 * step_size**2 * grad
             if noise:
-                y = y + step_size * torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
+                y = y + step_size * math.sqrt(noise) * torch.randn(y.shape, generator=generator,
+                                                                   dtype=y.dtype).to(y.device)
     return y.detach()
 
 

@@ -19,6 +19,7 @@ from .errors import SynthsodError
 
 BIGBIGAN = "bigbigan"          # the TensorFlow generator model (synthsod/bigbigan.py)
 BUILT_DIRECTION = "contrast"  # the direction the workflow builds (synthsod/directions.py)
+COOP = "coop"                 # the cooperative SOD model, which has its own training and prediction rules
 
 log = logging.getLogger("synthsod")
 
@@ -143,6 +144,27 @@ def config_problems(config: dict) -> list[str]:
                              "give BigBiGAN a direction file (e.g. the published h_bg)")
         elif run["truncation"] is None and run["latents"]["source"] == "prior":
             lines.append(f"{where}.truncation: a BigGAN run sampling the prior needs a truncation")
+    return lines + sod_problems(config["sod"])
+
+
+def sod_problems(sod: dict) -> list[str]:
+    """The cooperative model's constraints and the references of ``refine_with``."""
+    lines = []
+    for name, spec in sod.items():
+        where = f"sod.{name}"
+        if spec["model"] == COOP:
+            if spec["loss"] != "bce":
+                lines.append(f"{where}.loss: coop's warm-up loss is bce, not '{spec['loss']}'")
+            if spec["eval_size"] % 8:
+                lines.append(f"{where}.eval_size: coop's EBM needs a multiple of 8, got {spec['eval_size']}")
+            if spec["recipe"]["sizes"] != [spec["eval_size"]]:
+                lines.append(f"{where}.recipe.sizes: coop trains at its EBM's size, eval_size "
+                             f"(set sizes: [{spec['eval_size']}])")
+        elif spec["point_labels"] is not None:
+            lines.append(f"{where}.point_labels: only coop learns from point labels (learning while recovering)")
+        for other in spec["refine_with"]:
+            if sod.get(other, {}).get("model") != COOP:
+                lines.append(f"{where}.refine_with: '{other}' is not a coop training under sod:")
     return lines
 
 

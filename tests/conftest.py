@@ -56,6 +56,8 @@ def small_config() -> dict[str, Any]:
     for spec in config["sod"].values():  # SOD trainings: a few steps at 32 px
         spec.update(load_size=32, eval_size=32, model_options={"base": 4, "depth": 2})
         spec["recipe"].update(steps=3, batch_size=4, sizes=[32], checkpoint_every=2)
+    config["sod"]["coop"]["model_options"] = {"backbone": "resnet18", "channels": 8}
+    config["sod"]["coop"]["coop"].update(ebm_steps=2, lvm_steps=2, draws=2)
     return config
 
 

@@ -167,8 +167,8 @@ def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
     stats = job_stats(demo_run.result.output)
     assert stats == {"tiny_generator": 1, "demo_split": 2, "prepare_dataset": 2, "den_train": 1,
                      "den_invert": 1, "fewshot_select": 1, "gmask_train": 1, "direction_contrast": 1,
-                     "sample_calibrate": 1, "sample": 4, "shard_manifest": 2, "sod_train": 2, "sod_predict": 2,
-                     "evaluate": 2, "summarize": 1, "all": 1}, stats
+                     "sample_calibrate": 1, "sample": 4, "shard_manifest": 2, "sod_train": 3, "sod_predict": 2,
+                     "coop_predict": 1, "ebm_refine": 1, "evaluate": 4, "summarize": 1, "all": 1}, stats
     for name in ("pytorch_model.bin", "config.json"):
         assert (root / "results/generators/tiny" / name).stat().st_size > 0
     for split, size in SMALL_SPLIT_SIZES.items():
@@ -184,6 +184,19 @@ def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
         assert bad_inputs == "file,reason,action\n"  # the demo world has no bad pairs
         mask = np.asarray(Image.open(masks[0]))
         assert set(np.unique(mask)) <= {0, 255} and mask.max() == 255
+
+
+def test_summary_lists_every_training_and_refinement_and_coop_writes_uncertainty_maps(demo_run: DemoRun) -> None:
+    root = demo_run.workdir.path
+    summary = pd.read_csv(root / "results/eval/summary.csv")
+    assert sorted(summary["training"]) == ["coop", "unet-real", "unet-synthetic", "unet-synthetic+coop"]
+    ids = sorted(pd.read_parquet(root / "results/data/DEMO-TE/manifest.parquet")["id"])
+    for folder in ("pred/coop", "uncertainty/coop", "pred/unet-synthetic+coop"):
+        maps = image_files(root / "results" / folder / "DEMO-TE")
+        assert [p.stem for p in maps] == ids and {p.suffix for p in maps} == {".png"}, folder
+    uncertainty = np.asarray(Image.open(root / "results/uncertainty/coop/DEMO-TE" / f"{ids[0]}.png"))
+    image = Image.open(root / "results/demo/DEMO-TE/images" / f"{ids[0]}.jpg")
+    assert uncertainty.shape == (image.height, image.width) and uncertainty.dtype == np.uint8
 
 
 def _job(rule: str, **wildcards: str) -> str:
@@ -213,9 +226,19 @@ def _sod(sod: str) -> list[str]:
             _job("evaluate", sod=sod, bench="DEMO-TE")]
 
 
-SYN, REAL = _sod("unet-synthetic"), _sod("unet-real")
+def _refined(base: str, coop: str = "coop") -> list[str]:
+    """A training's predictions refined by a coop model's EBM, and their evaluation."""
+    return [_job("ebm_refine", base=base, coop=coop, bench="DEMO-TE"),
+            _job("evaluate", sod=f"{base}+{coop}", bench="DEMO-TE")]
+
+
+REFINED = _refined("unet-synthetic")  # sod.unet-synthetic.refine_with: [coop]
+COOP = [_job("sod_train", sod="coop"), _job("coop_predict", sod="coop", bench="DEMO-TE"),
+        _job("evaluate", sod="coop", bench="DEMO-TE"), *REFINED]
+SYN = [*_sod("unet-synthetic"), *REFINED, *COOP[:3]]  # every training on the synthetic runs
+REAL = _sod("unet-real")
 BENCH = [*(_job(rule, sod=sod, bench="DEMO-TE") for sod in ("unet-synthetic", "unet-real")
-           for rule in ("sod_predict", "evaluate"))]
+           for rule in ("sod_predict", "evaluate")), *COOP[1:]]
 DOWNSTREAM = ["summarize", "all"]
 
 # id: (config change or None, the jobs a dry run must list: exactly these)
@@ -249,6 +272,12 @@ PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] =
     "sod.unet-real.eval_size": ((("sod", "unet-real", "eval_size"), 48),
                                 [*REAL[1:], *DOWNSTREAM]),  # the trained model stays
     "sod_reference": ((("sod_reference",), "unet-synthetic"), DOWNSTREAM),
+    "sod.coop.recipe.steps": ((("sod", "coop", "recipe", "steps"), 4), [*COOP, *DOWNSTREAM]),
+    "sod.coop.coop.temperature": ((("sod", "coop", "coop", "temperature"), 0.5), [*COOP, *DOWNSTREAM]),
+    # refinement rows come and go without touching any training or prediction
+    "sod.unet-synthetic.refine_with": ((("sod", "unet-synthetic", "refine_with"), []), DOWNSTREAM),
+    "sod.unet-real.refine_with": ((("sod", "unet-real", "refine_with"), ["coop"]),
+                                  [*_refined("unet-real"), *DOWNSTREAM]),
 }
 
 
@@ -356,8 +385,8 @@ def test_bad_dataset_fails_plainly_and_keeps_prepared_manifests(demo_run: DemoRu
     result = workdir.run("--cores", "2", configfile=configfile)
 
     assert result.returncode != 0, result.describe()
-    assert job_stats(result.output) == {"prepare_dataset": 1, "sod_predict": 2, "evaluate": 2, "summarize": 1,
-                                        "all": 1}, result.describe()
+    assert job_stats(result.output) == {"prepare_dataset": 1, "sod_predict": 2, "coop_predict": 1, "ebm_refine": 1,
+                                        "evaluate": 4, "summarize": 1, "all": 1}, result.describe()
     out = result.output
     assert "dataset 'BAD': 8 of 10 pairs are unusable" in out, result.describe()
     assert "incoming/BAD/images/p2.jpg: unreadable or corrupt file" in out, result.describe()

@@ -1,4 +1,5 @@
-"""Rule sod_predict: a trained SOD model's saliency maps for one benchmark (PNG per image)."""
+"""Rules sod_predict and coop_predict: a trained SOD model's saliency maps for one benchmark (PNG per image),
+and for a coop model its uncertainty maps."""
 
 import logging
 from pathlib import Path
@@ -14,9 +15,13 @@ from synthsod.workflow import run_rule
 def main(smk):
     out_dir = Path(smk.output.predictions)
     out_dir.mkdir(parents=True, exist_ok=True)
+    uncertainty_dir = getattr(smk.output, "uncertainty", None)  # rule coop_predict
+    if uncertainty_dir is not None:
+        Path(uncertainty_dir).mkdir(parents=True, exist_ok=True)
     with gpu_lease() as lease:
         model, channel = load_sod_model(smk.input.model, torch_device(lease))
-        count = write_predictions(model, pd.read_parquet(smk.input.manifest), out_dir, smk.params.eval_size, channel)
+        count = write_predictions(model, pd.read_parquet(smk.input.manifest), out_dir, smk.params.eval_size, channel,
+                                  uncertainty_dir=uncertainty_dir)
     logging.getLogger("synthsod").info("%s on %s: %d saliency maps", smk.wildcards.sod, smk.wildcards.bench, count)
 
 

@@ -7,12 +7,14 @@ import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset
 
+from synthsod.coop_train import train_coop
 from synthsod.data import ManifestDataset, ShardDataset
 from synthsod.gpu import gpu_lease, torch_device
 from synthsod.io import atomic_path
+from synthsod.point_labels import PointLabelled
 from synthsod.sod_predict import prediction_channel
 from synthsod.sod_train import Recipe, save_sod_model, train_sod
-from synthsod.workflow import checkpoint_path, run_rule
+from synthsod.workflow import COOP, checkpoint_path, run_rule
 
 log = logging.getLogger("synthsod")
 VALIDATION_PAIRS = 16  # training pairs on which a CAS model's saliency channel is chosen
@@ -24,26 +26,37 @@ def main(smk):
     parts = [ShardDataset(Path(m).parent, size=size) for m in smk.input.runs]
     parts += [ManifestDataset(pd.read_parquet(m), size) for m in smk.input.datasets]
     data = ConcatDataset(parts)
+    if spec["point_labels"] is not None:
+        points = spec["point_labels"]
+        data = PointLabelled(data, points["points"], points["radius"], points["seed"])
     history = []
+    checkpoint = checkpoint_path(smk.output.model, smk.params)
+    model_kwargs = dict(spec["model_options"])
+    if spec["model"] in ("f3net", COOP):
+        model_kwargs["backbone_weights"] = spec["backbone_weights"]
     with gpu_lease() as lease:
         device = torch_device(lease)
-        model_kwargs = dict(spec["model_options"])
-        if spec["model"] == "f3net":
-            model_kwargs["backbone_weights"] = spec["backbone_weights"]
-        model = train_sod(spec["model"], spec["loss"], data, Recipe(**spec["recipe"]), seed=spec["seed"],
-                          model_kwargs=model_kwargs, device=device,
-                          checkpoint_path=checkpoint_path(smk.output.model, smk.params),
-                          on_step=lambda step, value: history.append({"step": step, "loss": value}))
-        items = [data[i] for i in range(min(VALIDATION_PAIRS, len(data)))]
-        channel = prediction_channel(model, spec["loss"], torch.stack([it["image"] for it in items]),
-                                     torch.stack([it["mask"] for it in items]))
+        if spec["model"] == COOP:
+            model_kwargs.update(image_size=spec["eval_size"], config=spec["coop"])
+            model = train_coop(data, Recipe(**spec["recipe"]), seed=spec["seed"], model_kwargs=model_kwargs,
+                               device=device, checkpoint_path=checkpoint,
+                               on_step=lambda step, losses: history.append({"step": step, **losses}))
+            channel = None
+        else:
+            model = train_sod(spec["model"], spec["loss"], data, Recipe(**spec["recipe"]), seed=spec["seed"],
+                              model_kwargs=model_kwargs, device=device, checkpoint_path=checkpoint,
+                              on_step=lambda step, value: history.append({"step": step, "loss": value}))
+            items = [data[i] for i in range(min(VALIDATION_PAIRS, len(data)))]
+            channel = prediction_channel(model, spec["loss"], torch.stack([it["image"] for it in items]),
+                                         torch.stack([it["mask"] for it in items]))
     save_sod_model(smk.output.model, model, spec["model"], spec["loss"], model_kwargs, channel)
+    frame = pd.DataFrame(history)
     with atomic_path(smk.output.log_csv) as tmp:
-        pd.DataFrame(history, columns=["step", "loss"]).to_csv(tmp, index=False)
-    checkpoint_path(smk.output.model, smk.params).unlink(missing_ok=True)
-    losses = [h["loss"] for h in history]
-    log.info("%s: %d pairs, %d steps, loss %.4f -> %.4f", smk.wildcards.sod, len(data), len(losses),
-             sum(losses[:10]) / max(len(losses[:10]), 1), sum(losses[-10:]) / max(len(losses[-10:]), 1))
+        frame.to_csv(tmp, index=False)
+    checkpoint.unlink(missing_ok=True)
+    for column in frame.columns.drop("step", errors="ignore"):
+        log.info("%s: %d pairs, %d steps, %s loss %.4f -> %.4f", smk.wildcards.sod, len(data), len(frame), column,
+                 frame[column].head(10).mean(), frame[column].tail(10).mean())
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,0 +1,30 @@
+"""Config cross-checks the schema cannot express (synthsod.workflow.sod_problems)."""
+
+from __future__ import annotations
+
+from synthsod.workflow import sod_problems
+
+
+def spec(model="unet", loss="ce", eval_size=64, sizes=(64,), point_labels=None, refine_with=()):
+    return {"model": model, "loss": loss, "eval_size": eval_size, "recipe": {"sizes": list(sizes)},
+            "point_labels": point_labels, "refine_with": list(refine_with)}
+
+
+def test_a_consistent_coop_setup_has_no_problems():
+    sod = {"coop": spec("coop", "bce", point_labels={"points": 5, "radius": 1, "seed": 0}),
+           "unet": spec(refine_with=["coop"])}
+    assert sod_problems(sod) == []
+
+
+def test_coop_constraints_and_refinement_references_are_each_reported():
+    sod = {"coop": spec("coop", "structure", eval_size=60, sizes=(48, 64)),
+           "unet": spec(point_labels={"points": 5, "radius": 1, "seed": 0}, refine_with=["unet", "missing"])}
+    problems = sod_problems(sod)
+    assert problems == [
+        "sod.coop.loss: coop's warm-up loss is bce, not 'structure'",
+        "sod.coop.eval_size: coop's EBM needs a multiple of 8, got 60",
+        "sod.coop.recipe.sizes: coop trains at its EBM's size, eval_size (set sizes: [60])",
+        "sod.unet.point_labels: only coop learns from point labels (learning while recovering)",
+        "sod.unet.refine_with: 'unet' is not a coop training under sod:",
+        "sod.unet.refine_with: 'missing' is not a coop training under sod:",
+    ]
