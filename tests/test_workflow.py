@@ -292,7 +292,11 @@ def param_change_dry_runs(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFa
         if change is None:
             return demo_run.workdir.dry_run()
         keys, value = change
-        assert get_value(base, keys) != value, f"{case}: the new value must differ from the old one"
+        try:
+            old = get_value(base, keys)
+        except KeyError:  # not in config.yaml: the schema's default applies
+            old = None
+        assert old != value, f"{case}: the new value must differ from the old one"
         configfile = write_yaml(folder / f"{case}.yaml", with_value(base, keys, value))
         return demo_run.workdir.dry_run(configfile)
 
