@@ -4,6 +4,8 @@ Recipe (:class:`Recipe`; F3Net's values by default)
     SGD with Nesterov momentum 0.9 and weight decay 5e-4; the backbone learns at ``backbone_lr``
     (0.005), the rest at ``lr`` (0.05). ``schedule: triangular`` is F3Net's per-epoch triangle,
     lr x (1 - |2 (epoch + 1) / (epochs + 1) - 1|): it rises to the peak at mid-training and falls back.
+    ``schedule: cyclic`` is ATAL's cyclic cosine (eq 8): ``cycles`` cosine annealings from the full rate,
+    whose ends are the snapshots of a trajectory ensemble (:mod:`synthsod.atal`).
     ``schedule: step`` multiplies both rates by ``gamma`` every ``step_size`` steps (E-BigBiGAN's U-Net:
     Adam 1e-3, x0.2 at 8k of 12k steps). Each batch is resized to one size drawn from ``sizes``
     (F3Net's multi-scale 224-352), after a random crop (keeping at least ``crop_fraction`` of each side)
@@ -29,17 +31,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from .atal import cyclic_cosine_lr
 from .checkpoint import load_checkpoint, save_checkpoint, step_generator
 from .errors import SynthsodError
 from .gpu import autocast
 from .io import atomic_path
-from .losses import LOSSES, OUTPUT_CHANNELS
+from .losses import LOSSES, OUTPUT_CHANNELS, partial_bce_loss
 from .sod_models import create_sod_model, f3net_loss
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+SCHEDULES = ("triangular", "step", "constant", "cyclic")
 
 
 @dataclass
@@ -52,7 +58,8 @@ class Recipe:
     batch_size: int = 32
     epochs: int = 32
     steps: int | None = None            # overrides epochs when set (E-BigBiGAN counts steps)
-    schedule: str = "triangular"        # triangular | step | constant
+    schedule: str = "triangular"        # triangular | step | constant | cyclic
+    cycles: int = 5                     # cyclic only: cosine cycles (snapshots)
     step_size: int = 8000
     gamma: float = 0.2
     sizes: list[int] = field(default_factory=lambda: [224, 256, 288, 320, 352])
@@ -61,7 +68,7 @@ class Recipe:
     checkpoint_every: int = 500
 
     def check(self) -> None:
-        if self.optimizer not in ("sgd", "adam") or self.schedule not in ("triangular", "step", "constant"):
+        if self.optimizer not in ("sgd", "adam") or self.schedule not in SCHEDULES:
             raise SynthsodError(f"recipe: unknown optimizer {self.optimizer!r} or schedule {self.schedule!r}")
         if not self.sizes or not 0 < self.crop_fraction <= 1:
             raise SynthsodError("recipe: sizes must be non-empty and crop_fraction in (0, 1]")
@@ -78,6 +85,8 @@ def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     if recipe.schedule == "triangular":
         epoch, epochs = step // steps_per_epoch, math.ceil(total_steps(recipe, steps_per_epoch) / steps_per_epoch)
         return 1 - abs((epoch + 1) / (epochs + 1) * 2 - 1)
+    if recipe.schedule == "cyclic":
+        return cyclic_cosine_lr(1.0, step, total_steps(recipe, steps_per_epoch), recipe.cycles)
     if recipe.schedule == "step":
         return recipe.gamma ** (step // recipe.step_size)
     return 1.0
@@ -194,11 +203,26 @@ def set_lr_factor(optimizer: torch.optim.Optimizer, factor: float) -> None:
         group["lr"] = group["base_lr"] * factor
 
 
+PartialObjective = Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def partial_loss(model_name: str, loss: str) -> PartialObjective:
+    """The objective on partially labelled batches: BCE on the labelled pixels only (F3Net: on every output)."""
+    if loss != "bce":
+        raise SynthsodError(f"point-labelled training uses the partial BCE; set loss: bce (got '{loss}')")
+    if model_name == "f3net":
+        return lambda outputs, masks, visible: f3net_loss(outputs, masks, lambda o, m: partial_bce_loss(o, m, visible))
+    return lambda outputs, masks, visible: partial_bce_loss(outputs[0], masks, visible)
+
+
 def train_sod(model_name: str, loss: str, data: Dataset, recipe: Recipe, *, seed: int = 0,
               model_kwargs: dict | None = None, device: torch.device | str = "cpu",
               checkpoint_path: str | os.PathLike | None = None,
-              on_step: Callable[[int, float], None] | None = None) -> nn.Module:
-    """Train on ``data`` (items {"image": [3, S, S] in [-1, 1], "mask": [1, S, S]}); the model in eval mode."""
+              on_step: Callable[[int, float], None] | None = None,
+              after_step: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
+    """Train on ``data`` (items {"image": [3, S, S] in [-1, 1], "mask": [1, S, S]}, plus "visible" for
+    partially labelled data); the model in eval mode. ``after_step(step, model)`` sees the model after
+    each update (snapshots)."""
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -209,13 +233,18 @@ def train_sod(model_name: str, loss: str, data: Dataset, recipe: Recipe, *, seed
     for batch in training_batches(data, recipe, seed, {"model": model, "optimizer": optimizer}, checkpoint_path):
         set_lr_factor(optimizer, batch.lr_factor)
         with autocast(device):
-            outputs = model(normalise(batch.images.to(device)))
-        value = objective([o.float() for o in outputs], batch.masks.to(device))
+            outputs = [o.float() for o in model(normalise(batch.images.to(device)))]
+        if batch.visible is None:
+            value = objective(outputs, batch.masks.to(device))
+        else:
+            value = partial_loss(model_name, loss)(outputs, batch.masks.to(device), batch.visible.to(device))
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
         if on_step is not None:
             on_step(batch.step, value.item())
+        if after_step is not None:
+            after_step(batch.step, model)
     return model.eval()
 
 
@@ -233,7 +262,9 @@ def load_sod_model(path: str | os.PathLike, device: torch.device | str = "cpu") 
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
         # the trained weights replace the backbone's ImageNet file, which need not be present any more
-        options = {**saved["model_options"], **({"backbone_weights": None} if "backbone_weights" in saved["model_options"] else {})}
+        options = dict(saved["model_options"])
+        if "backbone_weights" in options:
+            options["backbone_weights"] = None
         model = build_model(saved["model"], saved["loss"], options)
         model.load_state_dict(saved["state_dict"])
     except (OSError, KeyError, TypeError, RuntimeError, EOFError) as err:
@@ -241,6 +272,6 @@ def load_sod_model(path: str | os.PathLike, device: torch.device | str = "cpu") 
     return model.to(device).eval(), saved["channel"]
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Batch", "Recipe", "augment", "batch_indices", "build_model", "lr_factor",
-           "load_sod_model", "make_optimizer", "model_loss", "normalise", "save_sod_model", "set_lr_factor",
-           "total_steps", "train_sod", "training_batches"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SCHEDULES", "Batch", "Recipe", "augment", "batch_indices", "build_model",
+           "lr_factor", "load_sod_model", "make_optimizer", "model_loss", "normalise", "partial_loss", "save_sod_model",
+           "set_lr_factor", "total_steps", "train_sod", "training_batches"]

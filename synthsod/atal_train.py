@@ -1,0 +1,190 @@
+"""ATAL rounds: a point-labelled SOD training grown by active queries (:mod:`synthsod.atal` holds the pieces).
+
+Round 0 labels ``initial_points`` random pixels per image (drawn from (seed, id), as
+:mod:`synthsod.point_labels` draws them); each point's label is read from the ground truth, as the
+paper does, and spread to its superpixel. Every round then:
+
+1. trains the model from scratch on the labelled pixels only (partial BCE) under the cyclic cosine
+   schedule, keeping the model at the end of each of the ``cycles`` cycles (TEUE's snapshots);
+2. unless the budget is reached, queries ``points_per_round`` new points per image: the snapshots'
+   mean probability on the clean image and on each snapshot's own PGD image (AATU) give the margin
+   uncertainty; its top ``candidate_fraction`` unlabelled pixels are the candidates; RDS picks the
+   points from them by a k-centre cover in the model's pixel features, ranked by dissimilarity to the
+   image's labelled points.
+
+The last round's model is the result. ``on_round`` receives each round's point table (columns of
+:data:`POINT_COLUMNS`; rows, cols at the training size, y, x their centres as fractions of the side).
+Pixel features are the input of the model's last registered convolution (U-Net: its head), upsampled
+to the image size.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from .atal import (
+    candidate_pixels,
+    ensemble_probabilities,
+    margin_uncertainty,
+    pgd_attack,
+    propagate_point_labels,
+    rds_select,
+    snapshot_steps,
+    superpixels,
+)
+from .errors import SynthsodError
+from .point_labels import id_rng, random_points
+from .sod_train import Recipe, normalise, total_steps, train_sod
+
+POINT_COLUMNS = ["id", "row", "col", "y", "x", "label", "superpixel", "round"]
+
+
+@dataclass
+class ActiveSpec:
+    initial_points: int = 2
+    points_per_round: int = 2
+    budget: int = 10                    # points per image after the last round (the paper: 10, at most 20)
+    eps: float = 0.03                   # PGD radius on ImageNet-normalised inputs
+    alpha: float = 0.01
+    pgd_steps: int = 3
+    candidate_fraction: float = 0.03    # K
+    cover_factor: int = 2
+    superpixels: dict = field(default_factory=lambda: {"method": "slic", "segments": 450, "compactness": 10.0})
+    seed: int = 0
+
+    def budgets(self) -> list[int]:
+        """Points per image after each round: initial, + points_per_round, ..., budget."""
+        if not 0 < self.initial_points <= self.budget or self.points_per_round < 1:
+            raise SynthsodError(f"active learning needs 0 < initial_points <= budget and points_per_round >= 1, got "
+                                f"{self.initial_points}, {self.budget}, {self.points_per_round}")
+        counts = list(range(self.initial_points, self.budget, self.points_per_round))
+        return [*counts, self.budget]
+
+
+def _uint8_image(image: torch.Tensor) -> np.ndarray:
+    """[3, S, S] in [-1, 1] -> uint8 S x S x 3."""
+    return np.clip(np.rint((image.permute(1, 2, 0).numpy() + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+class PointLabelledSet(Dataset):
+    """``data``'s items with "mask" and "visible" from the points so far, spread over superpixels."""
+
+    def __init__(self, data: Dataset, spec: ActiveSpec):
+        self.data, self.spec = data, spec
+        self.points: dict[int, pd.DataFrame] = {}
+        self._segments: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def segments(self, index: int, item: dict) -> np.ndarray:
+        if index not in self._segments:
+            sp = self.spec.superpixels
+            self._segments[index] = superpixels(_uint8_image(item["image"]), sp["method"], sp["segments"],
+                                                sp["compactness"], self.spec.seed)
+        return self._segments[index]
+
+    def add(self, index: int, rows: np.ndarray, cols: np.ndarray, round_index: int) -> None:
+        """Label pixels (rows, cols) of item ``index`` from its ground truth."""
+        item = self.data[index]
+        mask, segments, side = item["mask"][0].numpy(), self.segments(index, item), item["mask"].shape[-1]
+        new = pd.DataFrame({"id": item["id"], "row": rows, "col": cols, "y": (rows + 0.5) / side,
+                            "x": (cols + 0.5) / side, "label": (mask[rows, cols] > 0.5).astype(np.int8),
+                            "superpixel": segments[rows, cols].astype(np.int32), "round": round_index})
+        self.points[index] = pd.concat([self.points.get(index), new], ignore_index=True)
+
+    def table(self) -> pd.DataFrame:
+        return pd.concat([self.points[i] for i in sorted(self.points)], ignore_index=True)[POINT_COLUMNS]
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.data[index])
+        points = self.points[index]
+        labels, visible = propagate_point_labels(self.segments(index, item), points[["row", "col"]].to_numpy(),
+                                                 points["label"].to_numpy())
+        item["mask"], item["visible"] = torch.from_numpy(labels)[None], torch.from_numpy(visible)[None]
+        return item
+
+
+def pixel_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W]: the input of the model's last registered convolution, at the images' size."""
+    last_conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
+    captured = []
+    handle = last_conv.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        handle.remove()
+    return F.interpolate(captured[0], size=images.shape[2:], mode="bilinear", align_corners=False)
+
+
+def adversarial_uncertainty(snapshots: list[nn.Module], images: torch.Tensor, spec: ActiveSpec) -> torch.Tensor:
+    """Eq 3 on the snapshot ensemble: clean vs adversarial mean probabilities (each snapshot attacked itself)."""
+    clean = ensemble_probabilities(snapshots, images)
+    adversarial = torch.stack([ensemble_probabilities([s], pgd_attack(s, images, spec.eps, spec.alpha,
+                                                                        spec.pgd_steps)) for s in snapshots])
+    return margin_uncertainty(clean, adversarial.mean(dim=0))
+
+
+def query_points(snapshots: list[nn.Module], labelled: PointLabelledSet, count: int, round_index: int,
+                 batch_size: int = 16) -> None:
+    """Add ``count`` points per image chosen by adversarial uncertainty and RDS."""
+    device = next(snapshots[-1].parameters()).device
+    spec = labelled.spec
+    for lo in range(0, len(labelled), batch_size):
+        indices = list(range(lo, min(lo + batch_size, len(labelled))))
+        items = [labelled[i] for i in indices]
+        images = normalise(torch.stack([it["image"] for it in items]).to(device))
+        uncertainty = adversarial_uncertainty(snapshots, images, spec).cpu()
+        features = pixel_features(snapshots[-1], images).cpu()
+        for j, (index, item) in enumerate(zip(indices, items)):
+            # pixels already labelled (whole superpixels) are never asked again
+            rows, cols = candidate_pixels(uncertainty[j, 0], spec.candidate_fraction, exclude=item["visible"][0] > 0.5)
+            known = labelled.points[index]
+            chosen = rds_select(features[j][:, rows, cols].T.numpy(), uncertainty[j, 0, rows, cols].numpy(),
+                                features[j][:, known["row"], known["col"]].T.numpy(), count, spec.cover_factor)
+            labelled.add(index, rows[chosen], cols[chosen], round_index)
+
+
+def train_active(model_name: str, loss: str, data: Dataset, recipe: Recipe, spec: ActiveSpec, *, seed: int = 0,
+                 model_kwargs: dict | None = None, device: torch.device | str = "cpu",
+                 on_round: Callable[[int, pd.DataFrame], None] | None = None,
+                 on_step: Callable[[int, int, float], None] | None = None) -> nn.Module:
+    """Run every round (module docstring); return the last round's model in eval mode."""
+    if recipe.schedule != "cyclic":
+        raise SynthsodError(f"ATAL trains under the cyclic cosine schedule (snapshots): set recipe.schedule: cyclic, "
+                            f"not '{recipe.schedule}'")
+    budgets = spec.budgets()
+    labelled = PointLabelledSet(data, spec)
+    for index in range(len(data)):
+        item = data[index]
+        side = item["mask"].shape[-1]
+        points = random_points((side, side), budgets[0], id_rng(spec.seed, item["id"]))
+        labelled.add(index, points[:, 0], points[:, 1], 0)
+    steps = total_steps(recipe, -(-len(data) // recipe.batch_size))
+    keep = set(snapshot_steps(steps, recipe.cycles))
+    model = None
+    for round_index, budget in enumerate(budgets):
+        snapshots: list[nn.Module] = []
+        model = train_sod(model_name, loss, labelled, recipe, seed=seed, model_kwargs=model_kwargs, device=device,
+                          on_step=None if on_step is None else lambda step, value: on_step(round_index, step, value),
+                          after_step=lambda step, m: snapshots.append(copy.deepcopy(m).eval()) if step in keep
+                          else None)
+        if on_round is not None:
+            on_round(round_index, labelled.table())
+        if round_index + 1 < len(budgets):
+            query_points(snapshots, labelled, budgets[round_index + 1] - budget, round_index + 1)
+    return model
+
+
+__all__ = ["POINT_COLUMNS", "ActiveSpec", "PointLabelledSet", "adversarial_uncertainty", "pixel_features",
+           "query_points", "train_active"]

@@ -1,0 +1,103 @@
+"""ATAL rounds on a toy set: budgets, point tables, queries that avoid labelled regions, determinism,
+and training that reads labels only where points were placed."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from synthsod.atal_train import POINT_COLUMNS, ActiveSpec, PointLabelledSet, pixel_features, train_active
+from synthsod.errors import SynthsodError
+from synthsod.sod_models import UNet
+from synthsod.sod_train import Recipe
+
+SIZE = 32
+RECIPE = dict(optimizer="adam", lr=3e-3, backbone_lr=3e-3, weight_decay=0.0, batch_size=4, steps=6,
+              schedule="cyclic", cycles=3, sizes=[SIZE], checkpoint_every=100)
+SPEC = dict(initial_points=2, points_per_round=3, budget=8, pgd_steps=2,
+            superpixels={"method": "slic", "segments": 30, "compactness": 10.0})
+
+
+class ToyData(torch.utils.data.Dataset):
+    def __init__(self, n=6):
+        gen = torch.Generator().manual_seed(0)
+        # smooth colour gradients plus mild noise (SLIC merges pure noise into one segment)
+        ramp = torch.linspace(-0.6, 0.6, SIZE)
+        self.images = (ramp[None, None, :, None] * torch.rand(n, 3, 1, 1, generator=gen)
+                       + 0.05 * torch.randn(n, 3, SIZE, SIZE, generator=gen))
+        self.images[:, :, 8:24, 8:24] += 0.6  # a bright square object
+        self.masks = torch.zeros(n, 1, SIZE, SIZE)
+        self.masks[:, :, 8:24, 8:24] = 1
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"id": f"t{i}", "image": self.images[i].clamp(-1, 1), "mask": self.masks[i]}
+
+
+def run(data=None, **spec):
+    tables = {}
+    model = train_active("unet", "bce", data or ToyData(), Recipe(**RECIPE), ActiveSpec(**{**SPEC, **spec}),
+                         model_kwargs={"base": 4, "depth": 2}, on_round=lambda r, t: tables.setdefault(r, t))
+    return model, tables
+
+
+def test_budgets_grow_by_the_round_size_up_to_the_budget():
+    assert ActiveSpec(initial_points=2, points_per_round=2, budget=10).budgets() == [2, 4, 6, 8, 10]
+    assert ActiveSpec(initial_points=2, points_per_round=3, budget=6).budgets() == [2, 5, 6]
+    with pytest.raises(SynthsodError, match="initial_points <= budget"):
+        ActiveSpec(initial_points=4, budget=3).budgets()
+
+
+def test_rounds_add_points_outside_labelled_superpixels_with_ground_truth_labels():
+    model, tables = run()
+    assert sorted(tables) == [0, 1, 2]
+    final = tables[2]
+    assert list(final.columns) == POINT_COLUMNS
+    assert (final.groupby("id").size() == 8).all()  # 2 + 3 + 3 (budget)
+    assert (final.groupby(["id", "round"]).size().unstack().to_numpy() == [2, 3, 3]).all()
+    data = ToyData()
+    truth = data.masks[:, 0].numpy()
+    index = {f"t{i}": i for i in range(len(data))}
+    assert all(row.label == truth[index[row.id], row.row, row.col] for row in final.itertuples())
+    for _, points in final.groupby("id"):  # a query never lands in a superpixel labelled in an earlier round
+        for r in (1, 2):
+            earlier = set(points[points["round"] < r]["superpixel"])
+            assert not earlier & set(points[points["round"] == r]["superpixel"])
+    assert isinstance(model, UNet) and not model.training
+
+
+def test_active_learning_is_deterministic():
+    _, first = run()
+    _, second = run()
+    pd.testing.assert_frame_equal(first[2], second[2])
+
+
+def test_rounds_read_the_ground_truth_only_at_the_queried_points():
+    """Flipping every pixel outside the final points' superpixels leaves the run unchanged."""
+    _, tables = run()
+    data = ToyData()
+    labelled = PointLabelledSet(data, ActiveSpec(**SPEC))
+    flipped = ToyData()
+    for i in range(len(data)):
+        points = tables[2][tables[2]["id"] == f"t{i}"]
+        labelled.points[i] = points
+        seen = labelled[i]["visible"][0] > 0.5
+        flipped.masks[i, 0][~seen] = 1 - flipped.masks[i, 0][~seen]
+    _, again = run(flipped)
+    pd.testing.assert_frame_equal(tables[2], again[2])
+
+
+def test_pixel_features_are_the_head_input_at_full_size():
+    model = UNet(base=4, depth=2, out_channels=1).eval()
+    features = pixel_features(model, torch.randn(2, 3, SIZE, SIZE))
+    assert features.shape == (2, 4, SIZE, SIZE)
+
+
+def test_atal_needs_the_cyclic_schedule_and_the_partial_bce():
+    with pytest.raises(SynthsodError, match="cyclic cosine"):
+        train_active("unet", "bce", ToyData(), Recipe(**{**RECIPE, "schedule": "constant"}), ActiveSpec(**SPEC))
+    with pytest.raises(SynthsodError, match="partial BCE"):
+        train_active("unet", "ce", ToyData(), Recipe(**RECIPE), ActiveSpec(**SPEC), model_kwargs={"base": 4, "depth": 2})
