@@ -161,9 +161,14 @@ def sod_benchmarks(sod):
     return config["sod"][sod]["benchmarks"] or config["benchmarks"]
 
 
-def sod_names(coop):
-    """The SOD trainings that are (coop=True) or are not cooperative models (their prediction rules differ)."""
-    return [name for name, spec in config["sod"].items() if (spec["model"] == COOP) == coop]
+def sod_kind(name):
+    """coop (own prediction rule), active (ATAL: own training rule) or plain."""
+    spec = config["sod"][name]
+    return "coop" if spec["model"] == COOP else "active" if spec["active"] is not None else "plain"
+
+
+def sod_names(*kinds):
+    return [name for name in config["sod"] if sod_kind(name) in kinds]
 
 
 def sod_train_params(wildcards):

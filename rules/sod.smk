@@ -12,7 +12,7 @@ rule sod_train:
     params:
         sod=sod_train_params,
     wildcard_constraints:
-        sod=_name_pattern(config["sod"]),
+        sod=_name_pattern(sod_names("plain", "coop")),
     resources:
         gpu=1,
     log:
@@ -25,6 +25,30 @@ rule sod_train:
         "../workflow_scripts/sod_train.py"
 
 
+# ATAL: point labels grown round by round (results/sod/{sod}/points/round-{r}.parquet), the last model kept.
+rule atal_train:
+    input:
+        unpack(sod_training_inputs),
+    output:
+        model="results/sod/{sod}/model.pt",
+        log_csv="results/sod/{sod}/train_log.csv",
+        points=directory("results/sod/{sod}/points"),
+    params:
+        sod=sod_train_params,
+    wildcard_constraints:
+        sod=_name_pattern(sod_names("active")),
+    resources:
+        gpu=1,
+    log:
+        log_path("atal_train", "{sod}"),
+    benchmark:
+        benchmark_path("atal_train", "{sod}")
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/atal_train.py"
+
+
 rule sod_predict:
     input:
         model="results/sod/{sod}/model.pt",
@@ -34,7 +58,7 @@ rule sod_predict:
     params:
         eval_size=lambda w: config["sod"][w.sod]["eval_size"],
     wildcard_constraints:
-        sod=_name_pattern(sod_names(coop=False)),
+        sod=_name_pattern(sod_names("plain", "active")),
         bench=_name_pattern(config["datasets"]),
     resources:
         gpu=1,
@@ -58,7 +82,7 @@ rule coop_predict:
     params:
         eval_size=lambda w: config["sod"][w.sod]["eval_size"],
     wildcard_constraints:
-        sod=_name_pattern(sod_names(coop=True)),
+        sod=_name_pattern(sod_names("coop")),
         bench=_name_pattern(config["datasets"]),
     resources:
         gpu=1,
@@ -82,7 +106,7 @@ rule ebm_refine:
         predictions=directory("results/pred/{base}+{coop}/{bench}"),
     wildcard_constraints:
         base=_name_pattern(config["sod"]),
-        coop=_name_pattern(sod_names(coop=True)),
+        coop=_name_pattern(sod_names("coop")),
         bench=_name_pattern(config["datasets"]),
     resources:
         gpu=1,

@@ -162,6 +162,11 @@ def sod_problems(sod: dict) -> list[str]:
                              f"(set sizes: [{spec['eval_size']}])")
         elif spec["point_labels"] is not None:
             lines.append(f"{where}.point_labels: only coop learns from point labels (learning while recovering)")
+        if spec["active"] is not None:
+            if spec["model"] == COOP or spec["loss"] != "bce":
+                lines.append(f"{where}.active: ATAL trains f3net or unet with the partial BCE (loss: bce)")
+            if spec["recipe"]["schedule"] != "cyclic":
+                lines.append(f"{where}.active: ATAL's snapshots need recipe.schedule: cyclic")
         for other in spec["refine_with"]:
             if sod.get(other, {}).get("model") != COOP:
                 lines.append(f"{where}.refine_with: '{other}' is not a coop training under sod:")

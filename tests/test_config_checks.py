@@ -5,14 +5,15 @@ from __future__ import annotations
 from synthsod.workflow import sod_problems
 
 
-def spec(model="unet", loss="ce", eval_size=64, sizes=(64,), point_labels=None, refine_with=()):
-    return {"model": model, "loss": loss, "eval_size": eval_size, "recipe": {"sizes": list(sizes)},
-            "point_labels": point_labels, "refine_with": list(refine_with)}
+def spec(model="unet", loss="ce", eval_size=64, sizes=(64,), point_labels=None, refine_with=(), active=None,
+         schedule="constant"):
+    return {"model": model, "loss": loss, "eval_size": eval_size, "recipe": {"sizes": list(sizes), "schedule": schedule},
+            "point_labels": point_labels, "refine_with": list(refine_with), "active": active}
 
 
 def test_a_consistent_coop_setup_has_no_problems():
     sod = {"coop": spec("coop", "bce", point_labels={"points": 5, "radius": 1, "seed": 0}),
-           "unet": spec(refine_with=["coop"])}
+           "unet": spec(refine_with=["coop"]), "atal": spec(loss="bce", active={}, schedule="cyclic")}
     assert sod_problems(sod) == []
 
 
@@ -27,4 +28,11 @@ def test_coop_constraints_and_refinement_references_are_each_reported():
         "sod.unet.point_labels: only coop learns from point labels (learning while recovering)",
         "sod.unet.refine_with: 'unet' is not a coop training under sod:",
         "sod.unet.refine_with: 'missing' is not a coop training under sod:",
+    ]
+
+
+def test_atal_needs_the_partial_bce_and_the_cyclic_schedule():
+    assert sod_problems({"atal": spec(loss="ce", active={})}) == [
+        "sod.atal.active: ATAL trains f3net or unet with the partial BCE (loss: bce)",
+        "sod.atal.active: ATAL's snapshots need recipe.schedule: cyclic",
     ]

@@ -167,8 +167,8 @@ def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
     stats = job_stats(demo_run.result.output)
     assert stats == {"tiny_generator": 1, "demo_split": 2, "prepare_dataset": 2, "den_train": 1,
                      "den_invert": 1, "fewshot_select": 1, "gmask_train": 1, "direction_contrast": 1,
-                     "sample_calibrate": 1, "sample": 4, "shard_manifest": 2, "sod_train": 3, "sod_predict": 2,
-                     "coop_predict": 1, "ebm_refine": 1, "evaluate": 4, "summarize": 1, "all": 1}, stats
+                     "sample_calibrate": 1, "sample": 4, "shard_manifest": 2, "sod_train": 3, "atal_train": 1,
+                     "sod_predict": 3, "coop_predict": 1, "ebm_refine": 1, "evaluate": 5, "summarize": 1, "all": 1}, stats
     for name in ("pytorch_model.bin", "config.json"):
         assert (root / "results/generators/tiny" / name).stat().st_size > 0
     for split, size in SMALL_SPLIT_SIZES.items():
@@ -189,7 +189,10 @@ def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
 def test_summary_lists_every_training_and_refinement_and_coop_writes_uncertainty_maps(demo_run: DemoRun) -> None:
     root = demo_run.workdir.path
     summary = pd.read_csv(root / "results/eval/summary.csv")
-    assert sorted(summary["training"]) == ["coop", "unet-real", "unet-synthetic", "unet-synthetic+coop"]
+    assert sorted(summary["training"]) == ["coop", "unet-atal", "unet-real", "unet-synthetic", "unet-synthetic+coop"]
+    rounds = [pd.read_parquet(root / f"results/sod/unet-atal/points/round-{r}.parquet") for r in (0, 1)]
+    assert [len(t) for t in rounds] == [3 * SMALL_SPLIT_SIZES["DEMO-TR"], 6 * SMALL_SPLIT_SIZES["DEMO-TR"]]
+    pd.testing.assert_frame_equal(rounds[1][rounds[1]["round"] == 0].reset_index(drop=True), rounds[0])
     ids = sorted(pd.read_parquet(root / "results/data/DEMO-TE/manifest.parquet")["id"])
     for folder in ("pred/coop", "uncertainty/coop", "pred/unet-synthetic+coop"):
         maps = image_files(root / "results" / folder / "DEMO-TE")
@@ -236,8 +239,9 @@ REFINED = _refined("unet-synthetic")  # sod.unet-synthetic.refine_with: [coop]
 COOP = [_job("sod_train", sod="coop"), _job("coop_predict", sod="coop", bench="DEMO-TE"),
         _job("evaluate", sod="coop", bench="DEMO-TE"), *REFINED]
 SYN = [*_sod("unet-synthetic"), *REFINED, *COOP[:3]]  # every training on the synthetic runs
-REAL = _sod("unet-real")
-BENCH = [*(_job(rule, sod=sod, bench="DEMO-TE") for sod in ("unet-synthetic", "unet-real")
+ATAL = [_job("atal_train", sod="unet-atal"), *_sod("unet-atal")[1:]]
+REAL = [*_sod("unet-real"), *ATAL]  # every training on DEMO-TR
+BENCH = [*(_job(rule, sod=sod, bench="DEMO-TE") for sod in ("unet-synthetic", "unet-real", "unet-atal")
            for rule in ("sod_predict", "evaluate")), *COOP[1:]]
 DOWNSTREAM = ["summarize", "all"]
 
@@ -268,9 +272,10 @@ PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] =
     "runs.ebigbigan.mask.shift": ((("runs", "ebigbigan", "mask", "shift"), 4.0), [*EBIG_RUN, *SYN, *DOWNSTREAM]),
     "directions.contrast.iterations": ((("directions", "contrast", "iterations"), 6),
                                        [_job("direction_contrast", gen="tiny"), *EBIG_RUN, *SYN, *DOWNSTREAM]),
-    "sod.unet-real.recipe.steps": ((("sod", "unet-real", "recipe", "steps"), 4), [*REAL, *DOWNSTREAM]),
+    "sod.unet-real.recipe.steps": ((("sod", "unet-real", "recipe", "steps"), 4), [*_sod("unet-real"), *DOWNSTREAM]),
     "sod.unet-real.eval_size": ((("sod", "unet-real", "eval_size"), 48),
-                                [*REAL[1:], *DOWNSTREAM]),  # the trained model stays
+                                [*_sod("unet-real")[1:], *DOWNSTREAM]),  # the trained model stays
+    "sod.unet-atal.active.budget": ((("sod", "unet-atal", "active", "budget"), 9), [*ATAL, *DOWNSTREAM]),
     "sod_reference": ((("sod_reference",), "unet-synthetic"), DOWNSTREAM),
     "sod.coop.recipe.steps": ((("sod", "coop", "recipe", "steps"), 4), [*COOP, *DOWNSTREAM]),
     "sod.coop.coop.temperature": ((("sod", "coop", "coop", "temperature"), 0.5), [*COOP, *DOWNSTREAM]),
@@ -389,8 +394,8 @@ def test_bad_dataset_fails_plainly_and_keeps_prepared_manifests(demo_run: DemoRu
     result = workdir.run("--cores", "2", configfile=configfile)
 
     assert result.returncode != 0, result.describe()
-    assert job_stats(result.output) == {"prepare_dataset": 1, "sod_predict": 2, "coop_predict": 1, "ebm_refine": 1,
-                                        "evaluate": 4, "summarize": 1, "all": 1}, result.describe()
+    assert job_stats(result.output) == {"prepare_dataset": 1, "sod_predict": 3, "coop_predict": 1, "ebm_refine": 1,
+                                        "evaluate": 5, "summarize": 1, "all": 1}, result.describe()
     out = result.output
     assert "dataset 'BAD': 8 of 10 pairs are unusable" in out, result.describe()
     assert "incoming/BAD/images/p2.jpg: unreadable or corrupt file" in out, result.describe()

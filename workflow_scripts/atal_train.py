@@ -1,0 +1,48 @@
+"""Rule atal_train: a point-supervised SOD training grown by ATAL's active queries, and its point tables."""
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+from torch.utils.data import ConcatDataset
+
+from synthsod.atal_train import ActiveSpec, train_active
+from synthsod.data import ManifestDataset, ShardDataset
+from synthsod.gpu import gpu_lease, torch_device
+from synthsod.io import atomic_path
+from synthsod.sod_train import Recipe, save_sod_model
+from synthsod.workflow import run_rule
+
+log = logging.getLogger("synthsod")
+
+
+def main(smk):
+    spec = smk.params.sod
+    size = spec["load_size"]
+    parts = [ShardDataset(Path(m).parent, size=size) for m in smk.input.runs]
+    parts += [ManifestDataset(pd.read_parquet(m), size) for m in smk.input.datasets]
+    data = ConcatDataset(parts)
+    points_dir = Path(smk.output.points)
+    points_dir.mkdir(parents=True, exist_ok=True)
+    history = []
+
+    def write_round(round_index, table):
+        with atomic_path(points_dir / f"round-{round_index}.parquet") as tmp:
+            table.to_parquet(tmp, index=False)
+        log.info("%s round %d: %d points on %d images (%.1f per image)", smk.wildcards.sod, round_index, len(table),
+                 table["id"].nunique(), len(table) / table["id"].nunique())
+
+    model_kwargs = dict(spec["model_options"])
+    if spec["model"] == "f3net":
+        model_kwargs["backbone_weights"] = spec["backbone_weights"]
+    with gpu_lease() as lease:
+        model = train_active(spec["model"], spec["loss"], data, Recipe(**spec["recipe"]), ActiveSpec(**spec["active"]),
+                             seed=spec["seed"], model_kwargs=model_kwargs, device=torch_device(lease),
+                             on_round=write_round,
+                             on_step=lambda r, step, value: history.append({"round": r, "step": step, "loss": value}))
+    save_sod_model(smk.output.model, model, spec["model"], spec["loss"], model_kwargs, None)
+    with atomic_path(smk.output.log_csv) as tmp:
+        pd.DataFrame(history, columns=["round", "step", "loss"]).to_csv(tmp, index=False)
+
+
+run_rule(snakemake, main)  # noqa: F821
