@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from .errors import SynthsodError
 from .prepare import load_image_rgb, load_mask_binary
@@ -108,3 +108,12 @@ class ShardDataset(Dataset):
             "image": image_to_tensor(image, size),
             "mask": mask_to_tensor(mask, size),
         }
+
+
+def training_set(run_manifests: list[str | os.PathLike], dataset_manifests: list[str | os.PathLike],
+                 size: int) -> ConcatDataset:
+    """The pairs of a SOD training: synthetic runs (their manifest.json paths) and prepared real datasets
+    (their manifest.parquet paths), concatenated, at ``size``."""
+    parts: list[Dataset] = [ShardDataset(Path(m).parent, size=size) for m in run_manifests]
+    parts += [ManifestDataset(pd.read_parquet(m), size) for m in dataset_manifests]
+    return ConcatDataset(parts)

@@ -4,10 +4,9 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from torch.utils.data import ConcatDataset
 
 from synthsod.atal_train import ActiveSpec, train_active
-from synthsod.data import ManifestDataset, ShardDataset
+from synthsod.data import training_set
 from synthsod.gpu import gpu_lease, torch_device
 from synthsod.io import atomic_path
 from synthsod.sod_train import Recipe, save_sod_model
@@ -18,10 +17,7 @@ log = logging.getLogger("synthsod")
 
 def main(smk):
     spec = smk.params.sod
-    size = spec["load_size"]
-    parts = [ShardDataset(Path(m).parent, size=size) for m in smk.input.runs]
-    parts += [ManifestDataset(pd.read_parquet(m), size) for m in smk.input.datasets]
-    data = ConcatDataset(parts)
+    data = training_set(smk.input.runs, smk.input.datasets, spec["load_size"])
     points_dir = Path(smk.output.points)
     points_dir.mkdir(parents=True, exist_ok=True)
     history = []

@@ -1,14 +1,12 @@
 """Rule sod_train: train one SOD model (config sod.<name>) on synthetic runs and/or real datasets."""
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.data import ConcatDataset
 
 from synthsod.coop_train import train_coop
-from synthsod.data import ManifestDataset, ShardDataset
+from synthsod.data import training_set
 from synthsod.gpu import gpu_lease, torch_device
 from synthsod.io import atomic_path
 from synthsod.point_labels import PointLabelled
@@ -22,10 +20,7 @@ VALIDATION_PAIRS = 16  # training pairs on which a CAS model's saliency channel 
 
 def main(smk):
     spec = smk.params.sod
-    size = spec["load_size"]
-    parts = [ShardDataset(Path(m).parent, size=size) for m in smk.input.runs]
-    parts += [ManifestDataset(pd.read_parquet(m), size) for m in smk.input.datasets]
-    data = ConcatDataset(parts)
+    data = training_set(smk.input.runs, smk.input.datasets, spec["load_size"])
     if spec["point_labels"] is not None:
         points = spec["point_labels"]
         data = PointLabelled(data, points["points"], points["radius"], points["seed"])
