@@ -156,6 +156,21 @@ def calibration_file(wildcards):
     return [f"results/synthetic/{wildcards.run}/dq_calibration.json"] if dq and dq["keep_top"] is not None else []
 
 
+def fewshot_params():
+    """The few-shot settings; the uncertainty model's (with its prediction size) only for 'uncertain'."""
+    fewshot = config["fewshot"]
+    if fewshot["strategy"] != "uncertain":
+        return without(fewshot, "uncertainty")
+    return {**fewshot, "uncertainty": {**fewshot["uncertainty"],
+                                       "size": config["sod"][fewshot["uncertainty"]["model"]]["eval_size"]}}
+
+
+def fewshot_uncertainty_model():
+    """The SOD model whose uncertainty ranks the images (strategy 'uncertain' only)."""
+    fewshot = config["fewshot"]
+    return [f"results/sod/{fewshot['uncertainty']['model']}/model.pt"] if fewshot["strategy"] == "uncertain" else []
+
+
 # --- SOD trainings (rules/sod.smk) ---
 def sod_benchmarks(sod):
     return config["sod"][sod]["benchmarks"] or config["benchmarks"]

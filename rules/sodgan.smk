@@ -54,10 +54,11 @@ rule den_invert:
 rule fewshot_select:
     input:
         latents="results/den/{gen}/latents.parquet",
+        model=fewshot_uncertainty_model(),
     output:
         selection="results/fewshot/{gen}/selection.parquet",
     params:
-        fewshot=config["fewshot"],
+        fewshot=fewshot_params(),
     wildcard_constraints:
         gen=_name_pattern(config["generators"]),
     log:
@@ -65,7 +66,7 @@ rule fewshot_select:
     benchmark:
         benchmark_path("fewshot_select", "{gen}")
     conda:
-        "../envs/data.yaml"
+        "../envs/torch.yaml"
     script:
         "../workflow_scripts/fewshot_select.py"
 

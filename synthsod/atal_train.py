@@ -41,6 +41,7 @@ from .atal import (
     snapshot_steps,
     superpixels,
 )
+from .data import ManifestDataset
 from .errors import SynthsodError
 from .point_labels import id_rng, random_points
 from .sod_train import Recipe, normalise, total_steps, train_sod
@@ -186,5 +187,39 @@ def train_active(model_name: str, loss: str, data: Dataset, recipe: Recipe, spec
     return model
 
 
-__all__ = ["POINT_COLUMNS", "ActiveSpec", "PointLabelledSet", "adversarial_uncertainty", "pixel_features",
-           "query_points", "train_active"]
+def image_uncertainty(model: nn.Module, data: Dataset, spec: ActiveSpec, batch_size: int = 16
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(score [n], features [n, C]) per image of ``data``: the mean adversarial margin uncertainty of
+    ``model`` (eq 3, one model as its own ensemble) and its mean-pooled pixel features."""
+    device = next(model.parameters()).device
+    scores, features = [], []
+    for lo in range(0, len(data), batch_size):
+        images = normalise(torch.stack([data[i]["image"] for i in range(lo, min(lo + batch_size, len(data)))])
+                           .to(device))
+        scores.append(adversarial_uncertainty([model], images, spec).mean(dim=(1, 2, 3)).cpu())
+        features.append(pixel_features(model, images).mean(dim=(2, 3)).cpu())
+    return torch.cat(scores).numpy(), torch.cat(features).numpy()
+
+
+def select_uncertain_images(scores: np.ndarray, features: np.ndarray, size: int,
+                            candidate_factor: int = 3) -> list[int]:
+    """ATAL as an image selection: the ``candidate_factor`` x ``size`` most uncertain images are the
+    candidates, and RDS's k-centre cover (seeded by the most uncertain) picks ``size`` diverse ones."""
+    if size < 1:
+        raise SynthsodError(f"cannot select {size} images")
+    order = np.argsort(-scores, kind="stable")[:candidate_factor * size]
+    chosen = rds_select(features[order], scores[order], None, min(size, len(order)))
+    return sorted(int(order[i]) for i in chosen)
+
+
+def uncertain_ids(pairs: pd.DataFrame, model: nn.Module, size: int, image_size: int, attack: ActiveSpec) -> list[str]:
+    """The ids of ``size`` rows of ``pairs`` (columns id, image, mask; e.g. DEN latents) that deserve full
+    labels by :func:`select_uncertain_images`, scored at ``image_size`` under ``attack``'s PGD."""
+    data = ManifestDataset(pairs[["id", "image", "mask"]], image_size)
+    scores, features = image_uncertainty(model, data, attack)
+    return list(pairs["id"].iloc[select_uncertain_images(scores, features, size)])
+
+
+__all__ = ["POINT_COLUMNS", "ActiveSpec", "PointLabelledSet", "adversarial_uncertainty", "image_uncertainty",
+           "pixel_features", "query_points", "select_uncertain_images", "train_active",
+           "uncertain_ids"]

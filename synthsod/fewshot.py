@@ -9,6 +9,9 @@ classifier) overrides it. Strategies:
                       so that the mask y lines up with G(z⁺) as well as possible
 ``best``              the pairs with the lowest reconstruction error, whatever their class
 ``random``            pairs drawn uniformly
+``uncertain``         ATAL's choice of which images deserve full labels: the pairs a trained SOD model
+                      is most uncertain about under attack, spread by a k-centre cover
+                      (:func:`synthsod.atal_train.select_uncertain_images`; the caller scores them)
 
 When a per-class strategy yields more pairs than ``size``, the kept classes are drawn at random
 (``random_per_class``) or are those with the best pairs (``best_per_class``). Ties break by id, and
@@ -24,7 +27,7 @@ import pandas as pd
 
 from .errors import SynthsodError
 
-STRATEGIES = ("random_per_class", "best_per_class", "best", "random")
+STRATEGIES = ("random_per_class", "best_per_class", "best", "random", "uncertain")
 
 
 def apply_class_file(latents: pd.DataFrame, class_file: str | os.PathLike) -> pd.DataFrame:
@@ -43,8 +46,14 @@ def apply_class_file(latents: pd.DataFrame, class_file: str | os.PathLike) -> pd
     return latents.assign(**{"class": latents["id"].map(mapping).astype("int64")})
 
 
-def select_fewshot(latents: pd.DataFrame, strategy: str, size: int, seed: int) -> pd.DataFrame:
-    """Rows of ``latents`` (columns id, class, recon_error, ...) forming the few-shot set, sorted by id."""
+def select_fewshot(latents: pd.DataFrame, strategy: str, size: int, seed: int,
+                   chosen_ids: list[str] | None = None) -> pd.DataFrame:
+    """Rows of ``latents`` (columns id, class, recon_error, ...) forming the few-shot set, sorted by id.
+    ``uncertain`` takes the ids its caller chose (``chosen_ids``)."""
+    if strategy == "uncertain":
+        if chosen_ids is None:
+            raise SynthsodError("the 'uncertain' few-shot strategy needs the ids its uncertainty model chose")
+        return latents[latents["id"].isin(chosen_ids)].sort_values("id", kind="stable").reset_index(drop=True)
     if strategy not in STRATEGIES:
         raise SynthsodError(f"unknown few-shot strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
     if size < 1:

@@ -144,7 +144,20 @@ def config_problems(config: dict) -> list[str]:
                              "give BigBiGAN a direction file (e.g. the published h_bg)")
         elif run["truncation"] is None and run["latents"]["source"] == "prior":
             lines.append(f"{where}.truncation: a BigGAN run sampling the prior needs a truncation")
-    return lines + sod_problems(config["sod"])
+    return lines + sod_problems(config["sod"]) + fewshot_problems(config["fewshot"], config["sod"])
+
+
+def fewshot_problems(fewshot: dict, sod: dict) -> list[str]:
+    """The uncertainty model of the 'uncertain' strategy must exist and must not learn from synthetic
+    runs (those depend on the few-shot set: a cycle)."""
+    model = fewshot["uncertainty"]["model"]
+    if fewshot["strategy"] != "uncertain":
+        return []
+    if model not in sod:
+        return [f"fewshot.uncertainty.model: the 'uncertain' strategy needs a training under sod:, got {model!r}"]
+    if sod[model]["train"]["runs"]:
+        return [f"fewshot.uncertainty.model: '{model}' trains on synthetic runs, which need the few-shot set first"]
+    return []
 
 
 def sod_problems(sod: dict) -> list[str]:

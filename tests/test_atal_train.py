@@ -3,12 +3,21 @@ and training that reads labels only where points were placed."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from synthsod.atal_train import POINT_COLUMNS, ActiveSpec, PointLabelledSet, pixel_features, train_active
+from synthsod.atal_train import (
+    POINT_COLUMNS,
+    ActiveSpec,
+    PointLabelledSet,
+    pixel_features,
+    select_uncertain_images,
+    train_active,
+)
 from synthsod.errors import SynthsodError
+from synthsod.fewshot import select_fewshot
 from synthsod.sod_models import UNet
 from synthsod.sod_train import Recipe
 
@@ -101,3 +110,19 @@ def test_atal_needs_the_cyclic_schedule_and_the_partial_bce():
         train_active("unet", "bce", ToyData(), Recipe(**{**RECIPE, "schedule": "constant"}), ActiveSpec(**SPEC))
     with pytest.raises(SynthsodError, match="partial BCE"):
         train_active("unet", "ce", ToyData(), Recipe(**RECIPE), ActiveSpec(**SPEC), model_kwargs={"base": 4, "depth": 2})
+
+
+def test_uncertain_image_selection_prefers_uncertain_and_diverse_images():
+    scores = np.array([0.9, 0.85, 0.1, 0.8, 0.05, 0.7])
+    features = np.array([[0, 0], [0, 0.01], [5, 5], [3, 0], [9, 9], [0, 3.0]])
+    # candidates: the 4 most uncertain (0, 1, 3, 5); the cover from 0 adds the farthest ones, not the twin 1
+    assert select_uncertain_images(scores, features, size=2, candidate_factor=2) == [0, 3]
+    # all six are candidates here: the cover reaches the far, certain images first
+    assert select_uncertain_images(scores, features, size=3, candidate_factor=2) == [0, 2, 4]
+
+
+def test_fewshot_takes_the_ids_the_uncertainty_model_chose():
+    latents = pd.DataFrame({"id": ["b", "a", "c"], "class": [1, 2, 3], "recon_error": [0.1, 0.2, 0.3]})
+    assert list(select_fewshot(latents, "uncertain", 2, 0, chosen_ids=["c", "a"])["id"]) == ["a", "c"]
+    with pytest.raises(SynthsodError, match="needs the ids"):
+        select_fewshot(latents, "uncertain", 2, 0)

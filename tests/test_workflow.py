@@ -276,6 +276,12 @@ PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] =
     "sod.unet-real.eval_size": ((("sod", "unet-real", "eval_size"), 48),
                                 [*_sod("unet-real")[1:], *DOWNSTREAM]),  # the trained model stays
     "sod.unet-atal.active.budget": ((("sod", "unet-atal", "active", "budget"), 9), [*ATAL, *DOWNSTREAM]),
+    # ATAL's choice of the few-shot set: the trained unet-atal ranks the DEMO-TR images
+    "fewshot.strategy=uncertain": ((("fewshot",), {"strategy": "uncertain", "size": 6, "class_file": None, "seed": 0,
+                                                   "uncertainty": {"model": "unet-atal"}}),
+                                   [*FEWSHOT, *SYN, *DOWNSTREAM]),
+    # the uncertainty settings of a strategy not in use change nothing
+    "fewshot.uncertainty.eps": ((("fewshot", "uncertainty", "eps"), 0.1), []),
     "sod_reference": ((("sod_reference",), "unet-synthetic"), DOWNSTREAM),
     "sod.coop.recipe.steps": ((("sod", "coop", "recipe", "steps"), 4), [*COOP, *DOWNSTREAM]),
     "sod.coop.coop.temperature": ((("sod", "coop", "coop", "temperature"), 0.5), [*COOP, *DOWNSTREAM]),

@@ -9,12 +9,26 @@ from synthsod.io import atomic_path
 from synthsod.workflow import run_rule
 
 
+def uncertain_ids(latents, spec, model_file):
+    """ATAL's image choice by a trained SOD model (torch is imported for this strategy only)."""
+    from synthsod.atal_train import ActiveSpec, uncertain_ids as choose
+    from synthsod.gpu import gpu_lease, torch_device
+    from synthsod.sod_train import load_sod_model
+
+    options = spec["uncertainty"]
+    attack = ActiveSpec(eps=options["eps"], alpha=options["alpha"], pgd_steps=options["pgd_steps"])
+    with gpu_lease() as lease:
+        model, _ = load_sod_model(model_file, torch_device(lease))
+        return choose(latents, model, spec["size"], options["size"], attack)
+
+
 def main(smk):
     spec = smk.params.fewshot
     latents = pd.read_parquet(smk.input.latents)
     if spec["class_file"]:
         latents = apply_class_file(latents, spec["class_file"])
-    selection = select_fewshot(latents, spec["strategy"], spec["size"], spec["seed"])
+    chosen = uncertain_ids(latents, spec, smk.input.model[0]) if spec["strategy"] == "uncertain" else None
+    selection = select_fewshot(latents, spec["strategy"], spec["size"], spec["seed"], chosen)
     with atomic_path(smk.output.selection) as tmp:
         selection.to_parquet(tmp, index=False)
     logging.getLogger("synthsod").info(
