@@ -44,7 +44,8 @@ from .atal import (
 from .data import ManifestDataset
 from .errors import SynthsodError
 from .point_labels import id_rng, random_points
-from .sod_train import Recipe, normalise, total_steps, train_sod
+from .sampling import to_uint8_nhwc
+from .sod_train import Recipe, normalise, train_sod, training_steps
 
 POINT_COLUMNS = ["id", "row", "col", "y", "x", "label", "superpixel", "round"]
 
@@ -71,11 +72,6 @@ class ActiveSpec:
         return [*counts, self.budget]
 
 
-def _uint8_image(image: torch.Tensor) -> np.ndarray:
-    """[3, S, S] in [-1, 1] -> uint8 S x S x 3."""
-    return np.clip(np.rint((image.permute(1, 2, 0).numpy() + 1) * 127.5), 0, 255).astype(np.uint8)
-
-
 class PointLabelledSet(Dataset):
     """``data``'s items with "mask" and "visible" from the points so far, spread over superpixels."""
 
@@ -90,13 +86,12 @@ class PointLabelledSet(Dataset):
     def segments(self, index: int, item: dict) -> np.ndarray:
         if index not in self._segments:
             sp = self.spec.superpixels
-            self._segments[index] = superpixels(_uint8_image(item["image"]), sp["method"], sp["segments"],
-                                                sp["compactness"], self.spec.seed)
+            image = to_uint8_nhwc(item["image"].permute(1, 2, 0).numpy()[None])[0]
+            self._segments[index] = superpixels(image, sp["method"], sp["segments"], sp["compactness"], self.spec.seed)
         return self._segments[index]
 
-    def add(self, index: int, rows: np.ndarray, cols: np.ndarray, round_index: int) -> None:
-        """Label pixels (rows, cols) of item ``index`` from its ground truth."""
-        item = self.data[index]
+    def add(self, index: int, item: dict, rows: np.ndarray, cols: np.ndarray, round_index: int) -> None:
+        """Label pixels (rows, cols) of item ``index`` (``data[index]``, already read) from its ground truth."""
         mask, segments, side = item["mask"][0].numpy(), self.segments(index, item), item["mask"].shape[-1]
         new = pd.DataFrame({"id": item["id"], "row": rows, "col": cols, "y": (rows + 0.5) / side,
                             "x": (cols + 0.5) / side, "label": (mask[rows, cols] > 0.5).astype(np.int8),
@@ -153,7 +148,8 @@ def query_points(snapshots: list[nn.Module], labelled: PointLabelledSet, count: 
             known = labelled.points[index]
             chosen = rds_select(features[j][:, rows, cols].T.numpy(), uncertainty[j, 0, rows, cols].numpy(),
                                 features[j][:, known["row"], known["col"]].T.numpy(), count, spec.cover_factor)
-            labelled.add(index, rows[chosen], cols[chosen], round_index)
+            # the item above carries the propagated labels; the new points read the ground truth
+            labelled.add(index, labelled.data[index], rows[chosen], cols[chosen], round_index)
 
 
 def train_active(model_name: str, loss: str, data: Dataset, recipe: Recipe, spec: ActiveSpec, *, seed: int = 0,
@@ -170,9 +166,8 @@ def train_active(model_name: str, loss: str, data: Dataset, recipe: Recipe, spec
         item = data[index]
         side = item["mask"].shape[-1]
         points = random_points((side, side), budgets[0], id_rng(spec.seed, item["id"]))
-        labelled.add(index, points[:, 0], points[:, 1], 0)
-    steps = total_steps(recipe, -(-len(data) // recipe.batch_size))
-    keep = set(snapshot_steps(steps, recipe.cycles))
+        labelled.add(index, item, points[:, 0], points[:, 1], 0)
+    keep = set(snapshot_steps(training_steps(recipe, len(data)), recipe.cycles))
     model = None
     for round_index, budget in enumerate(budgets):
         snapshots: list[nn.Module] = []

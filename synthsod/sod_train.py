@@ -96,6 +96,11 @@ def total_steps(recipe: Recipe, steps_per_epoch: int) -> int:
     return recipe.steps if recipe.steps is not None else recipe.epochs * steps_per_epoch
 
 
+def training_steps(recipe: Recipe, n: int) -> int:
+    """The step count of a training on ``n`` samples."""
+    return total_steps(recipe, math.ceil(n / recipe.batch_size))
+
+
 def batch_indices(seed: int, step: int, n: int, batch_size: int) -> torch.Tensor:
     """The samples of ``step``: a slice of epoch ``step // steps_per_epoch``'s permutation (last batch short)."""
     per_epoch = math.ceil(n / batch_size)
@@ -179,7 +184,7 @@ def training_batches(data: Dataset, recipe: Recipe, seed: int, parts: dict,
     if n == 0:
         raise SynthsodError("the training set is empty")
     per_epoch = math.ceil(n / recipe.batch_size)
-    steps = total_steps(recipe, per_epoch)
+    steps = training_steps(recipe, n)
     payload = load_checkpoint(checkpoint_path, parts) if checkpoint_path else None
     if payload is not None and payload.get("recipe") != asdict(recipe):
         raise SynthsodError(f"checkpoint {checkpoint_path} was written with another recipe; delete it to start over")
@@ -274,4 +279,4 @@ def load_sod_model(path: str | os.PathLike, device: torch.device | str = "cpu") 
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SCHEDULES", "Batch", "Recipe", "augment", "batch_indices", "build_model",
            "lr_factor", "load_sod_model", "make_optimizer", "model_loss", "normalise", "partial_loss", "save_sod_model",
-           "set_lr_factor", "total_steps", "train_sod", "training_batches"]
+           "set_lr_factor", "total_steps", "train_sod", "training_batches", "training_steps"]
