@@ -379,13 +379,6 @@ def load_den(checkpoint_path: str | Path, generator, device: torch.device | str 
 
 
 # --- training --------------------------------------------------------------------------------------
-def _generate(generator, z: torch.Tensor, class_vector: torch.Tensor, truncation: float) -> torch.Tensor:
-    """G(z, class_vector) as float32 (gradients flow to z and the class vector, never to G)."""
-    with autocast(z.device):
-        images = generator.net(z, class_vector, truncation)
-    return images.float()
-
-
 def _num_images(images) -> int:
     return images.shape[0] if torch.is_tensor(images) else len(images)
 
@@ -445,7 +438,7 @@ def _den_loss(parts: _Parts, generator, x0: torch.Tensor, cfg: DENConfig, trunca
     xt = schedule.q_sample(x0, t, noise)
     with autocast(x0.device):
         z, logits = den(xt, t)
-    x0_hat = _generate(generator, z.float(), torch.softmax(logits.float(), dim=1), truncation)
+    x0_hat = generator.images(z.float(), torch.softmax(logits.float(), dim=1), truncation)
     d = x0[0].numel()
     mse = _per_image_mse(x0_hat, x0)
     if cfg.weighting == "elbo":
@@ -467,7 +460,7 @@ def _vae_loss(parts: _Parts, generator, x0: torch.Tensor, cfg: DENConfig, trunca
     mu, logvar = mu.float(), logvar.float()
     eps = torch.randn(mu.shape, generator=rng).to(mu.device)
     z = mu + torch.exp(0.5 * logvar) * eps
-    x0_hat = _generate(generator, z, torch.softmax(logits.float(), dim=1), truncation)
+    x0_hat = generator.images(z, torch.softmax(logits.float(), dim=1), truncation)
     mse = _per_image_mse(x0_hat, x0)
     prior_logvar = torch.full_like(mu, 2 * math.log(truncation))
     kl = gaussian_kl(mu, logvar, torch.zeros_like(mu), prior_logvar).sum(1)
@@ -583,7 +576,7 @@ def refine_latents(generator, z: torch.Tensor, class_vector: torch.Tensor, image
     best_z, best_err = z.detach().clone(), None
     for step in range(steps + 1):
         with torch.set_grad_enabled(step < steps):  # the last pass only scores the final z
-            recon = _generate(generator, z, class_vector, truncation)
+            recon = generator.images(z, class_vector, truncation)
             err = _per_image_mse(recon, images)
         with torch.no_grad():
             better = err < best_err if best_err is not None else torch.ones_like(err, dtype=torch.bool)
@@ -623,7 +616,7 @@ def invert(den: DEN, generator, images, *, truncation: float, batch_size: int = 
         z, class_id = z.float(), logits.float().argmax(1)
         one_hot = F.one_hot(class_id, generator.num_classes).float()
         with torch.no_grad():
-            enc_err = _per_image_mse(_generate(generator, z, one_hot, truncation), x)
+            enc_err = _per_image_mse(generator.images(z, one_hot, truncation), x)
         err = enc_err
         if refine_steps > 0:
             z, err = refine_latents(generator, z, one_hot, x, truncation=truncation, steps=refine_steps,
@@ -648,6 +641,6 @@ def reconstruction_error(generator, z, class_ids, images, truncation: float, bat
         sl = slice(start, start + batch_size)
         x = _fetch(images, torch.arange(start, min(start + batch_size, z.shape[0])), generator.resolution)
         one_hot = F.one_hot(ids[sl], generator.num_classes).float().to(generator.device)
-        recon = _generate(generator, z[sl].to(generator.device), one_hot, truncation)
+        recon = generator.images(z[sl].to(generator.device), one_hot, truncation)
         out.append(_per_image_mse(recon, x.to(generator.device)).cpu().numpy())
     return np.concatenate(out).astype(np.float64)

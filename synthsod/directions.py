@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .filters import LUMA
 from .generators import BigGANGenerator
-from .gpu import autocast
 from .latents import LatentSource
 
 FINITE_DIFFERENCE_STEP = 1e-2
@@ -32,9 +30,7 @@ FINITE_DIFFERENCE_STEP = 1e-2
 
 def _gray(generator: BigGANGenerator, z: torch.Tensor, one_hot: torch.Tensor, truncation: float) -> torch.Tensor:
     luma = torch.tensor(LUMA, dtype=torch.float32, device=z.device)[None, :, None, None]
-    with autocast(z.device):
-        images = generator.net(z, one_hot, truncation).float()
-    return (images * luma).sum(dim=1)
+    return (generator.images(z, one_hot, truncation) * luma).sum(dim=1)
 
 
 def _centred_gray(generator, z, one_hot, truncation) -> torch.Tensor:
@@ -47,7 +43,7 @@ def contrast_direction(generator: BigGANGenerator, truncation: float, classes: n
     """Unit vector [z_dim]: the top eigenvector of the mean centred-grey Jacobian Gram matrix."""
     z_np, ids = LatentSource(seed, generator.z_dim, truncation, classes).draw(range(samples))
     z = torch.from_numpy(z_np).to(generator.device)
-    one_hot = F.one_hot(torch.from_numpy(ids).to(generator.device), generator.num_classes).float()
+    one_hot = generator.one_hot(ids)
     # Directions that change a sample's mean grey level (to first order) are excluded: per-sample
     # gradients of the mean grey level span them (each image depends on its own z only).
     z_var = z.clone().requires_grad_(True)

@@ -252,6 +252,18 @@ class BigGANGenerator:
                 self._captured[tap] = output if use_output else args[0]
         return hook
 
+    def images(self, z: torch.Tensor, one_hot: torch.Tensor, truncation: float) -> torch.Tensor:
+        """Differentiable images [N, 3, R, R] in [-1, 1] (float32) from ``z`` [N, z_dim] and one-hot
+        classes [N, num_classes], both tensors on ``self.device``; gradients flow to ``z``, the weights
+        stay frozen. bf16 autocast on CUDA."""
+        with autocast(self.device):
+            return self.net(z.float(), one_hot, truncation).float()
+
+    def one_hot(self, class_ids) -> torch.Tensor:
+        """Class ids [N] (array or tensor) -> one-hot [N, num_classes] float32 on ``self.device``."""
+        ids = torch.as_tensor(class_ids, dtype=torch.long, device=self.device)
+        return F.one_hot(ids, self.num_classes).float()
+
     @torch.no_grad()
     def generate(self, z, class_ids, truncation: float, with_features: bool = True) -> GeneratorOutput:
         """Images [N, 3, R, R] in [-1, 1] and features {tap: [N, C, h, w]}, float32 on ``self.device``.
@@ -259,13 +271,10 @@ class BigGANGenerator:
         ``z`` [N, z_dim] and ``class_ids`` [N] may be numpy arrays or tensors. bf16 autocast on CUDA.
         """
         z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not torch.is_tensor(z) else z).to(self.device)
-        ids = torch.as_tensor(class_ids, dtype=torch.long, device=self.device)
-        one_hot = F.one_hot(ids, self.num_classes).float()
         self._captured = {} if with_features else None
         try:
-            with autocast(self.device):
-                images = self.net(z.float(), one_hot, truncation)
+            images = self.images(z, self.one_hot(class_ids), truncation)
             features = {t: f.float() for t, f in sorted((self._captured or {}).items())}
         finally:
             self._captured = None
-        return GeneratorOutput(images=images.float(), features=features)
+        return GeneratorOutput(images=images, features=features)
