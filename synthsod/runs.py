@@ -124,15 +124,20 @@ def proposer(run: Mapping[str, Any], backend: Backend, source: LatentSource, tru
         gmask = load_gmask(files.gmask, backend.device)
         return gmask_proposer(backend.model, gmask, source, truncation, mask["threshold"])
     direction = load_direction(files.direction)
+    return shift_proposer(backend_renderer(backend, truncation), source, direction, mask["shift"], mask["compare"],
+                          direction_name=Path(files.direction).stem)
+
+
+def backend_renderer(backend: Backend, truncation: float | None):
+    """``render(z, class_ids)`` -> float images [N, H, W, 3] in [-1, 1] for either backend."""
     if backend.name == BIGBIGAN:
         def render(z, class_ids):
             return backend.model.generate(z)
-    else:
-        from .biggan_sampling import renderer
 
-        render = renderer(backend.model, truncation)
-    return shift_proposer(render, source, direction, mask["shift"], mask["compare"],
-                          direction_name=Path(files.direction).stem)
+        return render
+    from .biggan_sampling import renderer
+
+    return renderer(backend.model, truncation)
 
 
 def scorer(run: Mapping[str, Any], backend: Backend, files: RunFiles):
@@ -236,5 +241,5 @@ def write_run_shard(sampler: Sampler, shard: int, rows: int, files: RunFiles, ou
     return stats
 
 
-__all__ = ["BIGBIGAN", "Backend", "RunFiles", "Sampler", "calibrate", "latent_source", "open_backend",
+__all__ = ["BIGBIGAN", "Backend", "RunFiles", "Sampler", "backend_renderer", "calibrate", "latent_source", "open_backend",
            "open_run", "write_run_shard"]
