@@ -17,6 +17,7 @@ include: "rules/generators.smk"
 include: "rules/demo.smk"
 include: "rules/data.smk"
 include: "rules/sodgan.smk"
+include: "rules/directions.smk"
 include: "rules/sampling.smk"
 include: "rules/sod.smk"
 
@@ -25,6 +26,7 @@ rule all:
     input:
         prepared_manifests(),
         sodgan_targets(),
+        direction_targets(),
         sampling_targets(),
         sod_targets(),
     default_target: True

@@ -8,7 +8,17 @@ from snakemake.exceptions import WorkflowError
 
 from synthsod.sampling import shard_count, shard_rows
 from synthsod.generators import TINY
-from synthsod.workflow import BIGBIGAN, COOP, config_problems, format_missing, format_problems, missing_inputs
+from synthsod.workflow import (
+    BIGBIGAN,
+    COOP,
+    CONTRAST,
+    SEARCH,
+    config_problems,
+    format_missing,
+    format_problems,
+    missing_inputs,
+    searched_generators,
+)
 
 WEIGHT_FILES = ("pytorch_model.bin", "config.json")
 
@@ -41,7 +51,8 @@ def used_generators():
         for name in used_datasets()
     )
     runs = [spec["generator"] for spec in config["runs"].values()]
-    return sorted({config["generator"], *runs, *([config["demo"]["generator"]] if uses_demo else [])})
+    return sorted({config["generator"], *runs, *searched_generators(config),
+                   *([config["demo"]["generator"]] if uses_demo else [])})
 
 
 def built_generators():
@@ -126,6 +137,33 @@ def sampling_targets():
     return [f"results/synthetic/{run}/manifest.json" for run in config["runs"]]
 
 
+# --- latent directions (rules/directions.smk) ---
+def torch_generators():
+    return [name for name, spec in config["generators"].items() if spec["model"] != BIGBIGAN]
+
+
+def bigbigan_generators():
+    return [name for name, spec in config["generators"].items() if spec["model"] == BIGBIGAN]
+
+
+def direction_file(gen, direction):
+    """A run's mask.direction as a file: the built ones live under results/directions/{gen}/."""
+    return f"results/directions/{gen}/{direction}.npy" if direction in (CONTRAST, SEARCH) else direction
+
+
+def candidate_directions(gen):
+    """The directions the search ranks: a user file (BigBiGAN's must be), else the discovered ones."""
+    return config["directions"]["search"]["candidates"].get(gen, f"results/directions/{gen}/directions.pt")
+
+
+def search_weight_files(gen):
+    return [bigbigan_module_file(gen)] if gen in bigbigan_generators() else generator_weight_files(gen)
+
+
+def direction_targets():
+    return [f"results/directions/{gen}/ranking.csv" for gen in searched_generators(config)]
+
+
 def run_files(run):
     """The files a run's sample and calibration jobs read (the keys of synthsod.runs.RunFiles)."""
     spec, gen = run_spec(run), run_spec(run)["generator"]
@@ -134,8 +172,7 @@ def run_files(run):
     if spec["mask"]["method"] == "gmask":
         files["gmask"] = f"results/gmask/{gen}/gmask.pt"
     else:
-        direction = spec["mask"]["direction"]
-        files["direction"] = f"results/directions/{gen}/contrast.npy" if direction == "contrast" else direction
+        files["direction"] = direction_file(gen, spec["mask"]["direction"])
     if spec["filters"]["dq"] is not None:
         files["dq"] = f"results/gmask/{gen}/dq.pt"
     if spec["latents"]["source"] == "inverted":

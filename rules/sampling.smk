@@ -3,28 +3,6 @@
 # hold its own row count, not the run's size: raising `pairs` only adds shards.
 
 
-rule direction_contrast:
-    input:
-        weights=lambda w: generator_weight_files(w.gen),
-    output:
-        direction="results/directions/{gen}/contrast.npy",
-    params:
-        contrast=config["directions"]["contrast"],
-        generator=lambda w: config["generators"][w.gen],
-    wildcard_constraints:
-        gen=_name_pattern(config["generators"]),
-    resources:
-        gpu=1,
-    log:
-        log_path("direction_contrast", "{gen}"),
-    benchmark:
-        benchmark_path("direction_contrast", "{gen}")
-    conda:
-        "../envs/torch.yaml"
-    script:
-        "../workflow_scripts/direction_contrast.py"
-
-
 rule sample_calibrate:
     input:
         unpack(lambda w: run_files(w.run)),

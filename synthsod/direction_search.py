@@ -45,7 +45,7 @@ import pandas as pd
 
 from .errors import SynthsodError
 from .io import atomic_path, write_bytes_atomic
-from .sampling import nhwc_gray, shift_masks, to_uint8_nhwc, unit_shift
+from .sampling import load_direction_matrix, nhwc_gray, shift_masks, to_uint8_nhwc, unit_shift
 
 log = logging.getLogger(__name__)
 
@@ -153,30 +153,38 @@ def initial_pair(base: np.ndarray, shifted: np.ndarray) -> AffinePair:
 
 def restoration_gradient(pair: AffinePair, base: np.ndarray, shifted: np.ndarray) -> tuple[float, np.ndarray]:
     """L_h on these pixels and its gradient with respect to ``pair.weights``."""
-    x, y = _homogeneous(base), np.asarray(shifted, np.float32).reshape(-1, 3)
-    residuals = np.einsum("pk,ikc->ipc", x, pair.weights) - y[None]  # [2, P, 3]
-    errors = (residuals ** 2).sum(axis=-1)
-    second = errors[1] < errors[0]
-    grad = np.empty_like(pair.weights)
-    for i, chosen in enumerate((~second, second)):  # each operator gets the pixels it restores
-        grad[i] = 2.0 * x[chosen].T @ residuals[i, chosen] / x.shape[0]
-    return float(np.where(second, errors[1], errors[0]).mean()), grad
+    return _loss_and_gradient(pair.weights, _homogeneous(base), np.asarray(shifted, np.float32).reshape(-1, 3))
+
+
+def _loss_and_gradient(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """L_h and its gradient for rows ``x`` [P, 4] (r, g, b, 1) and targets ``y`` [P, 3]."""
+    first, second = x @ weights[0] - y, x @ weights[1] - y
+    error_first, error_second = np.einsum("pc,pc->p", first, first), np.einsum("pc,pc->p", second, second)
+    takes_second = error_second < error_first
+    first[takes_second] = 0.0  # each operator's gradient comes from the pixels it restores
+    second[~takes_second] = 0.0
+    grad = np.stack([x.T @ first, x.T @ second]) * (2.0 / x.shape[0])
+    return float(np.minimum(error_first, error_second).mean()), grad
 
 
 def fit_affine_pair(base: np.ndarray, shifted: np.ndarray, *, steps: int = 200, batch_size: int = 4,
                     lr: float = 0.005, seed: int = 0) -> AffinePair:
     """Minimise L_h (eq 6) over images ``base`` / ``shifted`` [N, H, W, 3] in [0, 1] with Adam."""
     pair = initial_pair(base, shifted)
+    n = len(base)
+    x = _homogeneous(base).reshape(n, -1, 4)
+    y = np.asarray(shifted, np.float32).reshape(n, -1, 3)
+    weights = pair.weights.astype(np.float32)
     rng = np.random.default_rng(seed)
-    first, second = np.zeros_like(pair.weights), np.zeros_like(pair.weights)
+    first, second = np.zeros_like(weights), np.zeros_like(weights)
     for step in range(1, steps + 1):
-        batch = rng.choice(len(base), size=min(batch_size, len(base)), replace=False)
-        _, grad = restoration_gradient(pair, base[batch], shifted[batch])
+        batch = rng.choice(n, size=min(batch_size, n), replace=False)
+        _, grad = _loss_and_gradient(weights, x[batch].reshape(-1, 4), y[batch].reshape(-1, 3))
         first = ADAM_BETAS[0] * first + (1 - ADAM_BETAS[0]) * grad
         second = ADAM_BETAS[1] * second + (1 - ADAM_BETAS[1]) * grad ** 2
         step_size = lr * math.sqrt(1 - ADAM_BETAS[1] ** step) / (1 - ADAM_BETAS[0] ** step)
-        pair = AffinePair(pair.weights - step_size * first / (np.sqrt(second) + ADAM_EPS))
-    return pair
+        weights = (weights - step_size * first / (np.sqrt(second) + ADAM_EPS)).astype(np.float32)
+    return AffinePair(weights)
 
 
 def score_pair(pair: AffinePair, base: np.ndarray, shifted: np.ndarray) -> dict[str, float]:
@@ -262,23 +270,11 @@ def search_directions(render: Render, z: np.ndarray, class_ids: np.ndarray | Non
 def load_candidates(path: str | os.PathLike) -> np.ndarray:
     """Candidate directions [K, z_dim] float32: the discovery's ``.pt`` file or a ``.npy`` matrix found
     elsewhere (read with numpy alone, so BigBiGAN's environment needs no torch)."""
-    if str(path).endswith(".pt"):
+    if str(path).lower().endswith(".pt"):
         from .discovery import load_directions
 
         return load_directions(path)
-    if not str(path).endswith(".npy"):
-        raise SynthsodError(f"{path}: candidate directions must be a .npy matrix [K, z_dim] or a directions.pt")
-    try:
-        matrix = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise SynthsodError(f"{path}: cannot read the candidate directions ({err})") from None
-    if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.floating):
-        raise SynthsodError(f"{path}: candidate directions must be a float matrix [K, z_dim], "
-                            f"got {matrix.dtype} {matrix.shape}")
-    norms = np.linalg.norm(matrix, axis=1)
-    if not (np.isfinite(norms).all() and (norms > 0).all()):
-        raise SynthsodError(f"{path}: every candidate direction must be finite and non-zero")
-    return matrix.astype(np.float32)
+    return load_direction_matrix(path)
 
 
 def shortlist_figures(render: Render, z: np.ndarray, class_ids: np.ndarray | None, candidates: np.ndarray,

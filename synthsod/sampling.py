@@ -41,6 +41,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,34 @@ def load_direction(path: str | os.PathLike) -> np.ndarray:
     if direction.ndim != 1 or not np.issubdtype(direction.dtype, np.floating):
         raise SynthsodError(f"{path}: a direction must be one float vector, got {direction.dtype} {direction.shape}")
     return direction.astype(np.float32)
+
+
+def check_direction_matrix(path: str | os.PathLike, matrix: Any, z_dim: int | None = None) -> np.ndarray:
+    """A matrix of directions [K, z_dim] as float32, or a SynthsodError naming ``path`` and the fault."""
+    if not isinstance(matrix, np.ndarray) or matrix.ndim != 2 or 0 in matrix.shape:
+        shape = getattr(matrix, "shape", type(matrix).__name__)
+        raise SynthsodError(f"{path}: directions must be a matrix [K, z_dim], got shape {shape}")
+    if not np.issubdtype(matrix.dtype, np.floating):
+        raise SynthsodError(f"{path}: directions must be floats, got {matrix.dtype}")
+    if z_dim is not None and matrix.shape[1] != z_dim:
+        raise SynthsodError(f"{path}: directions have {matrix.shape[1]} dimensions, the generator's latent {z_dim}")
+    if not np.isfinite(matrix).all():
+        raise SynthsodError(f"{path}: directions contain NaN or infinite values")
+    zero = np.flatnonzero(np.linalg.norm(matrix.astype(np.float64), axis=1) == 0)
+    if len(zero):
+        raise SynthsodError(f"{path}: direction rows {zero[:5].tolist()} are zero")
+    return matrix.astype(np.float32)
+
+
+def load_direction_matrix(path: str | os.PathLike, z_dim: int | None = None) -> np.ndarray:
+    """Directions [K, z_dim] float32 from a ``.npy`` matrix (numpy only: BigBiGAN's env has no torch)."""
+    if Path(path).suffix.lower() != ".npy":
+        raise SynthsodError(f"{path}: directions must be a .npy matrix [K, z_dim] (or the discovery's .pt)")
+    try:
+        matrix = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise SynthsodError(f"{path}: cannot read directions ({type(err).__name__}: {err})") from None
+    return check_direction_matrix(path, matrix, z_dim)
 
 
 def save_direction(path: str | os.PathLike, direction: np.ndarray) -> None:
@@ -311,6 +340,7 @@ def merge_stats(shard_stats: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 __all__ = ["CALIBRATION_FIRST_INDEX", "COMPARISONS", "Candidate", "FILTER_ORDER", "FilterSpec", "LatentSource",
-           "ShardResult", "calibration_indices", "candidate_block", "cheap_filters", "judge", "load_direction",
+           "ShardResult", "calibration_indices", "candidate_block", "check_direction_matrix", "cheap_filters",
+           "judge", "load_direction", "load_direction_matrix",
            "merge_stats", "nhwc_gray", "sample_id", "sample_shard", "save_direction", "shard_count", "shard_row",
            "shard_rows", "shift_masks", "shift_proposer", "to_uint8_nhwc", "unit_shift"]

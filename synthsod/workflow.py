@@ -18,7 +18,10 @@ from typing import Any
 from .errors import SynthsodError
 
 BIGBIGAN = "bigbigan"          # the TensorFlow generator model (synthsod/bigbigan.py)
-BUILT_DIRECTION = "contrast"  # the direction the workflow builds (synthsod/directions.py)
+# Directions the workflow builds: `contrast` (synthsod/directions.py) and `search`, the rank-1 direction
+# of the segmenting-direction search (synthsod/direction_search.py) among the discovered ones.
+CONTRAST, SEARCH = "contrast", "search"
+BUILT_DIRECTIONS = (CONTRAST, SEARCH)
 COOP = "coop"                 # the cooperative SOD model, which has its own training and prediction rules
 
 log = logging.getLogger("synthsod")
@@ -94,7 +97,11 @@ def missing_inputs(config: dict, datasets: Iterable[str], generators: Iterable[s
     for key, path in direction_files(config):
         if not Path(path).is_file():
             lines.append(f"{key}: file {path} does not exist (put the direction there as a .npy vector, "
-                         f"or set {key} to another file or to {BUILT_DIRECTION})")
+                         f"or set {key} to another file or to one of {', '.join(BUILT_DIRECTIONS)})")
+    for gen, path in config["directions"]["search"]["candidates"].items():
+        if not Path(path).is_file():
+            lines.append(f"directions.search.candidates.{gen}: file {path} does not exist (a .npy matrix "
+                         "[K, z_dim] of directions)")
     return lines
 
 
@@ -109,9 +116,31 @@ def optional_files(config: dict) -> list[tuple[str, str | None]]:
 
 
 def direction_files(config: dict) -> list[tuple[str, str]]:
-    """Config keys that name a direction file the user supplies (the built one excepted)."""
+    """Config keys that name a direction file the user supplies (the built ones excepted)."""
     return [(f"runs.{name}.mask.direction", run["mask"]["direction"]) for name, run in config["runs"].items()
-            if run["mask"]["method"] == "direction" and run["mask"]["direction"] != BUILT_DIRECTION]
+            if run["mask"]["method"] == "direction" and run["mask"]["direction"] not in BUILT_DIRECTIONS]
+
+
+def searched_generators(config: dict) -> list[str]:
+    """Generators the direction search runs on: those listed under directions.search.generators and
+    those of runs taking the `search` direction."""
+    runs = [run["generator"] for run in config["runs"].values()
+            if run["mask"]["method"] == "direction" and run["mask"]["direction"] == SEARCH]
+    return list(dict.fromkeys([*config["directions"]["search"]["generators"], *runs]))
+
+
+def direction_problems(config: dict) -> list[str]:
+    """Discovery needs a differentiable (PyTorch) generator: BigBiGAN's candidates come from a file."""
+    lines = []
+    candidates = config["directions"]["search"]["candidates"]
+    for gen in [*searched_generators(config), *candidates]:
+        spec = config["generators"].get(gen)
+        if spec is None:
+            lines.append(f"directions.search: generator '{gen}' is not defined under generators:")
+        elif spec["model"] == BIGBIGAN and gen not in candidates:
+            lines.append(f"directions.search.candidates.{gen}: BigBiGAN cannot be differentiated here, so its "
+                         "candidate directions come from a file (a .npy [K, 120], e.g. from GANLatentDiscovery)")
+    return list(dict.fromkeys(lines))
 
 
 def config_problems(config: dict) -> list[str]:
@@ -139,12 +168,13 @@ def config_problems(config: dict) -> list[str]:
                 lines.append(f"{where}: BigBiGAN runs take masks from a direction (mask.method: direction)")
             if dq is not None:
                 lines.append(f"{where}: the dq filter needs a D_q trained on a BigGAN; BigBiGAN runs have none")
-            if run["mask"]["direction"] == BUILT_DIRECTION:
-                lines.append(f"{where}.mask.direction: '{BUILT_DIRECTION}' is built for PyTorch generators only; "
-                             "give BigBiGAN a direction file (e.g. the published h_bg)")
+            if run["mask"]["direction"] == CONTRAST:
+                lines.append(f"{where}.mask.direction: '{CONTRAST}' is built for PyTorch generators only; give "
+                             f"BigBiGAN a direction file (e.g. the published h_bg) or '{SEARCH}'")
         elif run["truncation"] is None and run["latents"]["source"] == "prior":
             lines.append(f"{where}.truncation: a BigGAN run sampling the prior needs a truncation")
-    return lines + sod_problems(config["sod"]) + fewshot_problems(config["fewshot"], config["sod"])
+    return (lines + direction_problems(config) + sod_problems(config["sod"])
+            + fewshot_problems(config["fewshot"], config["sod"]))
 
 
 def fewshot_problems(fewshot: dict, sod: dict) -> list[str]:

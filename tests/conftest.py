@@ -53,6 +53,8 @@ def small_config() -> dict[str, Any]:
         run["filters"]["size"] = None
     config["runs"]["sodgan"]["filters"]["dq"] = {"keep_top": 0.8, "calibration": 8}
     config["directions"]["contrast"].update(samples=8, iterations=5)
+    config["directions"]["discover"].update(directions=8, steps=2, batch_size=2, checkpoint_every=1)
+    config["directions"]["search"].update(samples=4, steps=5, figure_samples=2)
     for spec in config["sod"].values():  # SOD trainings: a few steps at 32 px
         spec.update(load_size=32, eval_size=32, model_options={"base": 4, "depth": 2})
         spec["recipe"].update(steps=3, batch_size=4, sizes=[32], checkpoint_every=2)

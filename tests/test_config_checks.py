@@ -1,8 +1,8 @@
-"""Config cross-checks the schema cannot express (synthsod.workflow.sod_problems)."""
+"""Config cross-checks the schema cannot express (synthsod.workflow: sod_problems, direction_problems)."""
 
 from __future__ import annotations
 
-from synthsod.workflow import sod_problems
+from synthsod.workflow import direction_problems, searched_generators, sod_problems
 
 
 def spec(model="unet", loss="ce", eval_size=64, sizes=(64,), point_labels=None, refine_with=(), active=None,
@@ -36,3 +36,23 @@ def test_atal_needs_the_partial_bce_and_the_cyclic_schedule():
         "sod.atal.active: ATAL trains f3net or unet with the partial BCE (loss: bce)",
         "sod.atal.active: ATAL's snapshots need recipe.schedule: cyclic",
     ]
+
+
+def direction_config(run_direction="search", generators=(), candidates=None, model="bigbigan"):
+    return {"generators": {"big": {"model": model}, "tiny": {"model": "tiny"}},
+            "runs": {"r": {"generator": "big", "mask": {"method": "direction", "direction": run_direction}}},
+            "directions": {"search": {"generators": list(generators), "candidates": candidates or {}}}}
+
+
+def test_direction_search_targets_and_bigbigan_candidates():
+    # a run taking `search` puts its generator under the search; BigBiGAN needs a candidates file
+    config = direction_config(generators=["tiny"])
+    assert searched_generators(config) == ["tiny", "big"]
+    assert direction_problems(config) == [
+        "directions.search.candidates.big: BigBiGAN cannot be differentiated here, so its candidate directions "
+        "come from a file (a .npy [K, 120], e.g. from GANLatentDiscovery)"]
+    assert direction_problems(direction_config(candidates={"big": "h.npy"})) == []
+    assert direction_problems(direction_config(model="biggan-deep-256")) == []
+    assert searched_generators(direction_config(run_direction="contrast")) == []
+    assert direction_problems(direction_config(run_direction="h.npy", generators=["nope"])) == [
+        "directions.search: generator 'nope' is not defined under generators:"]

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -167,6 +168,7 @@ def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
     stats = job_stats(demo_run.result.output)
     assert stats == {"tiny_generator": 1, "demo_split": 2, "prepare_dataset": 2, "den_train": 1,
                      "den_invert": 1, "fewshot_select": 1, "gmask_train": 1, "direction_contrast": 1,
+                     "directions_discover": 1, "directions_rank": 1,
                      "sample_calibrate": 1, "sample": 4, "shard_manifest": 2, "sod_train": 3, "atal_train": 1,
                      "sod_predict": 3, "coop_predict": 1, "ebm_refine": 1, "evaluate": 5, "summarize": 1, "all": 1}, stats
     for name in ("pytorch_model.bin", "config.json"):
@@ -200,6 +202,28 @@ def test_summary_lists_every_training_and_refinement_and_coop_writes_uncertainty
     uncertainty = np.asarray(Image.open(root / "results/uncertainty/coop/DEMO-TE" / f"{ids[0]}.png"))
     image = Image.open(root / "results/demo/DEMO-TE/images" / f"{ids[0]}.jpg")
     assert uncertainty.shape == (image.height, image.width) and uncertainty.dtype == np.uint8
+
+
+def test_direction_search_ranks_every_discovered_direction(demo_run: DemoRun) -> None:
+    root = demo_run.workdir.path / "results/directions/tiny"
+    config = demo_run.workdir.config["directions"]
+    directions = torch.load(root / "directions.pt", weights_only=False)["directions"]
+    assert tuple(directions.shape) == (config["discover"]["directions"], 128)
+    history = pd.read_csv(root / "discover_log.csv")
+    assert history["step"].tolist() == list(range(1, config["discover"]["steps"] + 1))
+    ranking = pd.read_csv(root / "ranking.csv")
+    assert ranking["direction"].tolist() == list(range(config["discover"]["directions"]))
+    assert list(ranking.columns) == ["direction", "restoration_loss", "distance", "share", "discarded",
+                                     "top_distance", "rank", "chosen"]
+    ranked = ranking.dropna(subset=["rank"]).sort_values("rank")
+    assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1)) and ranking["chosen"].sum() == 1
+    chosen = int(ranked["direction"].iloc[0])
+    summary = json.loads((root / "search.json").read_text())
+    assert summary["chosen"] == chosen and [r["direction"] for r in summary["ranked"]] == ranked["direction"].tolist()
+    direction = np.load(root / "search.npy")
+    assert np.allclose(direction, summary["sign"] * directions[chosen].numpy() / directions[chosen].norm().item(),
+                       atol=1e-6)
+    assert [p.name for p in image_files(root / "top")] == [f"rank-{int(r):02d}.png" for r in ranked["rank"]]
 
 
 def _job(rule: str, **wildcards: str) -> str:
@@ -244,6 +268,7 @@ REAL = [*_sod("unet-real"), *ATAL]  # every training on DEMO-TR
 BENCH = [*(_job(rule, sod=sod, bench="DEMO-TE") for sod in ("unet-synthetic", "unet-real", "unet-atal")
            for rule in ("sod_predict", "evaluate")), *COOP[1:]]
 DOWNSTREAM = ["summarize", "all"]
+DIRECTIONS = [_job("directions_discover", gen="tiny"), _job("directions_rank", gen="tiny")]
 
 # id: (config change or None, the jobs a dry run must list: exactly these)
 PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] = {
@@ -258,7 +283,8 @@ PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] =
                              [*DEMO_BOTH, *PREPARE_BOTH, *SODGAN, *SYN, *REAL, *DOWNSTREAM]),
     "generators.tiny.seed": (
         (("generators", "tiny", "seed"), 1),
-        [_job("tiny_generator", gen="tiny"), _job("direction_contrast", gen="tiny"), *DEMO_BOTH, *PREPARE_BOTH,
+        [_job("tiny_generator", gen="tiny"), _job("direction_contrast", gen="tiny"), *DIRECTIONS, *DEMO_BOTH,
+         *PREPARE_BOTH,
          *SODGAN, *SYN, *REAL, *DOWNSTREAM],
     ),
     "den.steps": ((("den", "steps"), 6), [*SODGAN, *SYN, *DOWNSTREAM]),
@@ -272,6 +298,11 @@ PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] =
     "runs.ebigbigan.mask.shift": ((("runs", "ebigbigan", "mask", "shift"), 4.0), [*EBIG_RUN, *SYN, *DOWNSTREAM]),
     "directions.contrast.iterations": ((("directions", "contrast", "iterations"), 6),
                                        [_job("direction_contrast", gen="tiny"), *EBIG_RUN, *SYN, *DOWNSTREAM]),
+    "directions.discover.steps": ((("directions", "discover", "steps"), 3), [*DIRECTIONS, "all"]),
+    "directions.search.top": ((("directions", "search", "top"), 3), [DIRECTIONS[1], "all"]),
+    # the searched direction feeds a run: only that run and what trains on it re-run
+    "runs.ebigbigan.mask.direction=search": ((("runs", "ebigbigan", "mask", "direction"), "search"),
+                                             [*EBIG_RUN, *SYN, *DOWNSTREAM]),
     "sod.unet-real.recipe.steps": ((("sod", "unet-real", "recipe", "steps"), 4), [*_sod("unet-real"), *DOWNSTREAM]),
     "sod.unet-real.eval_size": ((("sod", "unet-real", "eval_size"), 48),
                                 [*_sod("unet-real")[1:], *DOWNSTREAM]),  # the trained model stays

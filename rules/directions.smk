@@ -1,0 +1,87 @@
+# Latent directions for the direction-shift mask method (mask.direction of a run):
+#   contrast  the built unsupervised direction (synthsod/directions.py)
+#   search    Voynov & Babenko discovery (K directions, synthsod/discovery.py), then E-BigBiGAN's
+#             appendix B.2 search ranks them (synthsod/direction_search.py); rank 1 is the direction.
+# BigBiGAN cannot be differentiated here: its candidates come from directions.search.candidates.
+
+
+rule direction_contrast:
+    input:
+        weights=lambda w: generator_weight_files(w.gen),
+    output:
+        direction="results/directions/{gen}/contrast.npy",
+    params:
+        contrast=config["directions"]["contrast"],
+        generator=lambda w: config["generators"][w.gen],
+    wildcard_constraints:
+        gen=_name_pattern(torch_generators()),
+    resources:
+        gpu=1,
+    log:
+        log_path("direction_contrast", "{gen}"),
+    benchmark:
+        benchmark_path("direction_contrast", "{gen}")
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/direction_contrast.py"
+
+
+rule directions_discover:
+    input:
+        weights=lambda w: generator_weight_files(w.gen),
+    output:
+        directions="results/directions/{gen}/directions.pt",
+        history="results/directions/{gen}/discover_log.csv",
+    params:
+        discover=config["directions"]["discover"],
+        generator=lambda w: config["generators"][w.gen],
+    wildcard_constraints:
+        gen=_name_pattern(torch_generators()),
+    resources:
+        gpu=1,
+    log:
+        log_path("directions_discover", "{gen}"),
+    benchmark:
+        benchmark_path("directions_discover", "{gen}")
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/directions_discover.py"
+
+
+rule directions_rank:
+    input:
+        weights=lambda w: search_weight_files(w.gen),
+        candidates=lambda w: candidate_directions(w.gen),
+    output:
+        ranking="results/directions/{gen}/ranking.csv",
+        direction="results/directions/{gen}/search.npy",
+        summary="results/directions/{gen}/search.json",
+        figures=directory("results/directions/{gen}/top"),
+    params:
+        search=without(config["directions"]["search"], "candidates", "generators"),
+        generator=lambda w: config["generators"][w.gen],
+    wildcard_constraints:
+        gen=_name_pattern(torch_generators()),
+    resources:
+        gpu=1,
+    log:
+        log_path("directions_rank", "{gen}"),
+    benchmark:
+        benchmark_path("directions_rank", "{gen}")
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/directions_rank.py"
+
+
+use rule directions_rank as directions_rank_bigbigan with:
+    wildcard_constraints:
+        gen=_name_pattern(bigbigan_generators()),
+    log:
+        log_path("directions_rank_bigbigan", "{gen}"),
+    benchmark:
+        benchmark_path("directions_rank_bigbigan", "{gen}")
+    conda:
+        "../envs/tf.yaml"

@@ -1,0 +1,30 @@
+"""Rule directions_discover: Voynov & Babenko's unsupervised direction discovery on a PyTorch generator
+(resumable: a killed job continues from its checkpoint)."""
+
+import logging
+
+from synthsod.discovery import DiscoveryConfig, discover_directions, save_directions
+from synthsod.gpu import gpu_lease, torch_device
+from synthsod.latents import resolve_classes
+from synthsod.workflow import checkpoint_path, load_generator, run_rule
+
+log = logging.getLogger("synthsod")
+
+
+def main(smk):
+    params, gen = smk.params.discover, smk.wildcards.gen
+    cfg = DiscoveryConfig.from_params(params)
+    checkpoint = checkpoint_path(smk.output.directions, smk.params)
+    with gpu_lease() as lease:
+        generator = load_generator(smk, torch_device(lease))
+        classes = resolve_classes(params["classes"], generator.num_classes)
+        result = discover_directions(generator, cfg, classes, checkpoint_path=checkpoint,
+                                     log_path=smk.output.history)
+    save_directions(smk.output.directions, result, gen)
+    checkpoint.unlink(missing_ok=True)
+    final = result.history[-1]
+    log.info("%s: %d directions after %d steps (reconstructor accuracy %.2f, shift error %.2f)", gen,
+             cfg.directions, cfg.steps, final["accuracy"], final["shift_error"])
+
+
+run_rule(snakemake, main)  # noqa: F821
