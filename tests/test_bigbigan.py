@@ -374,3 +374,37 @@ def test_bigbigan_run_samples_near_embeddings_into_verified_shards(tiny, tiny_di
     for r in rows:  # each latent lies near one embedding (alpha 0.2 noise)
         assert np.min(np.linalg.norm(table - np.asarray(r["latent"]), axis=1)) < 0.2 * np.sqrt(120) * 1.5
     assert "torch" not in sys.modules  # TensorFlow path: torch stays out
+
+
+# --- the segmenting-direction search ranks user candidates without torch ------------------------
+
+
+def test_direction_search_ranks_bigbigan_candidates_without_torch(tiny_dir, tmp_path):
+    candidates = tmp_path / "candidates.npy"
+    np.save(candidates, np.random.default_rng(0).standard_normal((5, 120)).astype(np.float32))
+    out = tmp_path / "directions"
+    outputs = {"ranking": out / "ranking.csv", "direction": out / "search.npy", "summary": out / "search.json",
+               "figures": out / "top"}
+    search = {"scale": 5.0, "samples": 3, "batch_size": 2, "steps": 5, "lr": 0.005, "discard_share": 0.99,
+              "top_fraction": 0.5, "top": 2, "figure_samples": 2, "truncation": 0.4, "classes": {}, "seed": 0}
+    driver = textwrap.dedent(f"""
+        import runpy, sys
+        from types import SimpleNamespace as ns
+        smk = ns(input=ns(weights=[{str(tiny_dir / "saved_model.pb")!r}], candidates={str(candidates)!r}),
+                 output=ns(**{ {k: str(v) for k, v in outputs.items()}!r}), log=[{str(tmp_path / "rank.log")!r}],
+                 wildcards=ns(gen="bigbigan"),
+                 params=ns(generator={{"model": "bigbigan", "weights": {str(tiny_dir)!r}}}, search={search!r}))
+        runpy.run_path({str(REPO / "workflow_scripts" / "directions_rank.py")!r}, init_globals={{"snakemake": smk}})
+        print("torch imported:", "torch" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch imported: False" in proc.stdout
+    ranking = pd.read_csv(outputs["ranking"])
+    assert ranking["direction"].tolist() == list(range(5)) and ranking["chosen"].sum() == 1
+    chosen = int(ranking.loc[ranking["chosen"], "direction"].iloc[0])
+    direction = np.load(outputs["direction"])
+    original = np.load(candidates)[chosen]
+    assert np.allclose(np.abs(direction), np.abs(original / np.linalg.norm(original)), atol=1e-6)
+    ranks = ranking["rank"].dropna().astype(int).tolist()
+    assert sorted(p.name for p in outputs["figures"].iterdir()) == [f"rank-{r:02d}.png" for r in sorted(ranks)]
