@@ -695,6 +695,7 @@ def load_gmask(path: str | os.PathLike, device: torch.device | str = "cpu") -> G
     return gmask.to(device).eval()
 
 
+@torch.no_grad()  # inference: no autograd graph over the G_mask forward
 def predict_masks(gmask: GMask, generator: BigGANGenerator, z, class_ids, truncation: float,
                   batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate images and G_mask's foreground probabilities: ([N, 3, R, R] in [-1, 1], [N, 1, R, R]) on CPU."""

@@ -375,6 +375,7 @@ def test_predict_masks_shapes_and_ranges(tiny_generator):
     images, probs = predict_masks(gmask, tiny_generator, z, ids, TRUNCATION, batch_size=2)
     assert images.shape == (5, 3, 64, 64) and probs.shape == (5, 1, 64, 64)
     assert float(probs.min()) >= 0 and float(probs.max()) <= 1
+    assert not probs.requires_grad  # inference builds no graph
     assert gmask.training  # restored
     expected = tiny_generator.generate(z, ids, TRUNCATION, with_features=False).images
     assert torch.allclose(images, expected, atol=1e-5)
