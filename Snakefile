@@ -12,6 +12,9 @@ configfile: "config.yaml"
 validate(config, "schemas/config.schema.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/generators.smk"
 include: "rules/demo.smk"
@@ -20,6 +23,7 @@ include: "rules/sodgan.smk"
 include: "rules/directions.smk"
 include: "rules/sampling.smk"
 include: "rules/sod.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -29,4 +33,5 @@ rule all:
         direction_targets(),
         sampling_targets(),
         sod_targets(),
+        report_targets(),
     default_target: True

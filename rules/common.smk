@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from synthsod.sampling import shard_count, shard_rows
 from synthsod.generators import TINY
+from synthsod.report_figures import DATASET_FIGURES
 from synthsod.workflow import (
     BIGBIGAN,
     COOP,
@@ -269,3 +270,28 @@ _missing = missing_inputs(
 )
 if _missing:
     raise WorkflowError(format_missing(_missing))
+
+
+# --- the report's figures (rules/report.smk) ---
+REPORT_SAMPLES, REPORT_FILTERS, REPORT_STATISTICS = "Synthetic samples", "Filters", "Dataset statistics"
+REPORT_TRAINING, REPORT_BENCHMARK, REPORT_DIRECTIONS = "Training", "Benchmark", "Directions"
+
+
+def dataset_statistics_inputs(wildcards):
+    """Every run's shards against the real training set; its classes are the DEN's inferred ones."""
+    return {
+        "manifests": [f"results/synthetic/{run}/manifest.json" for run in config["runs"]],
+        "shards": [f"results/synthetic/{run}/{stem}.parquet" for run in config["runs"] for stem in run_shard_stems(run)],
+        "dataset": f"results/data/{config['train_dataset']}/manifest.parquet",
+        "classes": f"results/den/{config['generator']}/latents.parquet",
+    }
+
+
+def report_targets():
+    runs = list(config["runs"])
+    figures = [f"results/report/runs/{run}/samples.png" for run in runs]
+    if runs:
+        figures += ["results/report/filter_counts.png", "results/report/dataset/statistics.json"]
+    if config["sod"]:
+        figures.append("results/report/training_curves.png")
+    return figures

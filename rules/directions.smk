@@ -58,7 +58,9 @@ rule directions_rank:
         ranking="results/directions/{gen}/ranking.csv",
         direction="results/directions/{gen}/search.npy",
         summary="results/directions/{gen}/search.json",
-        figures=directory("results/directions/{gen}/top"),
+        figures=report(directory("results/directions/{gen}/top"), patterns=["rank-{rank}.png"],
+                       caption="../report/directions.rst", category=REPORT_DIRECTIONS,
+                       labels={"generator": "{gen}", "rank": "{rank}"}),
     params:
         search=without(config["directions"]["search"], "candidates", "generators"),
         generator=lambda w: config["generators"][w.gen],

@@ -147,7 +147,10 @@ rule summarize:
     output:
         csv="results/eval/summary.csv",
         md="results/eval/summary.md",
-        plot="results/eval/pr_curves.png",
+        html=report("results/eval/summary.html", caption="../report/metrics.rst", category=REPORT_BENCHMARK,
+                    labels={"figure": "metrics table"}),
+        plot=report("results/eval/pr_curves.png", caption="../report/pr_curves.rst", category=REPORT_BENCHMARK,
+                    labels={"figure": "PR and F curves"}),
     params:
         reference=config["sod_reference"],
         evaluations=sod_evaluations(),

@@ -44,6 +44,7 @@ from .atal import (
 from .data import ManifestDataset
 from .errors import SynthsodError
 from .point_labels import id_rng, random_points
+from .progress import progress
 from .sampling import to_uint8_nhwc
 from .sod_train import Recipe, normalise, train_sod, training_steps
 
@@ -136,20 +137,23 @@ def query_points(snapshots: list[nn.Module], labelled: PointLabelledSet, count: 
     """Add ``count`` points per image chosen by adversarial uncertainty and RDS."""
     device = next(snapshots[-1].parameters()).device
     spec = labelled.spec
-    for lo in range(0, len(labelled), batch_size):
-        indices = list(range(lo, min(lo + batch_size, len(labelled))))
-        items = [labelled[i] for i in indices]
-        images = normalise(torch.stack([it["image"] for it in items]).to(device))
-        uncertainty = adversarial_uncertainty(snapshots, images, spec).cpu()
-        features = pixel_features(snapshots[-1], images).cpu()
-        for j, (index, item) in enumerate(zip(indices, items)):
-            # pixels already labelled (whole superpixels) are never asked again
-            rows, cols = candidate_pixels(uncertainty[j, 0], spec.candidate_fraction, exclude=item["visible"][0] > 0.5)
-            known = labelled.points[index]
-            chosen = rds_select(features[j][:, rows, cols].T.numpy(), uncertainty[j, 0, rows, cols].numpy(),
-                                features[j][:, known["row"], known["col"]].T.numpy(), count, spec.cover_factor)
-            # the item above carries the propagated labels; the new points read the ground truth
-            labelled.add(index, labelled.data[index], rows[chosen], cols[chosen], round_index)
+    with progress(total=len(labelled), desc=f"ATAL queries, round {round_index}", unit="image") as bar:
+        for lo in range(0, len(labelled), batch_size):
+            indices = list(range(lo, min(lo + batch_size, len(labelled))))
+            items = [labelled[i] for i in indices]
+            images = normalise(torch.stack([it["image"] for it in items]).to(device))
+            uncertainty = adversarial_uncertainty(snapshots, images, spec).cpu()
+            features = pixel_features(snapshots[-1], images).cpu()
+            for j, (index, item) in enumerate(zip(indices, items)):
+                # pixels already labelled (whole superpixels) are never asked again
+                rows, cols = candidate_pixels(uncertainty[j, 0], spec.candidate_fraction,
+                                              exclude=item["visible"][0] > 0.5)
+                known = labelled.points[index]
+                chosen = rds_select(features[j][:, rows, cols].T.numpy(), uncertainty[j, 0, rows, cols].numpy(),
+                                    features[j][:, known["row"], known["col"]].T.numpy(), count, spec.cover_factor)
+                # the item above carries the propagated labels; the new points read the ground truth
+                labelled.add(index, labelled.data[index], rows[chosen], cols[chosen], round_index)
+            bar.update(len(indices))
 
 
 def train_active(model_name: str, loss: str, data: Dataset, recipe: Recipe, spec: ActiveSpec, *, seed: int = 0,
@@ -162,7 +166,7 @@ def train_active(model_name: str, loss: str, data: Dataset, recipe: Recipe, spec
                             f"not '{recipe.schedule}'")
     budgets = spec.budgets()
     labelled = PointLabelledSet(data, spec)
-    for index in range(len(data)):
+    for index in progress(range(len(data)), desc="ATAL initial points", unit="image"):
         item = data[index]
         side = item["mask"].shape[-1]
         points = random_points((side, side), budgets[0], id_rng(spec.seed, item["id"]))
@@ -174,7 +178,7 @@ def train_active(model_name: str, loss: str, data: Dataset, recipe: Recipe, spec
         model = train_sod(model_name, loss, labelled, recipe, seed=seed, model_kwargs=model_kwargs, device=device,
                           on_step=None if on_step is None else lambda step, value: on_step(round_index, step, value),
                           after_step=lambda step, m: snapshots.append(copy.deepcopy(m).eval()) if step in keep
-                          else None)
+                          else None, desc=f"{model_name} training, ATAL round {round_index}")
         if on_round is not None:
             on_round(round_index, labelled.table())
         if round_index + 1 < len(budgets):
@@ -188,11 +192,13 @@ def image_uncertainty(model: nn.Module, data: Dataset, spec: ActiveSpec, batch_s
     ``model`` (eq 3, one model as its own ensemble) and its mean-pooled pixel features."""
     device = next(model.parameters()).device
     scores, features = [], []
-    for lo in range(0, len(data), batch_size):
-        images = normalise(torch.stack([data[i]["image"] for i in range(lo, min(lo + batch_size, len(data)))])
-                           .to(device))
-        scores.append(adversarial_uncertainty([model], images, spec).mean(dim=(1, 2, 3)).cpu())
-        features.append(pixel_features(model, images).mean(dim=(2, 3)).cpu())
+    with progress(total=len(data), desc="adversarial uncertainty", unit="image") as bar:
+        for lo in range(0, len(data), batch_size):
+            images = normalise(torch.stack([data[i]["image"] for i in range(lo, min(lo + batch_size, len(data)))])
+                               .to(device))
+            scores.append(adversarial_uncertainty([model], images, spec).mean(dim=(1, 2, 3)).cpu())
+            features.append(pixel_features(model, images).mean(dim=(2, 3)).cpu())
+            bar.update(len(images))
     return torch.cat(scores).numpy(), torch.cat(features).numpy()
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from .errors import SynthsodError
 from .prepare import load_image_rgb
+from .progress import progress
 
 Z_DIM = 120
 RESOLUTION = 128  # generator output side
@@ -182,11 +183,13 @@ def embed_dataset(model: BigBiGAN, manifest: pd.DataFrame, batch_size: int = 16)
     does not decode raises SynthsodError naming it), ``batch_size`` at a time.
     """
     ids, latents = [], []
-    for start in range(0, len(manifest), batch_size):
-        rows = manifest.iloc[start:start + batch_size]
-        batch = np.stack([encoder_input(load_image_rgb(path), model.encoder_size) for path in rows["image"]])
-        latents.extend(model.encode(batch))
-        ids.extend(rows["id"].astype(str))
+    with progress(total=len(manifest), desc="BigBiGAN encoding", unit="image") as bar:
+        for start in range(0, len(manifest), batch_size):
+            rows = manifest.iloc[start:start + batch_size]
+            batch = np.stack([encoder_input(load_image_rgb(path), model.encoder_size) for path in rows["image"]])
+            latents.extend(model.encode(batch))
+            ids.extend(rows["id"].astype(str))
+            bar.update(len(rows))
     return pd.DataFrame({"id": pd.Series(ids, dtype="str"), "z": pd.Series(latents, dtype=object)})
 
 

@@ -41,7 +41,7 @@ def train_coop(data: Dataset, recipe: Recipe, *, seed: int = 0, model_kwargs: di
     opt_ebm = torch.optim.Adam([{"params": list(model.ebm.parameters()), "lr": cfg.ebm_lr, "base_lr": cfg.ebm_lr}])
     parts = {"model": model, "opt_lvm": opt_lvm, "opt_ebm": opt_ebm}
     model.train()
-    for batch in training_batches(data, recipe, seed, parts, checkpoint_path):
+    for batch in training_batches(data, recipe, seed, parts, checkpoint_path, desc="coop training"):
         set_lr_factor(opt_lvm, batch.lr_factor)
         set_lr_factor(opt_ebm, batch.lr_factor)
         images, targets = normalise(batch.images.to(device)), batch.masks.to(device)
@@ -51,6 +51,7 @@ def train_coop(data: Dataset, recipe: Recipe, *, seed: int = 0, model_kwargs: di
         losses = coop_step(model.lvm, model.ebm, opt_lvm, opt_ebm, images, targets, cfg,
                            ce_weight=warmup_weight(cfg, batch.step, batch.steps), visible=visible,
                            generator=batch.generator)
+        batch.bar.set_postfix(losses)
         if on_step is not None:
             on_step(batch.step, losses)
     return model.eval()

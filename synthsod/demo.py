@@ -42,6 +42,7 @@ from .errors import SynthsodError
 from .filters import LUMA, drop_small_components
 from .generators import BigGANGenerator, GeneratorOutput, resolve_classes, sample_latents
 from .io import write_bytes_atomic
+from .progress import progress
 from .sampling import to_uint8_nhwc
 
 SOURCES = ("layout", "luminance")
@@ -150,20 +151,23 @@ def write_demo_split(generator: BigGANGenerator, images_dir: str | Path, masks_d
     masker = DemoMasker(generator, rule, seed=seed, truncation=truncation, classes=classes)
     written, index = 0, first_index
     limit = first_index + size * max_tries_per_image
-    while written < size:
-        if index >= limit:
-            raise RuntimeError(f"demo mask rule kept {written} of {index - first_index} samples: loosen demo.mask")
-        indices = list(range(index, min(index + batch_size, limit)))
-        index = indices[-1] + 1
-        z, ids = sample_latents(seed, indices, generator.z_dim, truncation, masker.class_ids)
-        output = generator.generate(z, ids, truncation, with_features=masker.needs_features)
-        for i, image, mask in zip(indices, to_uint8(output.images), masker(output)):
-            if written == size or not rule.min_fg <= mask.mean() <= rule.max_fg:
-                continue
-            name = f"demo_{i:07d}"
-            _write_image(images_dir / f"{name}.jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-            _write_image(masks_dir / f"{name}.png", mask.astype(np.uint8) * 255, [])
-            written += 1
+    with progress(total=size, desc=f"demo pairs for {images_dir.parent.name}", unit="pair") as bar:
+        while written < size:
+            if index >= limit:
+                raise RuntimeError(f"demo mask rule kept {written} of {index - first_index} samples: loosen demo.mask")
+            indices = list(range(index, min(index + batch_size, limit)))
+            index = indices[-1] + 1
+            z, ids = sample_latents(seed, indices, generator.z_dim, truncation, masker.class_ids)
+            output = generator.generate(z, ids, truncation, with_features=masker.needs_features)
+            for i, image, mask in zip(indices, to_uint8(output.images), masker(output)):
+                if written == size or not rule.min_fg <= mask.mean() <= rule.max_fg:
+                    continue
+                name = f"demo_{i:07d}"
+                _write_image(images_dir / f"{name}.jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+                _write_image(masks_dir / f"{name}.png", mask.astype(np.uint8) * 255, [])
+                written += 1
+                bar.update()
+            bar.set_postfix(samples=index - first_index)
     return index - first_index
 
 

@@ -107,6 +107,7 @@ from .backbones import create_backbone
 from .checkpoint import load_checkpoint, save_checkpoint, step_generator
 from .errors import SynthsodError
 from .gpu import autocast
+from .progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -522,10 +523,13 @@ def fit_den(generator, images, cfg: DENConfig, *, truncation: float, device: tor
             save_checkpoint(checkpoint_path, step, parts.stateful(), metrics=ema, den_config=asdict(cfg),
                             truncation=float(truncation), seed=int(seed))
 
-    for step in range(start, cfg.steps):
-        ema = _ema_update(ema, _train_step(parts, generator, images, cfg, truncation, seed, step))
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            save(step + 1)
+    with progress(total=cfg.steps, initial=start, desc=f"DEN training ({cfg.mode})", unit="step") as bar:
+        for step in range(start, cfg.steps):
+            ema = _ema_update(ema, _train_step(parts, generator, images, cfg, truncation, seed, step))
+            bar.set_postfix(loss=ema["loss"])
+            bar.update()
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                save(step + 1)
     if start < cfg.steps or (checkpoint_path is not None and not Path(checkpoint_path).exists()):
         save(max(start, cfg.steps))
     metrics = {**ema, "steps": max(start, cfg.steps), "resumed_from": start,
@@ -609,20 +613,23 @@ def invert(den: DEN, generator, images, *, truncation: float, batch_size: int = 
     den.eval()
     results: dict[str, list[np.ndarray]] = {"z": [], "class_id": [], "recon_error": [], "encoder_error": []}
     n = _num_images(images)
-    for start in range(0, n, batch_size):
-        x = _fetch(images, torch.arange(start, min(start + batch_size, n)), generator.resolution).to(device)
-        with torch.no_grad(), autocast(device):
-            z, logits = den.encode(x)
-        z, class_id = z.float(), logits.float().argmax(1)
-        one_hot = F.one_hot(class_id, generator.num_classes).float()
-        with torch.no_grad():
-            enc_err = _per_image_mse(generator.images(z, one_hot, truncation), x)
-        err = enc_err
-        if refine_steps > 0:
-            z, err = refine_latents(generator, z, one_hot, x, truncation=truncation, steps=refine_steps,
-                                    lr=refine_lr, lowpass=refine_lowpass, bound=den.bound)
-        for key, value in dict(z=z, class_id=class_id, recon_error=err, encoder_error=enc_err).items():
-            results[key].append(value.detach().cpu().numpy())
+    desc = "DEN inversion" + (f" (+{refine_steps} refinement steps)" if refine_steps > 0 else "")
+    with progress(total=n, desc=desc, unit="image") as bar:
+        for start in range(0, n, batch_size):
+            x = _fetch(images, torch.arange(start, min(start + batch_size, n)), generator.resolution).to(device)
+            with torch.no_grad(), autocast(device):
+                z, logits = den.encode(x)
+            z, class_id = z.float(), logits.float().argmax(1)
+            one_hot = F.one_hot(class_id, generator.num_classes).float()
+            with torch.no_grad():
+                enc_err = _per_image_mse(generator.images(z, one_hot, truncation), x)
+            err = enc_err
+            if refine_steps > 0:
+                z, err = refine_latents(generator, z, one_hot, x, truncation=truncation, steps=refine_steps,
+                                        lr=refine_lr, lowpass=refine_lowpass, bound=den.bound)
+            for key, value in dict(z=z, class_id=class_id, recon_error=err, encoder_error=enc_err).items():
+                results[key].append(value.detach().cpu().numpy())
+            bar.update(len(x))
     return InversionResult(
         z=np.concatenate(results["z"]).astype(np.float32),
         class_id=np.concatenate(results["class_id"]).astype(np.int64),

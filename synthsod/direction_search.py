@@ -35,16 +35,16 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from .errors import SynthsodError
-from .io import atomic_path, write_bytes_atomic
+from .io import atomic_path
+from .progress import progress
 from .sampling import load_direction_matrix, nhwc_gray, shift_masks, to_uint8_nhwc, unit_shift
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,7 @@ class SearchResult:
 
 
 def search_directions(render: Render, z: np.ndarray, class_ids: np.ndarray | None, candidates: np.ndarray,
-                      cfg: SearchConfig, progress: Callable[[Iterable], Iterable] = iter) -> SearchResult:
+                      cfg: SearchConfig) -> SearchResult:
     """Fit and score every candidate direction [K, z_dim] on the latent pool ``z`` [N, z_dim]."""
     candidates = np.asarray(candidates, np.float32)
     if candidates.ndim != 2 or candidates.shape[1] != z.shape[1]:
@@ -250,7 +250,7 @@ def search_directions(render: Render, z: np.ndarray, class_ids: np.ndarray | Non
                             f"{z.shape[1]} dimensions")
     base = render_pool(render, z, class_ids)
     rows, pairs = [], []
-    for k in progress(range(len(candidates))):
+    for k in progress(range(len(candidates)), desc="direction search", unit="direction"):
         shifted = render_pool(render, z + unit_shift(candidates[k], cfg.scale), class_ids)
         pair = fit_affine_pair(base, shifted, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                seed=cfg.seed * 1_000_003 + k)
@@ -307,13 +307,6 @@ def direction_figure(pair: AffinePair, base: np.ndarray, shifted: np.ndarray, gu
     return grid
 
 
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
-    if not ok:
-        raise SynthsodError(f"{path}: cannot encode the picture")
-    write_bytes_atomic(path, encoded.tobytes())
-
-
 def write_ranking(path: str | os.PathLike, ranking: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         ranking.to_csv(tmp, index=False, float_format="%.6g")
@@ -321,4 +314,4 @@ def write_ranking(path: str | os.PathLike, ranking: pd.DataFrame) -> None:
 
 __all__ = ["AffinePair", "RANKING_COLUMNS", "SearchConfig", "SearchResult", "direction_figure", "fit_affine_pair",
            "initial_pair", "load_candidates", "rank_directions", "render_pool", "restoration_gradient", "score_pair",
-           "search_directions", "shortlist_figures", "to_unit_range", "write_png", "write_ranking"]
+           "search_directions", "shortlist_figures", "to_unit_range", "write_ranking"]

@@ -24,6 +24,7 @@ import torch
 from .filters import LUMA
 from .generators import BigGANGenerator
 from .latents import LatentSource
+from .progress import progress
 
 FINITE_DIFFERENCE_STEP = 1e-2
 
@@ -55,7 +56,7 @@ def contrast_direction(generator: BigGANGenerator, truncation: float, classes: n
         return x / x.norm()
 
     v = project(torch.from_numpy(np.random.default_rng(seed).standard_normal(generator.z_dim)).float().to(z.device))
-    for _ in range(iterations):
+    for _ in progress(range(iterations), desc="contrast direction", unit="iteration"):
         with torch.no_grad():  # J v by a central difference
             step = FINITE_DIFFERENCE_STEP * v
             jv = (_centred_gray(generator, z + step, one_hot, truncation)

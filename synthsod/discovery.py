@@ -52,6 +52,7 @@ from .errors import SynthsodError
 from .gpu import autocast
 from .io import atomic_path, write_bytes_atomic
 from .latents import LatentSource
+from .progress import progress
 from .sampling import check_direction_matrix, load_direction_matrix
 
 log = logging.getLogger(__name__)
@@ -247,38 +248,37 @@ def discover_directions(generator, cfg: DiscoveryConfig, classes: np.ndarray, *,
                             classes=[int(c) for c in classes], z_dim=z_dim)
 
     started = time.perf_counter()
-    log_every = max(1, cfg.steps // 10)
-    for step in range(start, cfg.steps):
-        z_np, ids = latents.draw(range(step * B, (step + 1) * B))
-        z = torch.from_numpy(z_np).to(device)
-        one_hot = generator.one_hot(ids)
-        indices, shifts = random_shifts(step_generator(cfg.seed, step), B, K, cfg.shift_max, cfg.shift_min)
-        indices, shifts = indices.to(device), shifts.to(device)
+    with progress(total=cfg.steps, initial=start, desc="direction discovery", unit="step") as bar:
+        for step in range(start, cfg.steps):
+            z_np, ids = latents.draw(range(step * B, (step + 1) * B))
+            z = torch.from_numpy(z_np).to(device)
+            one_hot = generator.one_hot(ids)
+            indices, shifts = random_shifts(step_generator(cfg.seed, step), B, K, cfg.shift_max, cfg.shift_min)
+            indices, shifts = indices.to(device), shifts.to(device)
 
-        with torch.no_grad():
-            base = generator.images(z, one_hot, cfg.truncation)
-        shifted = generator.images(z + deformator(indices, shifts), one_hot, cfg.truncation)
-        with autocast(device):
-            logits, shift_hat = reconstructor(base, shifted)
-        logits, shift_hat = logits.float(), shift_hat.float()
-        shift_error = (shift_hat - shifts).abs().mean()
-        loss = F.cross_entropy(logits, indices) + cfg.shift_weight * shift_error
+            with torch.no_grad():
+                base = generator.images(z, one_hot, cfg.truncation)
+            shifted = generator.images(z + deformator(indices, shifts), one_hot, cfg.truncation)
+            with autocast(device):
+                logits, shift_hat = reconstructor(base, shifted)
+            logits, shift_hat = logits.float(), shift_hat.float()
+            shift_error = (shift_hat - shifts).abs().mean()
+            loss = F.cross_entropy(logits, indices) + cfg.shift_weight * shift_error
 
-        deformator_opt.zero_grad(set_to_none=True)
-        reconstructor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        deformator_opt.step()
-        reconstructor_opt.step()
+            deformator_opt.zero_grad(set_to_none=True)
+            reconstructor_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            deformator_opt.step()
+            reconstructor_opt.step()
 
-        row = {"step": step + 1, "loss": loss.item(),
-               "accuracy": (logits.argmax(dim=1) == indices).float().mean().item(),
-               "shift_error": shift_error.item()}
-        history.append(row)
-        if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
-            log.info("discovery: step %d/%d loss %.4f accuracy %.3f shift error %.3f", step + 1, cfg.steps,
-                     row["loss"], row["accuracy"], row["shift_error"])
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            save(step + 1)
+            row = {"step": step + 1, "loss": loss.item(),
+                   "accuracy": (logits.argmax(dim=1) == indices).float().mean().item(),
+                   "shift_error": shift_error.item()}
+            history.append(row)
+            bar.set_postfix({k: row[k] for k in ("loss", "accuracy", "shift_error")})
+            bar.update()
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                save(step + 1)
     if start < cfg.steps or (checkpoint_path is not None and not Path(checkpoint_path).exists()):
         save(max(start, cfg.steps))
     if log_path is not None:

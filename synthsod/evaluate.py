@@ -22,6 +22,7 @@ import pandas as pd
 from .errors import SynthsodError
 from .metrics import SODMetrics
 from .prepare import list_image_files, load_gray
+from .progress import progress
 
 MAX_LISTED_PROBLEMS = 20
 
@@ -39,7 +40,7 @@ def evaluate_pairs(pairs: Iterable[tuple[Path | None, Path]], *, skip_bad: bool 
                    problems: list[str] | None = None) -> Evaluation:
     """Evaluate (prediction path or None when missing, ground-truth path) pairs; see the module docstring."""
     metrics, problems, resized, total = SODMetrics(), list(problems or []), 0, len(problems or [])
-    for pred_path, gt_path in pairs:
+    for pred_path, gt_path in progress(pairs, desc="evaluation", unit="image"):
         total += 1
         if pred_path is None:
             problems.append(f"{gt_path}: no prediction named {gt_path.stem}.*")

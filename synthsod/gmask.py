@@ -83,6 +83,7 @@ from .errors import SynthsodError
 from .generators.base import GeneratorOutput
 from .gpu import autocast
 from .io import atomic_path
+from .progress import progress
 
 if TYPE_CHECKING:
     from .dq import QualityDiscriminator
@@ -620,7 +621,7 @@ class _Trainer:
 def train_gmask(generator: BigGANGenerator, pairs: Iterable[Mapping[str, Any]], *, truncation: float,
                 cfg: GMaskConfig | None = None, dq: QualityDiscriminator | None = None,
                 device: torch.device | str = "cpu", checkpoint_path: str | os.PathLike | None = None,
-                seed: int = 0, log_every: int = 50) -> dict[str, Any]:
+                seed: int = 0) -> dict[str, Any]:
     """Train G_mask on the few-shot set D_m (``pairs``: dicts of z, class_id, image, mask); resumable.
 
     Each step draws its batch and pixels from ``step_generator(seed, step)`` (and reseeds torch's global
@@ -639,15 +640,15 @@ def train_gmask(generator: BigGANGenerator, pairs: Iterable[Mapping[str, Any]], 
     trainer = _Trainer(generator, stack_pairs(pairs, generator.resolution), truncation, cfg, dq, device, seed)
     start = _resume(trainer, cfg, checkpoint_path)
     history: list[dict[str, float]] = []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+          progress(total=cfg.steps, initial=start, desc="G_mask training", unit="step") as bar):
         for step in range(start, cfg.steps):
             torch.manual_seed(step_generator(seed, step).initial_seed() ^ 0x5EED)  # stochastic layers, if any
             losses = trainer.step(step)
             history.append(losses)
+            bar.set_postfix(losses)
+            bar.update()
             done = step + 1
-            if log_every and (done % log_every == 0 or done == cfg.steps):
-                log.info("G_mask step %d/%d: %s", done, cfg.steps,
-                         ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
             if checkpoint_path is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
                 save_checkpoint(checkpoint_path, done, trainer.parts(), config=_config_for_check(cfg))
     if cfg.precise_bn:
@@ -705,12 +706,14 @@ def predict_masks(gmask: GMask, generator: BigGANGenerator, z, class_ids, trunca
     gmask.eval()
     images, probs = [], []
     try:
-        for lo in range(0, z.shape[0], batch_size):
-            out = generator.generate(z[lo:lo + batch_size], class_ids[lo:lo + batch_size], truncation)
-            with autocast(generator.device):
-                logits = gmask(out.features)
-            images.append(out.images.cpu())
-            probs.append(foreground_probability(logits).cpu())
+        with progress(total=z.shape[0], desc="G_mask prediction", unit="image") as bar:
+            for lo in range(0, z.shape[0], batch_size):
+                out = generator.generate(z[lo:lo + batch_size], class_ids[lo:lo + batch_size], truncation)
+                with autocast(generator.device):
+                    logits = gmask(out.features)
+                images.append(out.images.cpu())
+                probs.append(foreground_probability(logits).cpu())
+                bar.update(len(out.images))
     finally:
         gmask.train(was_training)
     return torch.cat(images), torch.cat(probs)

@@ -59,6 +59,7 @@ from PIL import Image
 
 from synthsod.errors import SynthsodError
 from synthsod.io import atomic_path, write_bytes_atomic
+from synthsod.progress import progress
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 CHECKS = "decoded,paired,unique,size,rgb,binary,nonempty"
@@ -352,7 +353,7 @@ def check_pairs(
 
     # Executor.map yields in input order, so the output is deterministic whatever finishes first.
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = list(pool.map(check, stems))
+        results = list(progress(pool.map(check, stems), total=len(stems), desc="checking pairs", unit="pair"))
     rows = [r.row for r in results if r.row is not None]
     problems = [p for r in results for p in r.problems]
     return _manifest_frame(rows), problems

@@ -12,7 +12,6 @@ without torch and the PyTorch path in one without TensorFlow.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from .errors import SynthsodError
 from .filters import quantile_threshold
 from .io import write_json_atomic
 from .latents import LatentSource, resolve_classes, restrict_table
+from .progress import progress
 from .sampling import (
     FilterSpec,
     calibration_indices,
@@ -39,9 +39,6 @@ from .sampling import (
 )
 from .shards import write_shard
 from .workflow import BIGBIGAN
-
-log = logging.getLogger(__name__)
-PROGRESS_EVERY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -193,9 +190,11 @@ def calibrate(sampler: Sampler, out_json: str) -> float:
     indices = calibration_indices(dq["calibration"])
     batch = sampler.run["batch_size"]
     survivors = []
-    for lo in range(0, len(indices), batch):
-        survivors += [c for c, reason in judge(sampler.propose, indices[lo:lo + batch], cheap, None, None)
-                      if reason is None]
+    with progress(total=len(indices), desc=f"run {sampler.name} D_q calibration", unit="candidate") as bar:
+        for lo in range(0, len(indices), batch):
+            block = indices[lo:lo + batch]
+            survivors += [c for c, reason in judge(sampler.propose, block, cheap, None, None) if reason is None]
+            bar.update(len(block))
     if not survivors:
         raise SynthsodError(f"run {sampler.name}: no calibration candidate passed the filters before D_q")
     scores = sampler.score([c.image for c in survivors], [c.mask for c in survivors])
@@ -210,21 +209,13 @@ def write_run_shard(sampler: Sampler, shard: int, rows: int, files: RunFiles, ou
     """Sample shard ``shard`` (``rows`` kept pairs); write ``out["shard"]``, ``out["stats"]`` and
     ``out["rejected"]`` (a few rejected examples, same schema); return the statistics."""
     run = sampler.run
-    started = last_report = time.perf_counter()
+    started = time.perf_counter()
     filters_ran = sampler.filters.enabled()
-
-    def progress(kept: int) -> None:  # one log line per ~30 s at most
-        nonlocal last_report
-        if time.perf_counter() - last_report > PROGRESS_EVERY_S:
-            last_report = time.perf_counter()
-            log.info("run %s shard %d: %d / %d kept", sampler.name, shard, kept, rows)
-
     result = sample_shard(
         sampler.propose, sampler.filters, rows=rows,
         block=candidate_block(shard, run["rows_per_shard"], run["max_candidates_factor"]),
         batch_size=run["batch_size"], score=sampler.score, dq_threshold=dq_threshold(run, files),
-        where=f"run {sampler.name} shard {shard}",
-        progress=progress)
+        where=f"run {sampler.name} shard {shard}")
 
     def row(candidate, filters):
         return shard_row(sampler.name, candidate, generator=sampler.backend.name, seed=run["seed"],

@@ -50,6 +50,7 @@ from .errors import SynthsodError
 from .filters import drop_small_components, histogram_ok, mask_size_ok, to_gray
 from .io import write_bytes_atomic
 from .latents import LatentSource
+from .progress import progress
 
 FILTER_ORDER = ("components", "size", "histogram", "dq")
 CALIBRATION_FIRST_INDEX = 2**50  # calibration candidates: indices no shard reaches
@@ -284,28 +285,30 @@ def judge(propose: Propose, indices: Sequence[int], spec: FilterSpec, score: Sco
 
 def sample_shard(propose: Propose, spec: FilterSpec, *, rows: int, block: range, batch_size: int,
                  score: Score | None = None, dq_threshold: float | None = None,
-                 where: str = "shard", progress: Callable[[int], None] | None = None) -> ShardResult:
+                 where: str = "shard") -> ShardResult:
     """The first ``rows`` candidates of ``block`` that pass every filter.
 
     Candidates are judged in batches of ``batch_size``; only those up to the last kept one count.
-    Raises SynthsodError (naming ``where``) when the block runs out first.
+    Raises SynthsodError (naming ``where``) when the block runs out first. The progress bar ``where``
+    counts kept pairs.
     """
     result = ShardResult(kept=[], candidates=0)
     examples: Counter = Counter()
-    for lo in range(0, len(block), batch_size):
-        for candidate, reason in judge(propose, block[lo:lo + batch_size], spec, score, dq_threshold):
-            result.candidates += 1
-            if reason is None:
-                result.kept.append(candidate)
-                if len(result.kept) == rows:
-                    return result
-            else:
-                result.rejections[reason] += 1
-                if examples[reason] < REJECTED_EXAMPLES_PER_FILTER:
-                    examples[reason] += 1
-                    result.rejected.append((candidate, reason))
-        if progress is not None:
-            progress(len(result.kept))
+    with progress(total=rows, desc=where, unit="pair") as bar:
+        for lo in range(0, len(block), batch_size):
+            for candidate, reason in judge(propose, block[lo:lo + batch_size], spec, score, dq_threshold):
+                result.candidates += 1
+                bar.set_postfix(candidates=result.candidates)
+                if reason is None:
+                    result.kept.append(candidate)
+                    bar.update()
+                    if len(result.kept) == rows:
+                        return result
+                else:
+                    result.rejections[reason] += 1
+                    if examples[reason] < REJECTED_EXAMPLES_PER_FILTER:
+                        examples[reason] += 1
+                        result.rejected.append((candidate, reason))
     rate = len(result.kept) / max(result.candidates, 1)
     raise SynthsodError(
         f"{where}: only {len(result.kept)} of {rows} pairs kept after {result.candidates} candidates (kept rate "

@@ -55,6 +55,7 @@ import pyarrow.parquet as pq
 
 from synthsod.errors import SynthsodError
 from synthsod.io import atomic_path, write_bytes_atomic, write_json_atomic
+from synthsod.progress import progress
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -238,7 +239,7 @@ def write_manifest(
     run_dir = Path(run_dir)
     root = run_dir.resolve()
     shards = []
-    for shard in map(Path, shard_paths):
+    for shard in progress(list(map(Path, shard_paths)), desc=f"hashing the shards of {run_dir}", unit="shard"):
         try:
             name = shard.resolve().relative_to(root).as_posix()
         except ValueError:
@@ -308,7 +309,7 @@ def verify_run(run_dir: str | os.PathLike, *, decode: bool = True) -> dict:
     seen: dict[str, str] = {}
     total = 0
     columns = None if decode else ["id"]  # without decoding, ids are all that is read
-    for entry in manifest["shards"]:
+    for entry in progress(manifest["shards"], desc=f"verifying {run_dir}", unit="shard"):
         path = _check_shard(run_dir, entry)
         total += entry["rows"]
         for record in pq.read_table(path, columns=columns).to_pylist():
@@ -332,10 +333,15 @@ def verify_run(run_dir: str | os.PathLike, *, decode: bool = True) -> dict:
 # --- preview ---------------------------------------------------------------------------------
 
 
-def _iter_rows(run_dir: Path) -> Iterator[dict]:
-    """Decoded rows in manifest order, one shard in memory at a time."""
-    for entry in load_manifest(run_dir)["shards"]:
-        path = run_dir / entry["file"]
+def iter_rows(run_dir: str | os.PathLike) -> Iterator[dict]:
+    """A run's decoded rows in manifest order, one shard in memory at a time."""
+    run_dir = Path(run_dir)
+    yield from iter_shard_rows(run_dir / entry["file"] for entry in load_manifest(run_dir)["shards"])
+
+
+def iter_shard_rows(paths: Iterable[str | os.PathLike]) -> Iterator[dict]:
+    """Decoded rows of the given shard files in order; a bad shard or row raises naming the file."""
+    for path in paths:
         try:
             records = read_shard(path).to_pylist()
         except (OSError, pa.ArrowException) as exc:
@@ -347,30 +353,44 @@ def _iter_rows(run_dir: Path) -> Iterator[dict]:
                 raise SynthsodError(f"{path}: {exc}") from None
 
 
+def pair_tile(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The image above a copy of it with the foreground tinted red: how the pair looks at a glance."""
+    overlay = image.copy()
+    overlay[mask] = (0.5 * overlay[mask] + [127, 0, 0]).astype(np.uint8)
+    return np.concatenate([image, overlay], axis=0)
+
+
+def tile_grid(tiles: list[np.ndarray], cols: int | None = None) -> np.ndarray:
+    """Tiles (resized to the first one's size) in a grid of ``cols`` columns (square when None),
+    the last row padded with black."""
+    if not tiles:
+        raise ValueError("no tiles")
+    size = tiles[0].shape[1::-1]
+    tiles = [t if t.shape == tiles[0].shape else cv2.resize(t, size, interpolation=cv2.INTER_AREA) for t in tiles]
+    cols = cols or math.ceil(math.sqrt(len(tiles)))
+    rows = math.ceil(len(tiles) / cols)
+    tiles = tiles + [np.zeros_like(tiles[0])] * (rows * cols - len(tiles))
+    return np.concatenate(
+        [np.concatenate(tiles[r * cols:(r + 1) * cols], axis=1) for r in range(rows)], axis=0
+    )
+
+
+def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """An RGB uint8 array as a PNG, atomically."""
+    write_bytes_atomic(path, _encode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), _PNG_PARAMS))
+
+
 def preview_grid(run_dir: str | os.PathLike, out_png: str | os.PathLike, n: int = 16) -> int:
     """Write a PNG grid of the first ``n`` samples (image above its mask overlay); return the count.
 
     Tiles take the first image's size; the overlay tints the foreground red.
     """
     tiles = []
-    for row in _iter_rows(Path(run_dir)):
-        image = row["image"]
-        overlay = image.copy()
-        overlay[row["mask"]] = (0.5 * overlay[row["mask"]] + [127, 0, 0]).astype(np.uint8)
-        tile = np.concatenate([image, overlay], axis=0)
-        if tiles and tile.shape != tiles[0].shape:
-            tile = cv2.resize(tile, tiles[0].shape[1::-1], interpolation=cv2.INTER_AREA)
-        tiles.append(tile)
+    for row in iter_rows(run_dir):
+        tiles.append(pair_tile(row["image"], row["mask"]))
         if len(tiles) == n:
             break
     if not tiles:
         raise SynthsodError(f"{run_dir}: no samples to preview")
-    count = len(tiles)
-    cols = math.ceil(math.sqrt(count))
-    rows = math.ceil(count / cols)
-    tiles += [np.zeros_like(tiles[0])] * (rows * cols - count)  # pad the last grid row
-    grid = np.concatenate(
-        [np.concatenate(tiles[r * cols:(r + 1) * cols], axis=1) for r in range(rows)], axis=0
-    )
-    write_bytes_atomic(out_png, _encode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), _PNG_PARAMS))
-    return count
+    write_png(out_png, tile_grid(tiles))
+    return len(tiles)

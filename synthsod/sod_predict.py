@@ -29,6 +29,7 @@ from .gpu import autocast
 from .io import write_bytes_atomic
 from .losses import OUTPUT_CHANNELS, saliency_channel
 from .prepare import load_gray, load_image_rgb
+from .progress import progress
 from .sod_train import normalise
 
 
@@ -62,21 +63,24 @@ Maps = Callable[[torch.Tensor, list[str]], list[torch.Tensor]]  # (images [N, 3,
 
 
 def write_maps(manifest: pd.DataFrame, out_dirs: list[str | os.PathLike], size: int, maps: Maps,
-               batch_size: int = 8) -> int:
+               batch_size: int = 8, desc: str = "saliency maps") -> int:
     """For each batch of manifest images (resized to ``size``), ``maps`` gives one [N, 1, S, S] map in
     [0, 1] per output folder; each is resized back to its image's size and written as ``<id>.png``
-    (8-bit). Returns the image count."""
+    (8-bit). Returns the image count; ``desc`` names the progress bar."""
     count = 0
-    for lo in range(0, len(manifest), batch_size):
-        rows = manifest.iloc[lo:lo + batch_size]
-        images = [load_image_rgb(path) for path in rows["image"]]
-        batch = torch.stack([image_to_tensor(image, size) for image in images])
-        for out_dir, batch_maps in zip(out_dirs, maps(batch, list(rows["id"]))):
-            for sample_id, image, prob in zip(rows["id"], images, batch_maps.float().cpu()):
-                resized = F.interpolate(prob[None], size=image.shape[:2], mode="bilinear", align_corners=False)[0, 0]
-                _, png = cv2.imencode(".png", np.clip(np.rint(resized.numpy() * 255), 0, 255).astype(np.uint8))
-                write_bytes_atomic(Path(out_dir) / f"{sample_id}.png", png.tobytes())
-        count += len(rows)
+    with progress(total=len(manifest), desc=desc, unit="image") as bar:
+        for lo in range(0, len(manifest), batch_size):
+            rows = manifest.iloc[lo:lo + batch_size]
+            images = [load_image_rgb(path) for path in rows["image"]]
+            batch = torch.stack([image_to_tensor(image, size) for image in images])
+            for out_dir, batch_maps in zip(out_dirs, maps(batch, list(rows["id"]))):
+                for sample_id, image, prob in zip(rows["id"], images, batch_maps.float().cpu()):
+                    resized = F.interpolate(prob[None], size=image.shape[:2], mode="bilinear",
+                                            align_corners=False)[0, 0]
+                    _, png = cv2.imencode(".png", np.clip(np.rint(resized.numpy() * 255), 0, 255).astype(np.uint8))
+                    write_bytes_atomic(Path(out_dir) / f"{sample_id}.png", png.tobytes())
+            count += len(rows)
+            bar.update(len(rows))
     return count
 
 
@@ -94,7 +98,8 @@ def write_predictions(model: nn.Module, manifest: pd.DataFrame, out_dir: str | o
             saliency, entropy = model.eval().predict(normalise(images.to(device)))
             return [saliency, entropy / math.log(2)]
 
-        return write_maps(manifest, [out_dir, uncertainty_dir], size, maps, batch_size)
+        return write_maps(manifest, [out_dir, uncertainty_dir], size, maps, batch_size,
+                          desc="saliency and uncertainty maps")
     return write_maps(manifest, [out_dir], size, lambda images, ids: [probabilities(model, images, channel)],
                       batch_size)
 
@@ -115,7 +120,7 @@ def refine_predictions(model: CoopSaliency, manifest: pd.DataFrame, base_dir: st
             base.append(torch.from_numpy(gray).float().div(255)[None])
         return [model.eval().refine(normalise(images.to(device)), torch.stack(base).to(device))]
 
-    return write_maps(manifest, [out_dir], size, maps, batch_size)
+    return write_maps(manifest, [out_dir], size, maps, batch_size, desc="EBM refinement")
 
 
 __all__ = ["prediction_channel", "probabilities", "refine_predictions", "write_maps", "write_predictions"]

@@ -37,6 +37,7 @@ from .errors import SynthsodError
 from .gpu import autocast
 from .io import atomic_path
 from .losses import LOSSES, OUTPUT_CHANNELS, partial_bce_loss
+from .progress import LineBar, progress
 from .sod_models import create_sod_model, f3net_loss
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,8 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 @dataclass
 class Batch:
     """One training step's augmented batch (images in [-1, 1], masks and, for partial labels, the
-    visibility mask), its generator and the recipe's learning-rate factor."""
+    visibility mask), its generator, the recipe's learning-rate factor and the training's progress bar
+    (the trainer shows its losses on it)."""
     step: int
     steps: int
     images: torch.Tensor
@@ -170,15 +172,17 @@ class Batch:
     visible: torch.Tensor | None
     generator: torch.Generator
     lr_factor: float
+    bar: LineBar
 
 
 def training_batches(data: Dataset, recipe: Recipe, seed: int, parts: dict,
-                     checkpoint_path: str | os.PathLike | None = None) -> Iterator[Batch]:
+                     checkpoint_path: str | os.PathLike | None = None, desc: str = "training") -> Iterator[Batch]:
     """The batches of a training from its checkpoint's step on (restoring ``parts`` from it). Items are
     {"image", "mask"} plus "visible" for partially labelled data: the batch then holds the mask only
     where visible (0 elsewhere), augmented with it.
     The checkpoint of ``parts`` is written when the caller asks for the batch after every
-    ``checkpoint_every``-th step, i.e. after the caller's update of that step."""
+    ``checkpoint_every``-th step, i.e. after the caller's update of that step; so is the progress
+    bar ``desc`` updated."""
     recipe.check()
     n = len(data)
     if n == 0:
@@ -188,19 +192,21 @@ def training_batches(data: Dataset, recipe: Recipe, seed: int, parts: dict,
     payload = load_checkpoint(checkpoint_path, parts) if checkpoint_path else None
     if payload is not None and payload.get("recipe") != asdict(recipe):
         raise SynthsodError(f"checkpoint {checkpoint_path} was written with another recipe; delete it to start over")
-    for step in range(0 if payload is None else payload["step"], steps):
-        gen = step_generator(seed, step)
-        items = [data[int(i)] for i in batch_indices(seed, step, n, recipe.batch_size)]
-        labels = torch.stack([it["mask"] for it in items])
-        partial = "visible" in items[0]
-        if partial:  # unannotated pixels are zeroed first, so resizing cannot blend them into annotated ones
-            visible = torch.stack([it["visible"] for it in items])
-            labels = torch.cat([labels * visible, visible], dim=1)
-        images, labels = augment(torch.stack([it["image"] for it in items]), labels, recipe, gen)
-        masks, visible = (labels[:, :1], (labels[:, 1:] > 0.5).float()) if partial else (labels, None)
-        yield Batch(step, steps, images, masks, visible, gen, lr_factor(recipe, step, per_epoch))
-        if checkpoint_path and (step + 1) % recipe.checkpoint_every == 0 and step + 1 < steps:
-            save_checkpoint(checkpoint_path, step + 1, parts, recipe=asdict(recipe))
+    start = 0 if payload is None else payload["step"]
+    with progress(range(start, steps), total=steps, initial=start, desc=desc, unit="step") as bar:
+        for step in bar:
+            gen = step_generator(seed, step)
+            items = [data[int(i)] for i in batch_indices(seed, step, n, recipe.batch_size)]
+            labels = torch.stack([it["mask"] for it in items])
+            partial = "visible" in items[0]
+            if partial:  # unannotated pixels are zeroed first, so resizing cannot blend them into annotated ones
+                visible = torch.stack([it["visible"] for it in items])
+                labels = torch.cat([labels * visible, visible], dim=1)
+            images, labels = augment(torch.stack([it["image"] for it in items]), labels, recipe, gen)
+            masks, visible = (labels[:, :1], (labels[:, 1:] > 0.5).float()) if partial else (labels, None)
+            yield Batch(step, steps, images, masks, visible, gen, lr_factor(recipe, step, per_epoch), bar)
+            if checkpoint_path and (step + 1) % recipe.checkpoint_every == 0 and step + 1 < steps:
+                save_checkpoint(checkpoint_path, step + 1, parts, recipe=asdict(recipe))
 
 
 def set_lr_factor(optimizer: torch.optim.Optimizer, factor: float) -> None:
@@ -224,10 +230,10 @@ def train_sod(model_name: str, loss: str, data: Dataset, recipe: Recipe, *, seed
               model_kwargs: dict | None = None, device: torch.device | str = "cpu",
               checkpoint_path: str | os.PathLike | None = None,
               on_step: Callable[[int, float], None] | None = None,
-              after_step: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
+              after_step: Callable[[int, nn.Module], None] | None = None, desc: str | None = None) -> nn.Module:
     """Train on ``data`` (items {"image": [3, S, S] in [-1, 1], "mask": [1, S, S]}, plus "visible" for
     partially labelled data); the model in eval mode. ``after_step(step, model)`` sees the model after
-    each update (snapshots)."""
+    each update (snapshots). ``desc`` names the progress bar (default: "<model_name> training")."""
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -235,7 +241,8 @@ def train_sod(model_name: str, loss: str, data: Dataset, recipe: Recipe, *, seed
     objective = model_loss(model_name, loss)
     optimizer = make_optimizer(model, recipe)
     model.train()
-    for batch in training_batches(data, recipe, seed, {"model": model, "optimizer": optimizer}, checkpoint_path):
+    for batch in training_batches(data, recipe, seed, {"model": model, "optimizer": optimizer}, checkpoint_path,
+                                  desc=desc or f"{model_name} training"):
         set_lr_factor(optimizer, batch.lr_factor)
         with autocast(device):
             outputs = [o.float() for o in model(normalise(batch.images.to(device)))]
@@ -248,6 +255,7 @@ def train_sod(model_name: str, loss: str, data: Dataset, recipe: Recipe, *, seed
         optimizer.step()
         if on_step is not None:
             on_step(batch.step, value.item())
+        batch.bar.set_postfix(loss=value.item)  # read (a GPU sync) only when the bar writes a line
         if after_step is not None:
             after_step(batch.step, model)
     return model.eval()

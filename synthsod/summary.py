@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+import html
 
 import pandas as pd
 
 from .errors import SynthsodError
 from .io import atomic_path, write_bytes_atomic
 from .metrics import SCALARS
+from .plots import pyplot, save_figure
 
 
 def summary_table(records: Sequence[Mapping]) -> pd.DataFrame:
@@ -46,26 +47,39 @@ def _markdown(table: pd.DataFrame, digits: int) -> str:
     return "\n".join(lines)
 
 
+def _html_table(table: pd.DataFrame, digits: int) -> str:
+    return table.to_html(index=False, border=0, float_format=lambda v: f"{v:.{digits}f}")
+
+
 def write_summary(table: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike,
-                  reference: str | None) -> None:
+                  reference: str | None, html_path: str | os.PathLike | None = None) -> None:
+    """The table as CSV and Markdown (and HTML for the report when ``html_path`` is given), each with
+    the ratio table to ``reference`` when there is more than one training."""
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
-    text = ["# SOD results", "", "One row per (training, benchmark); protocol in synthsod/metrics.py.", "",
-            _markdown(table, 4)]
-    if reference is not None and len(set(table["training"])) > 1:
-        text += ["", f"## Ratio to `{reference}` (value / reference; for MAE lower is better)", "",
-                 _markdown(ratio_table(table, reference), 3)]
+    title, note = "SOD results", "One row per (training, benchmark); protocol in synthsod/metrics.py."
+    ratios = reference is not None and len(set(table["training"])) > 1
+    ratio_title = f"Ratio to `{reference}` (value / reference; for MAE lower is better)"
+    text = [f"# {title}", "", note, "", _markdown(table, 4)]
+    if ratios:
+        text += ["", f"## {ratio_title}", "", _markdown(ratio_table(table, reference), 3)]
     write_bytes_atomic(md_path, ("\n".join(text) + "\n").encode())
+    if html_path is None:
+        return
+    page = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(note)}</p>", _html_table(table, 4)]
+    if ratios:
+        page += [f"<h2>{html.escape(ratio_title)}</h2>", _html_table(ratio_table(table, reference), 3)]
+    style = ("body{font-family:sans-serif} table{border-collapse:collapse} "
+             "th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}")
+    document = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+                f"<style>{style}</style></head><body>{''.join(page)}</body></html>\n")
+    write_bytes_atomic(html_path, document.encode())
 
 
 def plot_curves(curves: Mapping[str, Mapping[str, pd.DataFrame]], out_png: str | os.PathLike) -> None:
     """``curves[benchmark][training]`` = a DataFrame with precision, recall and f columns -> one PNG:
     a PR plot and an F-measure-by-threshold plot per benchmark, every training on each."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     benchmarks = sorted(curves)
     fig, axes = plt.subplots(len(benchmarks), 2, figsize=(10, 4 * len(benchmarks)), squeeze=False)
     for row, bench in zip(axes, benchmarks):
@@ -77,10 +91,7 @@ def plot_curves(curves: Mapping[str, Mapping[str, pd.DataFrame]], out_png: str |
                    ylim=(0, 1))
         row[0].legend(fontsize="small")
     fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_png) as tmp, open(tmp, "wb") as file:
-        fig.savefig(file, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_png)
 
 
 __all__ = ["plot_curves", "ratio_table", "summary_table", "write_summary"]

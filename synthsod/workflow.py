@@ -1,6 +1,7 @@
 """Glue between Snakemake and the library: the script entry point and the start-up checks.
 
-Workflow scripts stay thin: ``run_rule(snakemake, main)`` sends logging to the rule's log file and
+Workflow scripts stay thin: ``run_rule(snakemake, main)`` sends logging and progress bars to the rule's
+log file, ends the log with the stage's one-line summary (what ``main`` returns) and wall time, and
 turns a :class:`SynthsodError` into one plain line on stderr (and in the log) with exit status 1,
 never a traceback. Scripts read ``snakemake.params`` / ``input`` / ``output`` only, never the config.
 """
@@ -11,11 +12,13 @@ import hashlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from .errors import SynthsodError
+from .progress import progress_to
 
 BIGBIGAN = "bigbigan"          # the TensorFlow generator model (synthsod/bigbigan.py)
 # Directions the workflow builds: `contrast` (synthsod/directions.py) and `search`, the rank-1 direction
@@ -27,8 +30,10 @@ COOP = "coop"                 # the cooperative SOD model, which has its own tra
 log = logging.getLogger("synthsod")
 
 
-def run_rule(smk: Any, main: Callable[[Any], None]) -> None:
-    """Run ``main(smk)`` with logging to ``smk.log[0]``; exit 1 with a plain message on SynthsodError."""
+def run_rule(smk: Any, main: Callable[[Any], str | None]) -> None:
+    """Run ``main(smk)`` with logging and progress bars to stderr and ``smk.log[0]``, then log the summary
+    line ``main`` returns with the stage's wall time; exit 1 with a plain message on SynthsodError."""
+    started = time.perf_counter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if smk.log:
         Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
@@ -36,10 +41,13 @@ def run_rule(smk: Any, main: Callable[[Any], None]) -> None:
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
-        main(smk)
+        # bar lines as log records: timestamped, and in order with the rule's other lines
+        with progress_to(logging.getLogger("synthsod.progress")):
+            summary = main(smk)
     except SynthsodError as err:
         log.error("%s", err)
         sys.exit(1)
+    log.info("%s [%.1f s]", summary or f"{getattr(smk, 'rule', 'stage')} done", time.perf_counter() - started)
 
 
 def load_generator(smk: Any, device: Any):

@@ -336,7 +336,7 @@ def test_resumed_training_ends_with_the_same_weights(tiny_generator, tmp_path):
         torch.manual_seed(3)
         dq = QualityDiscriminator() if with_dq else None
         return train_gmask(tiny_generator, pairs, truncation=TRUNCATION, cfg=GMaskConfig(**{**cfg, "steps": steps}),
-                           dq=dq, checkpoint_path=checkpoint, seed=11, log_every=0)
+                           dq=dq, checkpoint_path=checkpoint, seed=11)
 
     for with_dq in (False, True):
         whole = run(4, None, with_dq)
@@ -355,10 +355,10 @@ def test_resumed_training_ends_with_the_same_weights(tiny_generator, tmp_path):
 def test_resuming_with_other_settings_is_refused(tiny_generator, tmp_path):
     pairs = few_shot_pairs(tiny_generator, seed=5, n=4)
     path = tmp_path / "gmask.pt"
-    train_gmask(tiny_generator, pairs, truncation=TRUNCATION, checkpoint_path=path, log_every=0,
+    train_gmask(tiny_generator, pairs, truncation=TRUNCATION, checkpoint_path=path,
                 cfg=GMaskConfig(steps=1, batch_size=2, pixels_per_image=16))
     with pytest.raises(SynthsodError, match="delete it"):
-        train_gmask(tiny_generator, pairs, truncation=TRUNCATION, checkpoint_path=path, log_every=0,
+        train_gmask(tiny_generator, pairs, truncation=TRUNCATION, checkpoint_path=path,
                     cfg=GMaskConfig(steps=2, batch_size=2, pixels_per_image=16, lr=1e-4))
 
 
@@ -421,7 +421,7 @@ def test_gmask_learns_planted_saliency_from_few_shots(tiny_generator):
     train = layout_pairs(tiny_generator, masker, seed=1, n=48)
     held_out = layout_pairs(tiny_generator, masker, seed=2, n=32)
     start = time.perf_counter()
-    result = train_gmask(tiny_generator, train, truncation=TRUNCATION, cfg=GMaskConfig(), seed=0, log_every=0)
+    result = train_gmask(tiny_generator, train, truncation=TRUNCATION, cfg=GMaskConfig(), seed=0)
     elapsed = time.perf_counter() - start
     z = np.stack([p["z"] for p in held_out])
     _, probs = predict_masks(result["gmask"], tiny_generator, z, [p["class_id"] for p in held_out], TRUNCATION)

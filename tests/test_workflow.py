@@ -170,7 +170,8 @@ def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
                      "den_invert": 1, "fewshot_select": 1, "gmask_train": 1, "direction_contrast": 1,
                      "directions_discover": 1, "directions_rank": 1,
                      "sample_calibrate": 1, "sample": 4, "shard_manifest": 2, "sod_train": 3, "atal_train": 1,
-                     "sod_predict": 3, "coop_predict": 1, "ebm_refine": 1, "evaluate": 5, "summarize": 1, "all": 1}, stats
+                     "sod_predict": 3, "coop_predict": 1, "ebm_refine": 1, "evaluate": 5, "summarize": 1,
+                     "report_run": 2, "report_filters": 1, "report_dataset": 1, "report_training": 1, "all": 1}, stats
     for name in ("pytorch_model.bin", "config.json"):
         assert (root / "results/generators/tiny" / name).stat().st_size > 0
     for split, size in SMALL_SPLIT_SIZES.items():
@@ -270,7 +271,25 @@ BENCH = [*(_job(rule, sod=sod, bench="DEMO-TE") for sod in ("unet-synthetic", "u
 DOWNSTREAM = ["summarize", "all"]
 DIRECTIONS = [_job("directions_discover", gen="tiny"), _job("directions_rank", gen="tiny")]
 
-# id: (config change or None, the jobs a dry run must list: exactly these)
+
+
+def with_report(jobs: list[str]) -> list[str]:
+    """``jobs`` plus the report figures (rules/report.smk) that read their outputs: a run's figures follow
+    its manifest; the dataset statistics every manifest, DEMO-TR and the DEN's latents; the training
+    curves every training."""
+    rules = {job.split("[")[0] for job in jobs}
+    figures = [_job("report_run", run=run) for run in ("sodgan", "ebigbigan")
+               if _job("shard_manifest", run=run) in jobs]
+    if figures:
+        figures.append("report_filters")
+    if figures or "den_invert" in rules or _job("prepare_dataset", dataset="DEMO-TR") in jobs:
+        figures.append("report_dataset")
+    if rules & {"sod_train", "atal_train"}:
+        figures.append("report_training")
+    return [*jobs, *figures]
+
+
+# id: (config change or None, the jobs a dry run must list: exactly these, before the report's figures)
 PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] = {
     "no-change": (None, []),
     "prepare.max_bad_fraction": ((("prepare", "max_bad_fraction"), 0.2),
@@ -349,7 +368,7 @@ def param_change_dry_runs(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFa
 @pytest.mark.parametrize("case", list(PARAM_CHANGES))
 def test_param_change_reruns_exactly_what_depends_on_it(param_change_dry_runs, case: str) -> None:
     result = param_change_dry_runs[case]
-    _, expected = PARAM_CHANGES[case]
+    expected = with_report(PARAM_CHANGES[case][1])
     assert result.returncode == 0, result.describe()
     jobs = planned_jobs(result.output)
     assert jobs == Counter(expected), result.describe()

@@ -37,8 +37,12 @@ def main(smk):
                              on_round=write_round,
                              on_step=lambda r, step, value: history.append({"round": r, "step": step, "loss": value}))
     save_sod_model(smk.output.model, model, spec["model"], spec["loss"], model_kwargs, None)
+    frame = pd.DataFrame(history, columns=["round", "step", "loss"])
     with atomic_path(smk.output.log_csv) as tmp:
-        pd.DataFrame(history, columns=["round", "step", "loss"]).to_csv(tmp, index=False)
+        frame.to_csv(tmp, index=False)
+    last_round = frame[frame["round"] == frame["round"].max()]["loss"]
+    return (f"{smk.wildcards.sod}: {frame['round'].nunique()} rounds on {len(data)} images; last round's loss "
+            f"{last_round.head(10).mean():.4f} -> {last_round.tail(10).mean():.4f}")
 
 
 run_rule(snakemake, main)  # noqa: F821

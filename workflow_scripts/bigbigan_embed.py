@@ -1,7 +1,5 @@
 """Rule bigbigan_embed: encode a prepared dataset's images with the BigBiGAN encoder (envs/tf.yaml)."""
 
-import logging
-
 import pandas as pd
 
 from synthsod.bigbigan import BigBiGAN, embed_dataset
@@ -15,10 +13,8 @@ def main(smk):
     embeddings = embed_dataset(model, pd.read_parquet(smk.input.manifest), batch_size=batch_size)
     with atomic_path(smk.output.embeddings) as tmp:
         embeddings.to_parquet(tmp, engine="pyarrow", index=False)
-    logging.getLogger("synthsod").info(
-        "%d images of %s encoded to %d-d BigBiGAN z_mean (module %s)",
-        len(embeddings), smk.input.manifest, model.z_dim, model.module_dir,
-    )
+    return (f"{len(embeddings)} images of {smk.input.manifest} encoded to {model.z_dim}-d BigBiGAN z_mean "
+            f"(module {model.module_dir})")
 
 
 run_rule(snakemake, main)  # noqa: F821 (injected by Snakemake)

@@ -1,7 +1,5 @@
 """Rule demo_split: write one demo split (tiny-generator images, rule-based masks) in DUTS layout."""
 
-import logging
-
 from synthsod.demo import MaskRule, write_demo_split
 from synthsod.gpu import gpu_lease, torch_device
 from synthsod.workflow import load_generator, run_rule
@@ -17,9 +15,7 @@ def main(smk):
             truncation=demo["truncation"], classes=demo["classes"], rule=MaskRule(**demo["mask"]),
             jpeg_quality=demo["jpeg_quality"], batch_size=gen["batch_size"],
         )
-    logging.getLogger("synthsod").info(
-        "demo split %s: %d pairs written from %d samples on %s", smk.wildcards.split, split["size"], tried, lease.device
-    )
+    return f"demo split {smk.wildcards.split}: {split['size']} pairs written from {tried} samples on {lease.device}"
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,7 +1,5 @@
 """Rule den_invert: invert every training image into (z⁺, class) with the trained DEN (+ refinement)."""
 
-import logging
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -40,7 +38,7 @@ def main(smk):
         "classes": int(len(np.unique(result.class_id))),
     }
     write_json_atomic(smk.output.metrics, summary)
-    logging.getLogger("synthsod").info("DEN inversion: %s", summary)
+    return f"DEN inversion: {summary}"
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,7 +1,6 @@
 """Rule den_train: train the diffusion embedding network on the real training set; report its
 reconstruction error before and after training."""
 
-import logging
 import os
 from dataclasses import fields
 
@@ -13,7 +12,6 @@ from synthsod.gpu import gpu_lease, torch_device
 from synthsod.io import write_json_atomic
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
 
-log = logging.getLogger("synthsod")
 EVAL_IMAGES = 64  # the first images of the manifest measure the error before and after training
 
 
@@ -36,13 +34,13 @@ def main(smk):
                                checkpoint_path=checkpoint, seed=seed)
         after = encoder_error(den)
     os.replace(checkpoint, smk.output.model)  # the final checkpoint is the model file (load_den reads it)
-    log.info("DEN (%s): reconstruction error %.4f untrained -> %.4f trained on %d images",
-             cfg.mode, before, after, len(probe))
     write_json_atomic(smk.output.metrics, {
         "mode": cfg.mode, "train_images": len(images), "eval_images": len(probe),
         "recon_error_untrained": before, "recon_error_trained": after, "error_ratio": after / before,
         "training": metrics, "device": lease.device,
     })
+    return (f"DEN ({cfg.mode}): reconstruction error {before:.4f} untrained -> {after:.4f} trained "
+            f"on {len(probe)} images")
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,7 +1,5 @@
 """Rule direction_contrast: the latent direction whose shift lights the image most unevenly."""
 
-import logging
-
 from synthsod.directions import contrast_direction
 from synthsod.gpu import gpu_lease, torch_device
 from synthsod.latents import resolve_classes
@@ -16,8 +14,8 @@ def main(smk):
         direction = contrast_direction(generator, spec["truncation"], resolve_classes(None, generator.num_classes),
                                        samples=spec["samples"], iterations=spec["iterations"], seed=spec["seed"])
     save_direction(smk.output.direction, direction)
-    logging.getLogger("synthsod").info("contrast direction of %s from %d samples, %d power iterations",
-                                       smk.wildcards.gen, spec["samples"], spec["iterations"])
+    return (f"contrast direction of {smk.wildcards.gen} from {spec['samples']} samples, "
+            f"{spec['iterations']} power iterations")
 
 
 run_rule(snakemake, main)  # noqa: F821

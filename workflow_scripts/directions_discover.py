@@ -1,14 +1,10 @@
 """Rule directions_discover: Voynov & Babenko's unsupervised direction discovery on a PyTorch generator
 (resumable: a killed job continues from its checkpoint)."""
 
-import logging
-
 from synthsod.discovery import DiscoveryConfig, discover_directions, save_directions
 from synthsod.gpu import gpu_lease, torch_device
 from synthsod.latents import resolve_classes
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
-
-log = logging.getLogger("synthsod")
 
 
 def main(smk):
@@ -23,8 +19,8 @@ def main(smk):
     save_directions(smk.output.directions, result, gen)
     checkpoint.unlink(missing_ok=True)
     final = result.history[-1]
-    log.info("%s: %d directions after %d steps (reconstructor accuracy %.2f, shift error %.2f)", gen,
-             cfg.directions, cfg.steps, final["accuracy"], final["shift_error"])
+    return (f"{gen}: {cfg.directions} directions after {cfg.steps} steps (reconstructor accuracy "
+            f"{final['accuracy']:.2f}, shift error {final['shift_error']:.2f})")
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -10,7 +10,6 @@ from synthsod.direction_search import (
     load_candidates,
     search_directions,
     shortlist_figures,
-    write_png,
     write_ranking,
 )
 from synthsod.errors import SynthsodError
@@ -19,6 +18,7 @@ from synthsod.io import write_json_atomic
 from synthsod.latents import LatentSource, resolve_classes
 from synthsod.runs import backend_renderer, open_backend
 from synthsod.sampling import save_direction
+from synthsod.shards import write_png
 from synthsod.workflow import run_rule
 
 log = logging.getLogger("synthsod")
@@ -59,8 +59,8 @@ def main(smk):
         "ranked": [{"rank": int(r), "direction": int(k), **result.pairs[int(k)].to_dict()}
                    for r, k in zip(ranked["rank"], ranked["direction"])],
     })
-    log.info("%s: direction %d chosen (sign %+d; its shift brightens %.0f%% of the pixels)", gen, chosen,
-             result.sign, 100 * result.brighter_share)
+    return (f"{gen}: direction {chosen} chosen (sign {result.sign:+d}; its shift brightens "
+            f"{100 * result.brighter_share:.0f}% of the pixels)")
 
 
 run_rule(snakemake, main)  # noqa: F821

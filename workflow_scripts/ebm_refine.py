@@ -1,6 +1,5 @@
 """Rule ebm_refine: another training's saliency maps refined by a coop model's EBM (noise-free Langevin)."""
 
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +20,7 @@ def main(smk):
         if not isinstance(model, CoopSaliency):
             raise SynthsodError(f"{smk.input.model}: not a coop model, so it has no EBM to refine with")
         count = refine_predictions(model, pd.read_parquet(smk.input.manifest), smk.input.base, out_dir)
-    logging.getLogger("synthsod").info("%s refined by %s on %s: %d saliency maps", smk.wildcards.base,
-                                       smk.wildcards.coop, smk.wildcards.bench, count)
+    return f"{smk.wildcards.base} refined by {smk.wildcards.coop} on {smk.wildcards.bench}: {count} saliency maps"
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,7 +1,5 @@
 """Rule evaluate: the metrics and curves of one training's predictions on one benchmark."""
 
-import logging
-
 import numpy as np
 import pandas as pd
 
@@ -19,8 +17,8 @@ def main(smk):
     with atomic_path(smk.output.curves) as tmp:
         curves.to_csv(tmp, index=False)
     m = result.metrics
-    logging.getLogger("synthsod").info("%s on %s (%d images): max F %.4f, MAE %.4f, S %.4f", smk.wildcards.sod,
-                                       smk.wildcards.bench, result.evaluated, m["max_f"], m["mae"], m["s_measure"])
+    return (f"{smk.wildcards.sod} on {smk.wildcards.bench} ({result.evaluated} images): max F {m['max_f']:.4f}, "
+            f"MAE {m['mae']:.4f}, S {m['s_measure']:.4f}")
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,7 +1,5 @@
 """Rule fewshot_select: choose the few-shot set D_m from the inverted training pairs."""
 
-import logging
-
 import pandas as pd
 
 from synthsod.fewshot import apply_class_file, select_fewshot
@@ -31,10 +29,8 @@ def main(smk):
     selection = select_fewshot(latents, spec["strategy"], spec["size"], spec["seed"], chosen)
     with atomic_path(smk.output.selection) as tmp:
         selection.to_parquet(tmp, index=False)
-    logging.getLogger("synthsod").info(
-        "few-shot set: %d of %d pairs (%s), %d classes, mean reconstruction error %.4f",
-        len(selection), len(latents), spec["strategy"], selection["class"].nunique(), selection["recon_error"].mean(),
-    )
+    return (f"few-shot set: {len(selection)} of {len(latents)} pairs ({spec['strategy']}), "
+            f"{selection['class'].nunique()} classes, mean reconstruction error {selection['recon_error'].mean():.4f}")
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,6 +1,5 @@
 """Rule gmask_train: train G_mask (and D_q) on the few-shot set; measure it on held-out labelled pairs."""
 
-import logging
 from dataclasses import asdict, fields
 
 import numpy as np
@@ -14,8 +13,6 @@ from synthsod.gmask import GMaskConfig, mask_metrics, predict_masks, save_gmask,
 from synthsod.gpu import gpu_lease, torch_device
 from synthsod.io import write_json_atomic
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
-
-log = logging.getLogger("synthsod")
 
 
 def pairs_of(rows: pd.DataFrame, resolution: int) -> list[dict]:
@@ -72,9 +69,9 @@ def main(smk):
     write_json_atomic(smk.output.metrics, metrics)
     checkpoint_path(smk.output.gmask, smk.params).unlink(missing_ok=True)
     held = metrics["heldout"]
-    log.info("G_mask: %d parameters; held-out IoU %.3f, Dice %.3f on %d pairs%s", metrics["parameters"],
-             held.get("iou", float("nan")), held.get("dice", float("nan")), held.get("pairs", 0),
-             f"; against the demo rule IoU {held['oracle']['iou']:.3f}" if "oracle" in held else "")
+    return (f"G_mask: {metrics['parameters']} parameters; held-out IoU {held.get('iou', float('nan')):.3f}, "
+            f"Dice {held.get('dice', float('nan')):.3f} on {held.get('pairs', 0)} pairs"
+            + (f"; against the demo rule IoU {held['oracle']['iou']:.3f}" if "oracle" in held else ""))
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,7 +1,5 @@
 """Rule prepare_dataset: check a DUTS-layout dataset, write its manifest and bad-input report."""
 
-import logging
-
 from synthsod.prepare import prepare_dataset
 from synthsod.workflow import run_rule
 
@@ -12,7 +10,7 @@ def main(smk):
         smk.output.manifest, smk.output.bad_inputs,
         max_bad_fraction=smk.params.prepare["max_bad_fraction"], threads=smk.threads,
     )
-    logging.getLogger("synthsod").info("%s", summary.line())
+    return summary.line()
 
 
 run_rule(snakemake, main)  # noqa: F821

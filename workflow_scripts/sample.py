@@ -3,14 +3,11 @@
 Imports stay backend-neutral: synthsod.runs loads torch or TensorFlow only for the generator in use.
 """
 
-import logging
 from pathlib import Path
 
 from synthsod.gpu import gpu_lease
 from synthsod.runs import RunFiles, calibrate, open_run, write_run_shard
 from synthsod.workflow import run_rule
-
-log = logging.getLogger("synthsod")
 
 
 def run_files(smk) -> RunFiles:
@@ -35,13 +32,13 @@ def main(smk):
         sampler = open_run(name, run, smk.params.generator, files, device)
         if "calibration" in smk.output.keys():
             threshold = calibrate(sampler, smk.output.calibration)
-            log.info("run %s: D_q threshold %.3g keeps the top %.0f%%", name, threshold,
-                     100 * run["filters"]["dq"]["keep_top"])
-            return
+            keep_top = run["filters"]["dq"]["keep_top"]
+            return f"run {name}: D_q threshold {threshold:.3g} keeps the top {100 * keep_top:.0f}%"
         shard = int(smk.wildcards.shard)
         stats = write_run_shard(sampler, shard, run["rows"], files, smk.output)
-    log.info("run %s shard %d: kept %d of %d candidates (rejected %s) in %.1f s", name, shard, stats["kept"],
-             stats["candidates"], stats["rejected"], stats["seconds"])
+    # no time here: run_rule adds the stage's (the sampling's alone stays in the stats file)
+    return (f"run {name} shard {shard}: kept {stats['kept']} of {stats['candidates']} candidates "
+            f"(rejected {stats['rejected']})")
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,7 +1,6 @@
 """Rule shard_manifest: a run's manifest.json (shards, sha256, resolved config) and filter_report.json."""
 
 import json
-import logging
 from pathlib import Path
 
 from synthsod.io import write_json_atomic
@@ -16,9 +15,8 @@ def main(smk):
     write_manifest(run_dir, smk.input.shards, config)
     report = merge_stats([json.loads(Path(path).read_text()) for path in smk.input.stats])
     write_json_atomic(smk.output.report, {"run": smk.wildcards.run, **report})
-    logging.getLogger("synthsod").info("run %s: %d pairs kept of %d candidates (%.1f%%); rejected %s",
-                                       smk.wildcards.run, report["kept"], report["candidates"],
-                                       100 * (report["kept_rate"] or 0), report["rejected"])
+    return (f"run {smk.wildcards.run}: {report['kept']} pairs kept of {report['candidates']} candidates "
+            f"({100 * (report['kept_rate'] or 0):.1f}%); rejected {report['rejected']}")
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,7 +1,6 @@
 """Rules sod_predict and coop_predict: a trained SOD model's saliency maps for one benchmark (PNG per image),
 and for a coop model its uncertainty maps."""
 
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +21,7 @@ def main(smk):
         model, channel = load_sod_model(smk.input.model, torch_device(lease))
         count = write_predictions(model, pd.read_parquet(smk.input.manifest), out_dir, smk.params.eval_size, channel,
                                   uncertainty_dir=uncertainty_dir)
-    logging.getLogger("synthsod").info("%s on %s: %d saliency maps", smk.wildcards.sod, smk.wildcards.bench, count)
+    return f"{smk.wildcards.sod} on {smk.wildcards.bench}: {count} saliency maps"
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,7 +1,5 @@
 """Rule sod_train: train one SOD model (config sod.<name>) on synthetic runs and/or real datasets."""
 
-import logging
-
 import pandas as pd
 import torch
 
@@ -14,7 +12,6 @@ from synthsod.sod_predict import prediction_channel
 from synthsod.sod_train import Recipe, save_sod_model, train_sod
 from synthsod.workflow import COOP, checkpoint_path, run_rule
 
-log = logging.getLogger("synthsod")
 VALIDATION_PAIRS = 16  # training pairs on which a CAS model's saliency channel is chosen
 
 
@@ -49,9 +46,13 @@ def main(smk):
     with atomic_path(smk.output.log_csv) as tmp:
         frame.to_csv(tmp, index=False)
     checkpoint.unlink(missing_ok=True)
-    for column in frame.columns.drop("step", errors="ignore"):
-        log.info("%s: %d pairs, %d steps, %s loss %.4f -> %.4f", smk.wildcards.sod, len(data), len(frame), column,
-                 frame[column].head(10).mean(), frame[column].tail(10).mean())
+
+    def trend(column):  # the mean of the first 10 steps -> of the last 10
+        name = "loss" if column == "loss" else f"{column} loss"  # coop: "ebm loss", "lvm loss"
+        return f"{name} {frame[column].head(10).mean():.4f} -> {frame[column].tail(10).mean():.4f}"
+
+    losses = ", ".join(trend(column) for column in frame.columns.drop("step", errors="ignore"))
+    return f"{smk.wildcards.sod}: {len(data)} pairs, {len(frame)} steps, {losses}"
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,4 +1,4 @@
-"""Rule summarize: results/eval/summary.csv and summary.md (with the ratio table) and the curves plot."""
+"""Rule summarize: results/eval/summary.csv, .md and .html (with the ratio table) and the curves plot."""
 
 import json
 import logging
@@ -12,13 +12,13 @@ from synthsod.workflow import run_rule
 
 def main(smk):
     table = summary_table([json.loads(Path(p).read_text()) for p in smk.input.metrics])
-    write_summary(table, smk.output.csv, smk.output.md, smk.params.reference)
+    write_summary(table, smk.output.csv, smk.output.md, smk.params.reference, smk.output.html)
     curves = {}
     for (sod, bench), path in zip(smk.params.evaluations, smk.input.curves):
         curves.setdefault(bench, {})[sod] = pd.read_csv(path)
     plot_curves(curves, smk.output.plot)
-    logging.getLogger("synthsod").info("summary of %d (training, benchmark) rows:\n%s", len(table),
-                                       Path(smk.output.md).read_text())
+    logging.getLogger("synthsod").info("%s:\n%s", smk.output.md, Path(smk.output.md).read_text())
+    return f"summary of {len(table)} (training, benchmark) rows; PR curves of {', '.join(sorted(curves))}"
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -8,7 +8,9 @@ from synthsod.workflow import run_rule
 
 def main(smk):
     spec = smk.params.generator
-    write_tiny_biggan(Path(smk.output.weights).parent, seed=spec["seed"], gain=spec["gain"])
+    folder = Path(smk.output.weights).parent
+    write_tiny_biggan(folder, seed=spec["seed"], gain=spec["gain"])
+    return f"tiny generator (seed {spec['seed']}, gain {spec['gain']}) written to {folder}"
 
 
 run_rule(snakemake, main)  # noqa: F821 (injected by Snakemake)
