@@ -58,12 +58,13 @@ def model_name(resolution: int) -> str:
     return f"biggan-deep-{resolution}"
 
 
-def build_generator(resolution: int) -> BigGANGenerator:
+def build_generator(resolution: int, device: str = "cpu") -> BigGANGenerator:
+    """Random-init BigGAN-deep of the released architecture, made finite on the CPU, then moved to ``device``."""
     name = model_name(resolution)
     torch.manual_seed(0)
     net = initialise_random_biggan(BigGAN(BigGANConfig.from_dict(PRETRAINED_CONFIGS[name])),
                                    warmup_batches=1, batch_size=2)
-    return BigGANGenerator(use_exact_truncation(net), name, device="cpu")
+    return BigGANGenerator(use_exact_truncation(net), name, device=device)
 
 
 def timed(fn, repeats: int) -> float:
@@ -182,7 +183,8 @@ def markdown(rows: dict[int, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark, print its table; return the settings and each model's row (or the probe's result)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256], choices=[128, 256, 512])
     parser.add_argument("--batch", type=int, default=2)
@@ -190,8 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--_probe", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._probe:
-        print(json.dumps(memory_probe(int(args._probe[0]), args._probe[1])))
-        return
+        probe = memory_probe(int(args._probe[0]), args._probe[1])
+        print(json.dumps(probe))
+        return probe
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU fp32, batch {args.batch},"
           f" best of {args.repeats} after a warm-up", flush=True)
     rows = {}
@@ -200,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{model_name(res)}: {json.dumps({k: round(v, 4) for k, v in rows[res].items()})}", flush=True)
     print()
     print(markdown(rows))
+    settings = {k: v for k, v in vars(args).items() if k != "_probe"}
+    return {"settings": settings, "results": {model_name(res): row for res, row in rows.items()}}
 
 
 if __name__ == "__main__":

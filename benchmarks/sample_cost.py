@@ -290,7 +290,8 @@ def others_cores(start: float, busy: int, own: float) -> float:
     return round(max(others / elapsed, 0.0), 2)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark, write its JSON, print its tables; return what the JSON holds."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256], choices=[128, 256, 512])
     parser.add_argument("--batch", type=int, default=4)
@@ -312,15 +313,16 @@ def main(argv: list[str] | None = None) -> None:
     elapsed = time.perf_counter() - start
     machine = {"cpus": cpus, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                "other_processes_cores": others_cores(start, busy0, own0)}
+    result = {"machine": machine, "settings": vars(args) | {"out": str(args.out)}, "runtime_s": elapsed,
+              "results": {model_name(r): v for r, v in rows.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": machine, "settings": vars(args) | {"out": str(args.out)},
-                                    "runtime_s": elapsed,
-                                    "results": {model_name(r): v for r, v in rows.items()}}, indent=1))
+    args.out.write_text(json.dumps(result, indent=1))
     print()
     print(markdown(rows, args.batch))
     busy = ", ".join(f"{model_name(res)} {r['other_processes_cores']}" for res, r in rows.items())
     print(f"\nruntime {elapsed:.0f} s; other processes used {machine['other_processes_cores']} of {cpus} cores"
           f" on average meanwhile ({busy}); JSON: {args.out}")
+    return result
 
 
 if __name__ == "__main__":

@@ -1,0 +1,343 @@
+"""Every stage benchmark in one run: one JSON, one Markdown table, and the machine they came from.
+
+Usage: ``python benchmarks/run.py [--quick] [--out-dir benchmarks/out]``
+
+It calls the benchmark modules of this folder in this process (each prints its own tables as it goes;
+their docstrings say exactly what they measure) and collects their key figures:
+
+* ``sampling`` (:mod:`sample_cost`): the G_mask pipeline (generator with feature taps, G_mask,
+  components and size filters, D_q on every candidate) against the bare generator forward, and the
+  direction-shift pipeline against two bare forwards; ratio: time per pair / bare time;
+* ``fusion`` (:mod:`gmask_cost`): G_mask's fused feature fusion against the naive one (every tap
+  upsampled to the output resolution), in time (ratio naive / fused time) and in peak memory (the
+  peak-RSS rise of one call in a fresh process; ratio naive / fused);
+* ``shard_writer`` (from the same :mod:`sample_cost` run): :func:`synthsod.shards.write_shard`, PNG
+  and JPEG 95, pairs/s on one core; ratio: against the bare generator's pairs/s (how far the writer
+  is from being the bottleneck);
+* ``evaluation`` (:mod:`eval_cost`): :func:`synthsod.evaluate.evaluate_folders` against the plain
+  per-image pysodmetrics loop, in images/s (ratio ours / plain), and whether both give the same
+  numbers for the metrics they share;
+* ``cuda_bf16``: on a CUDA machine, pairs/s of random-init biggan-deep-256 under bf16 autocast
+  (:func:`pairs_on_device`: generator forward with feature taps and G_mask's masks, left on the
+  GPU, so the host copies of the sampling stage are not in it), batch 32 (8 with ``--quick``),
+  CUDA-synchronised, best of 10 (2) calls after a warm-up call, and the fraction of the GPU's dense
+  bf16 peak it reaches:
+  achieved FLOP/s (pairs/s x torch's ``FlopCounterMode`` count of the same call on one pair) over
+  the peak in :data:`PEAK_BF16_FLOPS`, found by device name (an unknown GPU: no fraction, with the
+  reason). Without CUDA it is skipped with the reason, but the FLOP count is still measured, on the
+  CPU: 52.3 GFLOP per 256² image for the generator (convolutions 49.6, attention bmm 2.7), 54.5 for
+  the pair with G_mask (a count of the architecture, the same on any device).
+
+The CPU stages run in fp32 on the CPU on every machine. Sizes: the default is the modules' own
+defaults (about 4 min on an idle 2-core CPU, 7 min measured while other processes kept 0.7 cores
+busy); ``--quick`` the smallest that still measures everything (resolution 128 only, batch 1-2, 1-2
+rounds, 8 writer rows, 10 evaluation pairs; about 30 s), to check that it runs, not for figures.
+The machine (CPU model, cores, RAM, torch, GPU, date, git commit) and the CPU time other processes
+took meanwhile (per stage too) go with the figures: figures taken while that is well above 0 are noisy.
+
+Writes ``OUT_DIR/benchmarks.json`` (machine, settings, each benchmark's figures and its module's full
+result), ``OUT_DIR/benchmarks.md`` (the table), the modules' own ``sample_cost.json`` and
+``eval_cost.json``, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import eval_cost  # noqa: E402
+import gmask_cost  # noqa: E402
+import sample_cost  # noqa: E402
+from gmask_cost import REPO, TRUNCATION, build_generator, timed  # noqa: E402
+
+from synthsod.gmask import GMask, foreground_probability  # noqa: E402
+from synthsod.gpu import autocast  # noqa: E402
+from synthsod.latents import sample_latents  # noqa: E402
+
+CUDA_RESOLUTION = 256
+# Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, FLOP/s; the first name that is
+# a substring of torch's device name wins, so the more specific names come first.
+PEAK_BF16_FLOPS = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835.5e12),
+    ("H100", 989.4e12),  # SXM ("NVIDIA H100 80GB HBM3")
+    ("H200 NVL", 835.5e12),
+    ("H200", 989.4e12),
+    ("A100", 312e12),
+    ("L40S", 362.05e12),
+    ("L40", 181.05e12),
+    ("L4", 121e12),
+)
+SIZES = {
+    "default": {"sample_cost": [], "gmask_cost": [], "eval_cost": [], "cuda": {"batch": 32, "repeats": 10}},
+    "quick": {"sample_cost": ["--resolutions", "128", "--batch", "2", "--repeats", "2", "--writer-rows", "8"],
+              "gmask_cost": ["--resolutions", "128", "--batch", "1", "--repeats", "1"],
+              "eval_cost": ["--images", "10", "--repeats", "1"],
+              "cuda": {"batch": 8, "repeats": 2}},
+}
+
+
+# --- the machine -------------------------------------------------------------------------------------
+def proc_field(path: str, field: str) -> str | None:
+    """The value of the first ``field: value`` line of a /proc file, or None."""
+    try:
+        with open(path) as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.split(":")[0].strip() == field), None)
+    except OSError:
+        return None
+
+
+def git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def machine_info() -> dict[str, object]:
+    mem_kb = proc_field("/proc/meminfo", "MemTotal")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "cpu": proc_field("/proc/cpuinfo", "model name") or platform.processor() or None,
+        "cores": os.cpu_count(),
+        "ram_GiB": round(int(mem_kb.split()[0]) / 2**20, 1) if mem_kb else None,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),  # tracked files changed since the commit
+    }
+
+
+# --- the CUDA bf16 throughput ------------------------------------------------------------------------
+def peak_bf16_flops(device_name: str) -> float | None:
+    """Dense bf16 peak FLOP/s of a GPU by torch's device name; None when it is not in the table."""
+    return next((peak for name, peak in PEAK_BF16_FLOPS if name.lower() in device_name.lower()), None)
+
+
+def fraction_of_peak(device_name: str, flops_per_s: float) -> float | None:
+    """Achieved FLOP/s as a fraction of the device's dense bf16 peak; None for a device not in the table."""
+    peak = peak_bf16_flops(device_name)
+    return None if peak is None else flops_per_s / peak
+
+
+def counted_gflop(fn) -> float:
+    """GFLOP of one call of ``fn`` by torch's FLOP counter (convolutions, matmuls, attention bmm)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+@torch.no_grad()
+def pairs_on_device(gen, gmask: GMask, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Images and G_mask's boolean masks as the sampling stage makes them (generator forward with feature
+    taps, G_mask, probability > 0.5; bf16 autocast on CUDA), left on the device: the compute alone."""
+    out = gen.generate(z, ids, TRUNCATION)
+    with autocast(gen.device):
+        return foreground_probability(gmask(out.features).float()) > 0.5
+
+
+def cuda_bf16(batch: int, repeats: int) -> dict[str, object]:
+    """Pairs/s of biggan-deep-256 + G_mask under bf16 autocast on CUDA, and the fraction of the bf16 peak;
+    on a machine without CUDA only the FLOP count, with the reason for the skip."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    gen = build_generator(CUDA_RESOLUTION, device=device)
+    torch.manual_seed(0)
+    gmask = GMask(gen.feature_shapes, gen.resolution).to(device).eval()
+    z, ids = sample_latents(0, range(batch), gen.z_dim, TRUNCATION, torch.arange(gen.num_classes).numpy())
+    z, ids = torch.as_tensor(z, device=device), torch.as_tensor(ids, device=device)
+
+    def bare_one():
+        gen.generate(z[:1], ids[:1], TRUNCATION, with_features=False)
+
+    result: dict[str, object] = {
+        "model": gen.name, "flops_counted_on": device,
+        "generator_gflop_per_image": counted_gflop(bare_one),
+        "pair_gflop": counted_gflop(lambda: pairs_on_device(gen, gmask, z[:1], ids[:1])),  # what is timed below
+        "timed": "generator forward with feature taps + G_mask masks under bf16 autocast, on the device"
+                 " (no host copies)",
+    }
+    if device != "cuda":
+        return result | {"skipped": True, "reason": f"no CUDA device (torch {torch.__version__}:"
+                                                    " torch.cuda.is_available() is False)"}
+    torch.backends.cudnn.benchmark = True
+
+    def synced_batch():
+        pairs_on_device(gen, gmask, z, ids)
+        torch.cuda.synchronize()
+
+    seconds = timed(synced_batch, repeats)
+    name = torch.cuda.get_device_name(0)
+    peak = peak_bf16_flops(name)
+    flops_per_s = batch / seconds * result["pair_gflop"] * 1e9
+    return result | {
+        "skipped": False, "device": name, "batch": batch, "repeats": repeats, "pairs_per_s": batch / seconds,
+        "achieved_tflops": flops_per_s / 1e12, "peak_bf16_tflops": None if peak is None else peak / 1e12,
+        "fraction_of_peak": fraction_of_peak(name, flops_per_s),
+        "fraction_reason": None if peak is not None else f"no bf16 peak known for {name!r} (PEAK_BF16_FLOPS)",
+    }
+
+
+# --- figures: one row of the table each --------------------------------------------------------------
+def figure(what: str, text: str, value: float | None, unit: str, ratio: float | None = None,
+           ratio_what: str | None = None) -> dict[str, object]:
+    return {"what": what, "figure": text, "value": value, "unit": unit, "ratio": ratio, "ratio_what": ratio_what}
+
+
+def sampling_figures(sample: dict) -> list[dict]:
+    batch, rows = sample["settings"]["batch"], []
+    for model, r in sample["results"].items():
+        bare, gm, shift = r["bare_s"], r["gmask_pipeline_s"], r["direction_pipeline_s"]
+        rows.append(figure(f"{model}: G_mask pipeline (G + taps, G_mask, components/size filters, D_q) vs bare G;"
+                           f" CPU fp32, batch {batch}",
+                           f"{1 / gm:.2f} pairs/s (bare G {1 / bare:.2f})", 1 / gm, "pairs/s",
+                           gm / bare, "time / bare"))
+        rows.append(figure(f"{model}: direction-shift pipeline (G(z), G(z+h), filters) vs 2 bare G forwards",
+                           f"{1 / shift:.2f} pairs/s", 1 / shift, "pairs/s", shift / (2 * bare), "time / 2 bare"))
+    return rows
+
+
+def writer_figures(sample: dict) -> list[dict]:
+    rows = []
+    for model, r in sample["results"].items():
+        for key, label in (("png", "PNG"), ("jpeg95", "JPEG 95")):
+            rate = r[f"writer_{key}_pairs_per_s_core"]
+            rows.append(figure(f"{model}: write_shard of {r['writer_rows']} pairs, {label} images, 1 core",
+                               f"{rate:.0f} pairs/s/core ({r[f'writer_{key}_image_kB']:.0f} kB/image)", rate,
+                               "pairs/s/core", rate * r["bare_s"], "x bare G pairs/s"))
+    return rows
+
+
+def fusion_figures(fusion: dict) -> list[dict]:
+    rows = []
+    for model, r in fusion["results"].items():
+        rows.append(figure(f"{model}: G_mask feature fusion, fused vs naive (upsample every tap), batch 1",
+                           f"fused {1 / r['fused_s']:.0f} images/s (naive {1 / r['naive_s']:.1f})",
+                           1 / r["fused_s"], "images/s", r["naive_s"] / r["fused_s"], "naive / fused time"))
+        rows.append(figure(f"{model}: fusion peak-RSS rise of one call (fresh process), fused vs naive",
+                           f"fused {r['fused_rss_MiB']:.0f} MiB (naive {r['naive_rss_MiB']:.0f})",
+                           r["fused_rss_MiB"], "MiB", r["naive_rss_MiB"] / r["fused_rss_MiB"], "naive / fused memory"))
+    return rows
+
+
+def evaluation_figures(evaluation: dict) -> list[dict]:
+    s, r = evaluation["settings"], evaluation["results"]
+    data = f"{s['images']} PNG pairs {s['height']}x{s['width']}"
+    agree = "agree" if r["agreement"]["agree"] else "DISAGREE"
+    return [
+        figure(f"evaluate_folders (PIL, checks, all protocol metrics) vs plain pysodmetrics loop (cv2, 5 metrics);"
+               f" {data}; shared metrics {agree}",
+               f"{r['ours_images_per_s']:.1f} images/s (plain {r['plain_images_per_s']:.1f})",
+               r["ours_images_per_s"], "images/s", r["ratio_ours_to_plain"], "ours / plain"),
+        figure(f"our metrics (SODMetrics) on the plain loop's cv2 reading vs plain pysodmetrics; {data}",
+               f"{r['metrics_only_images_per_s']:.1f} images/s", r["metrics_only_images_per_s"], "images/s",
+               r["metrics_only_images_per_s"] / r["plain_images_per_s"], "metrics only / plain"),
+    ]
+
+
+def cuda_figures(cuda: dict) -> list[dict]:
+    counted_on = cuda["flops_counted_on"]
+    flops = figure(f"{cuda['model']}: FLOPs per pair by torch's FlopCounterMode (counted on {counted_on})",
+                   f"{cuda['pair_gflop']:.1f} GFLOP/pair (generator alone {cuda['generator_gflop_per_image']:.1f})",
+                   cuda["pair_gflop"], "GFLOP/pair")
+    what = f"{cuda['model']}: generator + G_mask pairs/s, bf16 autocast on CUDA"
+    if cuda["skipped"]:
+        return [flops, figure(what, f"skipped: {cuda['reason']}", None, "pairs/s")]
+    fraction = cuda["fraction_of_peak"]
+    return [flops, figure(f"{what}, {cuda['device']}, batch {cuda['batch']}",
+                          f"{cuda['pairs_per_s']:.0f} pairs/s ({cuda['achieved_tflops']:.0f} TFLOP/s)",
+                          cuda["pairs_per_s"], "pairs/s", fraction,
+                          "of bf16 peak" if fraction is not None else cuda["fraction_reason"])]
+
+
+# --- the report --------------------------------------------------------------------------------------
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        f"Benchmarks ({report['settings']['size']} sizes) of {m['date']}, commit {(m['git_commit'] or '?')[:10]}"
+        f"{' (with uncommitted changes)' if m['git_dirty'] else ''}, in {report['runtime_s']:.0f} s: {m['cpu']},"
+        f" {m['cores']} cores, {m['ram_GiB']} GiB RAM, torch {m['torch']}, GPU {m['gpu'] or 'none'};"
+        f" other processes used {m['other_processes_cores']} cores on average meanwhile.", "",
+        "| benchmark | what | figure | ratio |", "|---|---|---|---|",
+    ]
+    for name, bench in report["benchmarks"].items():
+        for f in bench["figures"]:
+            ratio = "—" if f["ratio"] is None else f"{f['ratio']:.2f} ({f['ratio_what']})"
+            lines.append(f"| {name} | {f['what']} | {f['figure']} | {ratio} |")
+    return "\n".join(lines)
+
+
+def section(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
+
+
+def load_meter() -> tuple[float, int, float]:
+    """What :func:`sample_cost.others_cores` needs to tell, later, the load other processes put on the CPU."""
+    return time.perf_counter(), sample_cost.busy_jiffies(), sum(os.times()[:2])
+
+
+def stage(title: str, fn, stages: dict[str, dict]):
+    """Run one benchmark under a printed title; record its wall time and the other processes' load."""
+    section(title)
+    meter = load_meter()
+    result = fn()
+    stages[title] = {"runtime_s": time.perf_counter() - meter[0],
+                     "other_processes_cores": sample_cost.others_cores(*meter)}
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smallest sizes (about 30 s on a 2-core CPU)")
+    parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "out")
+    args = parser.parse_args(argv)
+    size = "quick" if args.quick else "default"
+    sizes = SIZES[size]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    meter, stages = load_meter(), {}
+    sample = stage("sampling and shard writer (sample_cost)", lambda: sample_cost.main(
+        [*sizes["sample_cost"], "--out", str(args.out_dir / "sample_cost.json")]), stages)
+    fusion = stage("fusion (gmask_cost)", lambda: gmask_cost.main(sizes["gmask_cost"]), stages)
+    evaluation = stage("evaluation (eval_cost)", lambda: eval_cost.main(
+        [*sizes["eval_cost"], "--out", str(args.out_dir / "eval_cost.json")]), stages)
+    cuda = stage("CUDA bf16 throughput", lambda: cuda_bf16(**sizes["cuda"]), stages)
+    print(json.dumps(cuda), flush=True)
+
+    machine = machine_info() | {"other_processes_cores": sample_cost.others_cores(*meter)}
+    report = {
+        "machine": machine, "settings": {"size": size, **sizes}, "runtime_s": time.perf_counter() - meter[0],
+        "stages": stages,
+        "benchmarks": {
+            "sampling": {"figures": sampling_figures(sample), "result": sample},
+            "fusion": {"figures": fusion_figures(fusion), "result": fusion},
+            "shard_writer": {"figures": writer_figures(sample), "result": "in sampling's result (writer_*)"},
+            "evaluation": {"figures": evaluation_figures(evaluation), "result": evaluation},
+            "cuda_bf16": {"skipped": cuda["skipped"], "reason": cuda.get("reason"), "figures": cuda_figures(cuda),
+                          "result": cuda},
+        },
+    }
+    table = markdown(report)
+    (args.out_dir / "benchmarks.json").write_text(json.dumps(report, indent=1))
+    (args.out_dir / "benchmarks.md").write_text(table + "\n")
+    section(f"summary ({args.out_dir / 'benchmarks.json'}, {args.out_dir / 'benchmarks.md'})")
+    print(table)
+    return report
+
+
+if __name__ == "__main__":
+    main()

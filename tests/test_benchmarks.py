@@ -1,0 +1,76 @@
+"""benchmarks/run.py --quick end to end (figures present and positive, no timing assertions), and the
+bf16 peak table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from conftest import REPO
+
+spec = importlib.util.spec_from_file_location("benchmarks_run", REPO / "benchmarks" / "run.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+BENCHMARKS = {"sampling", "fusion", "shard_writer", "evaluation", "cuda_bf16"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    bench.main(["--quick", "--out-dir", str(out)])
+    return json.loads((out / "benchmarks.json").read_text()), (out / "benchmarks.md").read_text()
+
+
+def test_quick_run_has_every_benchmark_with_positive_figures(quick_run):
+    report, _ = quick_run
+    assert set(report["benchmarks"]) == BENCHMARKS
+    for name in BENCHMARKS - {"cuda_bf16"}:
+        figures = report["benchmarks"][name]["figures"]
+        assert figures, name
+        for f in figures:
+            assert f["value"] > 0 and f["ratio"] > 0, (name, f)
+    machine = report["machine"]
+    assert machine["cores"] >= 1 and machine["torch"] == torch.__version__ and machine["date"]
+
+
+def test_quick_run_table_has_one_row_per_figure(quick_run):
+    report, table = quick_run
+    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]  # minus the header
+    figures = [f for b in report["benchmarks"].values() for f in b["figures"]]
+    assert len(rows) == len(figures)
+    assert all(f["figure"] in row for f, row in zip(figures, rows, strict=True))
+
+
+def test_quick_run_evaluation_agrees_with_plain_pysodmetrics(quick_run):
+    agreement = quick_run[0]["benchmarks"]["evaluation"]["result"]["results"]["agreement"]
+    assert agreement["agree"], agreement
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU skip")
+def test_quick_run_skips_cuda_with_reason_but_counts_flops(quick_run):
+    cuda = quick_run[0]["benchmarks"]["cuda_bf16"]
+    assert cuda["skipped"] and "CUDA" in cuda["reason"]
+    # torch's FlopCounterMode on one biggan-deep-256 forward: a count, not a timing, so it is exact
+    assert cuda["result"]["generator_gflop_per_image"] == pytest.approx(52.30, abs=0.01)
+    assert cuda["result"]["pair_gflop"] > cuda["result"]["generator_gflop_per_image"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_quick_run_reports_cuda_throughput(quick_run):
+    cuda = quick_run[0]["benchmarks"]["cuda_bf16"]
+    assert not cuda["skipped"]
+    result = cuda["result"]
+    assert result["pairs_per_s"] > 0 and result["achieved_tflops"] > 0
+    assert result["fraction_of_peak"] is None or 0 < result["fraction_of_peak"] < 1
+
+
+def test_fraction_of_peak_by_device_name():
+    assert bench.fraction_of_peak("NVIDIA H100 80GB HBM3", 494.7e12) == pytest.approx(0.5)
+    assert bench.fraction_of_peak("NVIDIA H100 PCIe", 378e12) == pytest.approx(0.5)
+    assert bench.fraction_of_peak("NVIDIA H200", 989.4e12) == pytest.approx(1.0)
+    assert bench.fraction_of_peak("NVIDIA A100-SXM4-80GB", 156e12) == pytest.approx(0.5)
+    assert bench.fraction_of_peak("NVIDIA GeForce GTX 1080", 1e12) is None
