@@ -100,7 +100,8 @@ def test_report_opens_in_headless_chromium(report_html: Path, tmp_path: Path) ->
     assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
     image = cv2.imread(str(shot))
     assert image.shape[:2] == (900, 1400)
-    # the navigation column the report draws on the left (grey or dark, by Chromium's colour scheme);
-    # an unrendered page is white there but for one "Loading" line
-    menu = image[:, :250].reshape(-1, 3).mean(axis=1)
-    assert (menu < 240).mean() > 0.5
+    # the navigation column on the left: its 11 lines of menu text (its background shade varies from run
+    # to run as the page's styles settle) put ink on well over 100 pixel rows; an unrendered page has one
+    # "Loading" line at most
+    ink_rows = (cv2.cvtColor(image[:, :250], cv2.COLOR_BGR2GRAY) < 100).any(axis=1)
+    assert ink_rows.sum() > 100
