@@ -134,6 +134,12 @@ def run_shard_stems(run):
     return [f"shard-{k:05d}" for k in range(shard_count(spec["pairs"], spec["rows_per_shard"]))]
 
 
+def run_shard_files(run, kind="", ext="parquet"):
+    """One file per shard of a run: the shards themselves, or their ``stats/`` or ``rejected/`` files."""
+    folder = Path("results/synthetic", run, kind)
+    return [str(folder / f"{stem}.{ext}") for stem in run_shard_stems(run)]
+
+
 def sampling_targets():
     return [f"results/synthetic/{run}/manifest.json" for run in config["runs"]]
 
@@ -281,7 +287,7 @@ def dataset_statistics_inputs(wildcards):
     """Every run's shards against the real training set; its classes are the DEN's inferred ones."""
     return {
         "manifests": [f"results/synthetic/{run}/manifest.json" for run in config["runs"]],
-        "shards": [f"results/synthetic/{run}/{stem}.parquet" for run in config["runs"] for stem in run_shard_stems(run)],
+        "shards": [path for run in config["runs"] for path in run_shard_files(run)],
         "dataset": f"results/data/{config['train_dataset']}/manifest.parquet",
         "classes": f"results/den/{config['generator']}/latents.parquet",
     }

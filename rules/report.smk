@@ -7,9 +7,8 @@
 rule report_run:
     input:
         manifest="results/synthetic/{run}/manifest.json",
-        shards=lambda w: expand("results/synthetic/{run}/{stem}.parquet", run=w.run, stem=run_shard_stems(w.run)),
-        rejected=lambda w: expand("results/synthetic/{run}/rejected/{stem}.parquet", run=w.run,
-                                  stem=run_shard_stems(w.run)),
+        shards=lambda w: run_shard_files(w.run),
+        rejected=lambda w: run_shard_files(w.run, "rejected"),
         filter_report="results/synthetic/{run}/filter_report.json",
     output:
         samples=report("results/report/runs/{run}/samples.png", caption="../report/samples.rst",

@@ -88,8 +88,8 @@ rule bigbigan_embed:
 
 rule shard_manifest:
     input:
-        shards=lambda w: expand("results/synthetic/{run}/{stem}.parquet", run=w.run, stem=run_shard_stems(w.run)),
-        stats=lambda w: expand("results/synthetic/{run}/stats/{stem}.json", run=w.run, stem=run_shard_stems(w.run)),
+        shards=lambda w: run_shard_files(w.run),
+        stats=lambda w: run_shard_files(w.run, "stats", "json"),
     output:
         manifest="results/synthetic/{run}/manifest.json",
         report="results/synthetic/{run}/filter_report.json",

@@ -32,7 +32,6 @@ class_ids)`` returns float images [N, H, W, 3] in [-1, 1], as the sampling runs 
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -47,7 +46,6 @@ from .io import atomic_path
 from .progress import progress
 from .sampling import load_direction_matrix, nhwc_gray, shift_masks, to_uint8_nhwc, unit_shift
 
-log = logging.getLogger(__name__)
 
 Render = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 ADAM_BETAS = (0.9, 0.999)

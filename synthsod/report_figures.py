@@ -85,7 +85,7 @@ def rejected_figure(run: str, examples: Mapping[str, list[np.ndarray]], counts: 
         width = max(len(t) for t in examples.values())
         fig, axes = plt.subplots(len(examples), 1, figsize=(1.6 * width + 1, 3.2 * len(examples)), squeeze=False)
         for ax, (name, tiles) in zip(axes[:, 0], examples.items()):
-            ax.imshow(tile_grid(tiles + [np.zeros_like(tiles[0])] * (width - len(tiles)), cols=width))
+            ax.imshow(tile_grid(tiles, cols=width))  # a short row is padded to the full width
             ax.set_title(f"{name}: {counts.get(name, len(tiles))} rejected (first {len(tiles)} shown)", fontsize=9)
             ax.axis("off")
         fig.suptitle(f"run {run}: rejected candidates (image above mask)", fontsize=10)

@@ -20,7 +20,6 @@ Determinism and resume
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -40,7 +39,6 @@ from .losses import LOSSES, OUTPUT_CHANNELS, partial_bce_loss
 from .progress import LineBar, progress
 from .sod_models import create_sod_model, f3net_loss
 
-log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
