@@ -3,6 +3,8 @@
 
 from snakemake.utils import min_version, validate
 
+from synthsod.workflow import canonicalise_config
+
 min_version("9.27")
 
 
@@ -12,12 +14,16 @@ configfile: "config.yaml"
 validate(config, "schemas/config.schema.yaml")
 
 
+canonicalise_config(config)  # key-sorted params: reordering config.yaml re-runs nothing
+
+
 report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
 include: "rules/generators.smk"
 include: "rules/demo.smk"
+include: "rules/scenes.smk"
 include: "rules/data.smk"
 include: "rules/sodgan.smk"
 include: "rules/directions.smk"
@@ -29,6 +35,7 @@ include: "rules/report.smk"
 rule all:
     input:
         prepared_manifests(),
+        scene_targets(),
         sodgan_targets(),
         direction_targets(),
         sampling_targets(),

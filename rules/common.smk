@@ -6,22 +6,26 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from synthsod.sampling import shard_count, shard_rows
-from synthsod.generators import TINY
-from synthsod.report_figures import DATASET_FIGURES
-from synthsod.workflow import (
+from synthsod.names import (
     BIGBIGAN,
+    BUILT_MODELS,
     COOP,
     CONTRAST,
+    DATASET_FIGURES,
+    SCENE,
     SEARCH,
+    TINY,
+    WEIGHT_FILES,
+    shard_count,
+    shard_rows,
+)
+from synthsod.workflow import (
     config_problems,
     format_missing,
     format_problems,
     missing_inputs,
     searched_generators,
 )
-
-WEIGHT_FILES = ("pytorch_model.bin", "config.json")
 
 
 def log_path(rule_name, stem):
@@ -56,13 +60,19 @@ def used_generators():
                    *([config["demo"]["generator"]] if uses_demo else [])})
 
 
-def built_generators():
-    """Generators the workflow builds itself: tiny models without a weights directory."""
+def built_generators(model=None):
+    """Generators the workflow builds itself (tiny or scene models without a weights directory), or only
+    those of ``model``."""
     return [
         name
         for name, spec in config["generators"].items()
-        if spec["model"] == TINY and spec["weights"] is None
+        if spec["model"] in BUILT_MODELS and spec["weights"] is None and model in (None, spec["model"])
     ]
+
+
+def scene_generators():
+    """Generators trained on the scene world (shipped or built): each gets a quality evaluation."""
+    return [name for name, spec in config["generators"].items() if spec["model"] == SCENE]
 
 
 def bigbigan_module_file(name):
@@ -113,6 +123,20 @@ def demo_mask_oracle():
     if images not in demo_split_folders() or demo["generator"] != config["generator"]:
         return None
     return without(demo, "splits", "jpeg_quality", "generator")
+
+
+# --- the scene world (rules/scenes.smk) ---
+def scene_split_folders():
+    return {f"results/scenes/{split}/{role}" for split in config["scenes"]["splits"] for role in ("images", "masks")}
+
+
+def scene_targets():
+    scenes = config["scenes"]
+    return [
+        *(expand("results/generators/{gen}/quality.json", gen=scene_generators())
+          if scenes["quality"]["enabled"] else []),
+        *(["results/scenes/baseline.json"] if scenes["baseline"]["enabled"] else []),
+    ]
 
 
 # --- sampling runs (rules/sampling.smk) ---
@@ -272,7 +296,9 @@ _problems = config_problems(config)
 if _problems:
     raise WorkflowError(format_problems(_problems))
 _missing = missing_inputs(
-    config, used_datasets(), used_generators(), produced=lambda path: path in demo_split_folders()
+    config, used_datasets(),
+    [*used_generators(), *(scene_generators() if config["scenes"]["quality"]["enabled"] else [])],
+    produced=lambda path: path in demo_split_folders() | scene_split_folders()
 )
 if _missing:
     raise WorkflowError(format_missing(_missing))

@@ -1,5 +1,7 @@
-# The tiny demo generator, built from a seed in from_pretrained layout so that every stage loads it
-# through the same code path as the released BigGAN weights.
+# Generators the workflow builds in from_pretrained layout, so that every stage loads them through the
+# same code path as the released BigGAN weights: the random-init tiny generator (from a seed) and the
+# scene generator (trained on the scene world when its weights are null; shipped otherwise), and the
+# scene generators' quality evaluation.
 
 
 rule tiny_generator:
@@ -9,7 +11,7 @@ rule tiny_generator:
     params:
         generator=lambda w: config["generators"][w.gen],
     wildcard_constraints:
-        gen=_name_pattern(built_generators()),
+        gen=_name_pattern(built_generators(TINY)),
     log:
         log_path("tiny_generator", "{gen}"),
     benchmark:
@@ -18,3 +20,51 @@ rule tiny_generator:
         "../envs/torch.yaml"
     script:
         "../workflow_scripts/tiny_generator.py"
+
+
+rule generator_train:
+    output:
+        weights="results/generators/{gen}/pytorch_model.bin",
+        config="results/generators/{gen}/config.json",
+        discriminator="results/generators/{gen}/discriminator.pt",
+        train_log="results/generators/{gen}/train_log.csv",
+    params:
+        train=lambda w: config["generators"][w.gen]["train"],
+        world=without(config["scenes"], "splits", "baseline", "quality", "jpeg_quality"),
+        checkpoint_dir=lambda w: f"results/generators/{w.gen}/train",
+    wildcard_constraints:
+        gen=_name_pattern(built_generators(SCENE)),
+    resources:
+        gpu=1,
+    log:
+        log_path("generator_train", "{gen}"),
+    benchmark:
+        benchmark_path("generator_train", "{gen}")
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/generator_train.py"
+
+
+rule generator_quality:
+    input:
+        weights=lambda w: generator_weight_files(w.gen),
+    output:
+        quality="results/generators/{gen}/quality.json",
+        samples="results/generators/{gen}/samples.png",
+    params:
+        generator=lambda w: without(config["generators"][w.gen], "train"),
+        quality=without(config["scenes"]["quality"], "enabled"),
+        world=without(config["scenes"], "splits", "baseline", "quality", "jpeg_quality"),
+    wildcard_constraints:
+        gen=_name_pattern(scene_generators()),
+    resources:
+        gpu=1,
+    log:
+        log_path("generator_quality", "{gen}"),
+    benchmark:
+        benchmark_path("generator_quality", "{gen}")
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/generator_quality.py"

@@ -27,13 +27,14 @@ import numpy as np
 import pandas as pd
 
 from .errors import SynthsodError
+from .generators.weights import BIGBIGAN_MODULE_URL as MODULE_URL  # noqa: F401 (re-exported)
+from .generators.weights import bigbigan_module_problem as module_problem
 from .prepare import load_image_rgb
 from .progress import progress
 
 Z_DIM = 120
 RESOLUTION = 128  # generator output side
 ENCODER_SIZE = 256  # encoder input side
-MODULE_URL = "https://tfhub.dev/deepmind/bigbigan-resnet50/1"
 GENERATE, ENCODE = "generate", "encode"
 IMAGE_OUTPUT, Z_OUTPUT = "default", "z_mean"
 INSTALL_HINT = (
@@ -49,22 +50,6 @@ def _import_tf() -> tuple[Any, Any]:
     except ImportError as exc:
         raise SynthsodError(f"BigBiGAN needs tensorflow-hub ({exc}): {INSTALL_HINT}") from exc
     return tf, hub
-
-
-def module_problem(module_dir: str | os.PathLike) -> str | None:
-    """Why ``module_dir`` cannot be the BigBiGAN module (checked without TensorFlow), or None."""
-    module_dir = Path(module_dir)
-    if not module_dir.is_dir():
-        reason = "does not exist"
-    elif not (module_dir / "saved_model.pb").is_file():
-        reason = "has no saved_model.pb"
-    else:
-        return None
-    return (
-        f"BigBiGAN module directory {module_dir} {reason}. Download the TF-Hub module {MODULE_URL} "
-        f"(append ?tf-hub-format=compressed for a .tar.gz) on a machine with internet, extract it into "
-        f"that directory, or set generators.<name>.weights to where it is."
-    )
 
 
 def _single_input(module_dir: Path, signature_name: str, signature: Any) -> tuple[str, Any]:

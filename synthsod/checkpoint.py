@@ -39,7 +39,7 @@ def load_checkpoint(path: str | os.PathLike, parts: Mapping[str, Stateful]) -> d
     if not path.exists():
         return None
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
         for name, part in parts.items():
             part.load_state_dict(payload[name])
     except Exception as err:  # a checkpoint from another config or a damaged file

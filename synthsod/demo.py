@@ -41,7 +41,7 @@ from skimage.filters import threshold_otsu
 from .errors import SynthsodError
 from .filters import LUMA, drop_small_components
 from .generators import BigGANGenerator, GeneratorOutput, resolve_classes, sample_latents
-from .io import write_bytes_atomic
+from .image_files import write_image
 from .progress import progress
 from .sampling import to_uint8_nhwc
 
@@ -163,17 +163,10 @@ def write_demo_split(generator: BigGANGenerator, images_dir: str | Path, masks_d
                 if written == size or not rule.min_fg <= mask.mean() <= rule.max_fg:
                     continue
                 name = f"demo_{i:07d}"
-                _write_image(images_dir / f"{name}.jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-                _write_image(masks_dir / f"{name}.png", mask.astype(np.uint8) * 255, [])
+                write_image(images_dir / f"{name}.jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+                write_image(masks_dir / f"{name}.png", mask.astype(np.uint8) * 255, [])
                 written += 1
                 bar.update()
             bar.set_postfix(samples=index - first_index)
     return index - first_index
 
-
-def _write_image(path: Path, array: np.ndarray, params: list[int]) -> None:
-    bgr = array[..., ::-1] if array.ndim == 3 else array
-    ok, data = cv2.imencode(path.suffix, np.ascontiguousarray(bgr), params)
-    if not ok:
-        raise RuntimeError(f"cannot encode {path}")
-    write_bytes_atomic(path, data.tobytes())

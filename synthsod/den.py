@@ -369,7 +369,7 @@ def _build_discriminator(seed: int, device: torch.device | str) -> Discriminator
 
 def load_den(checkpoint_path: str | Path, generator, device: torch.device | str = "cpu") -> DEN:
     """The DEN saved by :func:`train_den` at ``checkpoint_path``, in eval mode."""
-    payload = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     if "den_config" not in payload:
         raise SynthsodError(f"{checkpoint_path} is not a DEN checkpoint")
     # The backbone's ImageNet file was only the init: the checkpoint holds the trained weights.

@@ -94,7 +94,7 @@ def save_dq(path: str | os.PathLike, dq: QualityDiscriminator | None, backbone: 
 def load_dq(path: str | os.PathLike, device: torch.device | str = "cpu") -> QualityDiscriminator | None:
     """The D_q saved by :func:`save_dq` in eval mode, or None when G_mask was trained without one."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
         if payload["state_dict"] is None:
             return None
         dq = QualityDiscriminator(payload["backbone"], None, payload["input_size"])

@@ -685,7 +685,7 @@ def save_gmask(path: str | os.PathLike, gmask: GMask, cfg: GMaskConfig, **info: 
 def load_gmask(path: str | os.PathLike, device: torch.device | str = "cpu") -> GMask:
     """The G_mask saved by :func:`save_gmask`, in eval mode on ``device``."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
         cfg = payload["config"]
         gmask = GMask(payload["feature_shapes"], payload["resolution"], head=cfg["head"],
                       attention=cfg["attention"], channels_per_tap=cfg["channels_per_tap"],

@@ -22,13 +22,13 @@ import pandas as pd
 
 from .dataset_stats import DatasetStats
 from .errors import SynthsodError
+from .names import DATASET_FIGURES
 from .plots import pyplot, save_figure
 from .prepare import load_image_rgb, load_mask_binary
-from .sampling import FILTER_ORDER
+from .filter_spec import FILTER_ORDER
 from .shards import iter_rows, iter_shard_rows, pair_tile, tile_grid
 
 Pair = tuple[np.ndarray, np.ndarray, "int | None"]
-DATASET_FIGURES = ("centre_bias", "object_size", "colour_contrast", "classes")  # dataset_figures' outputs
 SMOOTHING = 0.1  # training curves: moving-average window as a fraction of the steps
 
 

@@ -38,7 +38,7 @@ from .sampling import (
     shift_proposer,
 )
 from .shards import write_shard
-from .workflow import BIGBIGAN
+from .names import BIGBIGAN
 
 
 @dataclass(frozen=True)

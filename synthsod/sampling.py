@@ -36,7 +36,6 @@ Filters (each optional, in this order, each counting its rejections)
 from __future__ import annotations
 
 import io
-import math
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -50,25 +49,15 @@ from .errors import SynthsodError
 from .filters import drop_small_components, histogram_ok, mask_size_ok, to_gray
 from .io import write_bytes_atomic
 from .latents import LatentSource
+from .filter_spec import FILTER_ORDER, FilterSpec
+from .names import shard_count, shard_rows  # noqa: F401 (re-exported)
 from .progress import progress
 
-FILTER_ORDER = ("components", "size", "histogram", "dq")
 CALIBRATION_FIRST_INDEX = 2**50  # calibration candidates: indices no shard reaches
 REJECTED_EXAMPLES_PER_FILTER = 4
 
 
 # --- shard plan ------------------------------------------------------------------------------------
-def shard_count(pairs: int, rows_per_shard: int) -> int:
-    return math.ceil(pairs / rows_per_shard)
-
-
-def shard_rows(pairs: int, rows_per_shard: int, shard: int) -> int:
-    """Rows of shard ``shard``: ``rows_per_shard``, the last one the remainder."""
-    if not 0 <= shard < shard_count(pairs, rows_per_shard):
-        raise SynthsodError(f"shard {shard} is outside the run's {shard_count(pairs, rows_per_shard)} shards")
-    return min(rows_per_shard, pairs - shard * rows_per_shard)
-
-
 def candidate_block(shard: int, rows_per_shard: int, max_candidates_factor: int) -> range:
     """The global candidate indices shard ``shard`` may draw from, in order."""
     stride = rows_per_shard * max_candidates_factor
@@ -211,30 +200,6 @@ def shift_proposer(render: Callable[[np.ndarray, np.ndarray | None], np.ndarray]
                 for n, i in enumerate(indices)]
 
     return propose
-
-
-@dataclass
-class FilterSpec:
-    """The run's ``filters:`` section; a None entry is off. D_q needs a scorer and a threshold."""
-
-    components: Mapping[str, Any] | None = None   # {fraction, connectivity}
-    size: Mapping[str, Any] | None = None         # {min, max}
-    histogram: Mapping[str, Any] | None = None    # {bins, window, strict}
-    dq: Mapping[str, Any] | None = None           # {threshold} or {keep_top, calibration}
-
-    @classmethod
-    def from_config(cls, spec: Mapping[str, Any] | None) -> FilterSpec:
-        spec = dict(spec or {})
-        unknown = set(spec) - set(FILTER_ORDER)
-        if unknown:
-            raise SynthsodError(f"unknown filters {sorted(unknown)}; known: {', '.join(FILTER_ORDER)}")
-        dq = spec.get("dq")
-        if dq is not None and (dq.get("threshold") is None) == (dq.get("keep_top") is None):
-            raise SynthsodError("filters.dq: set exactly one of threshold and keep_top")
-        return cls(**spec)
-
-    def enabled(self) -> list[str]:
-        return [name for name in FILTER_ORDER if getattr(self, name) is not None]
 
 
 def cheap_filters(candidate: Candidate, spec: FilterSpec) -> str | None:

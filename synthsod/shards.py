@@ -40,7 +40,6 @@ Reading for training: :class:`synthsod.data.ShardDataset` (this module needs no 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -54,7 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthsod.errors import SynthsodError
-from synthsod.io import atomic_path, write_bytes_atomic, write_json_atomic
+from synthsod.io import atomic_path, file_sha256, write_bytes_atomic, write_json_atomic
 from synthsod.progress import progress
 
 FORMAT_VERSION = 1
@@ -221,14 +220,6 @@ def decode_row(record: Mapping[str, Any]) -> dict:
 # --- manifest and verification ---------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_manifest(
     run_dir: str | os.PathLike, shard_paths: Iterable[str | os.PathLike], config: Mapping[str, Any]
 ) -> Path:
@@ -247,7 +238,7 @@ def write_manifest(
                 f"{shard}: shard is not inside the run directory {run_dir}"
             ) from None
         rows = pq.ParquetFile(shard).metadata.num_rows
-        shards.append({"file": name, "rows": rows, "sha256": _sha256(shard)})
+        shards.append({"file": name, "rows": rows, "sha256": file_sha256(shard)})
     manifest = {
         "format_version": FORMAT_VERSION,
         "shards": shards,
@@ -283,7 +274,7 @@ def _check_shard(run_dir: Path, entry: Mapping[str, Any]) -> Path:
     path = run_dir / entry["file"]
     if not path.is_file():
         raise SynthsodError(f"{path}: shard missing")
-    if _sha256(path) != entry["sha256"]:
+    if file_sha256(path) != entry["sha256"]:
         raise SynthsodError(f"{path}: sha256 does not match the manifest (file changed or corrupt)")
     try:
         meta = pq.ParquetFile(path).metadata

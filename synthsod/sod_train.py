@@ -271,7 +271,7 @@ def save_sod_model(path: str | os.PathLike, model: nn.Module, model_name: str, l
 def load_sod_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, int | None]:
     """(model in eval mode, saliency channel) saved by :func:`save_sod_model`."""
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
         # the trained weights replace the backbone's ImageNet file, which need not be present any more
         options = dict(saved["model_options"])
         if "backbone_weights" in options:

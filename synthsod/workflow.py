@@ -18,14 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SynthsodError
+from .names import BIGBIGAN, BUILT_DIRECTIONS, BUILT_MODELS, CONTRAST, COOP, SEARCH
 from .progress import progress_to
 
-BIGBIGAN = "bigbigan"          # the TensorFlow generator model (synthsod/bigbigan.py)
-# Directions the workflow builds: `contrast` (synthsod/directions.py) and `search`, the rank-1 direction
-# of the segmenting-direction search (synthsod/direction_search.py) among the discovered ones.
-CONTRAST, SEARCH = "contrast", "search"
-BUILT_DIRECTIONS = (CONTRAST, SEARCH)
-COOP = "coop"                 # the cooperative SOD model, which has its own training and prediction rules
 
 log = logging.getLogger("synthsod")
 
@@ -50,13 +45,30 @@ def run_rule(smk: Any, main: Callable[[Any], str | None]) -> None:
     log.info("%s [%.1f s]", summary or f"{getattr(smk, 'rule', 'stage')} done", time.perf_counter() - started)
 
 
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted, recursively (lists keep their order: it means something)."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+def canonicalise_config(config: dict) -> None:
+    """Sort the workflow's config in place. Snakemake compares a rule's params by their repr, which for a
+    dict depends on key order; sorted, moving or re-commenting keys in config.yaml re-runs nothing."""
+    ordered = canonical(config)
+    config.clear()
+    config.update(ordered)
+
+
 def load_generator(smk: Any, device: Any):
     """The generator a rule names in ``params.generator``, weights from ``input.weights`` (or the cache)."""
     from .generators import create_generator
 
     spec = smk.params.generator
     weights = str(Path(smk.input.weights[0]).parent) if smk.input.weights else None
-    return create_generator(spec["model"], weights, spec["taps"], device)
+    return create_generator(spec["model"], weights, spec["taps"], device, spec.get("sha256"))
 
 
 def checkpoint_path(output: str, params: Any) -> Path:
@@ -73,8 +85,7 @@ def missing_inputs(config: dict, datasets: Iterable[str], generators: Iterable[s
     ``produced(path)`` tells whether the workflow itself makes a path (the demo world, the tiny
     generator), which then need not exist yet.
     """
-    from .generators import TINY
-    from .generators.biggan import locate_weights, missing_weights_message
+    from .generators.weights import bigbigan_module_problem, locate_weights, missing_weights_message
 
     lines = []
     for name in datasets:
@@ -92,12 +103,10 @@ def missing_inputs(config: dict, datasets: Iterable[str], generators: Iterable[s
         if spec is None:
             lines.append(f"generator '{name}' is used but not defined under generators:")
         elif spec["model"] == BIGBIGAN:
-            from .bigbigan import module_problem
-
-            problem = module_problem(spec.get("weights"))
+            problem = bigbigan_module_problem(spec.get("weights"))
             if problem:
                 lines.append(f"generator {name}: {problem}")
-        elif spec["model"] != TINY and locate_weights(spec["model"], spec.get("weights")) is None:
+        elif not (spec["model"] in BUILT_MODELS and spec.get("weights") is None) and locate_weights(spec["model"], spec.get("weights")) is None:
             lines.append(f"generator {name}: " + missing_weights_message(spec["model"], spec.get("weights")))
     for key, path in optional_files(config):
         if path is not None and not Path(path).is_file():
@@ -153,7 +162,7 @@ def direction_problems(config: dict) -> list[str]:
 
 def config_problems(config: dict) -> list[str]:
     """Settings the schema cannot check: cross-references between sections and per-run combinations."""
-    from .sampling import FilterSpec
+    from .filter_spec import FilterSpec
 
     lines = []
     generators = config["generators"]

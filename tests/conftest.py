@@ -32,6 +32,22 @@ SMALL_RUN_PAIRS, SMALL_RUN_ROWS = 6, 3  # every sampling run: 2 shards of 3 pair
 RUN_TIMEOUT_S = 300
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's torch work on one thread, then restore the setting (use with ``pytestmark``).
+
+    On a shared two-core machine two OpenMP threads per process spin against other jobs: measured
+    there, tests/test_den.py took 6 min with two threads and 45 s with one (the tiny generator's build
+    alone 41 s against 16 s). One thread costs little when the machine is idle.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def load_repo_config() -> dict[str, Any]:
     with open(REPO / "config.yaml") as f:
         return yaml.safe_load(f)
@@ -60,6 +76,15 @@ def small_config() -> dict[str, Any]:
         spec["recipe"].update(steps=3, batch_size=4, sizes=[32], checkpoint_every=2)
     config["sod"]["coop"]["model_options"] = {"backbone": "resnet18", "channels": 8}
     config["sod"]["coop"]["coop"].update(ebm_steps=2, lvm_steps=2, draws=2)
+    # the scene world: small splits, a short quality check of the shipped generator, a short baseline
+    config["generators"]["scene"]["weights"] = str(REPO / config["generators"]["scene"]["weights"])
+    for split in config["scenes"]["splits"].values():
+        split["size"] = 8
+    config["scenes"]["quality"].update(truncations=[1.0], classifier_scenes=32, classifier_steps=2,
+                                       heldout_scenes=16, samples=16, grid_per_class=2)
+    config["scenes"]["baseline"]["model_options"] = {"base": 4, "depth": 2}
+    config["scenes"]["baseline"]["recipe"].update(steps=3, batch_size=4, sizes=[32])
+    config["scenes"]["baseline"]["size"] = 32
     return config
 
 

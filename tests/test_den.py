@@ -30,18 +30,7 @@ from synthsod.generators.tiny import write_tiny_biggan
 TRUNCATION = 0.6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Run this module's torch work on one thread, then restore the setting.
-
-    On a shared two-core machine two OpenMP threads per process spin against other jobs: measured
-    there, this file took 6 min with two threads and 45 s with one (the tiny generator's build alone
-    41 s against 16 s). One thread costs little when the machine is idle.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

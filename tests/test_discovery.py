@@ -35,13 +35,7 @@ CLASSES = np.array([1, 4, 7])
 FAST = dict(directions=4, batch_size=4, lr=1e-3, backbone="test_resnet", truncation=0.4)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread (as tests/test_den.py: two threads spin against other jobs on a two-core machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ from synthsod.generators.biggan import (
     PRETRAINED_CONFIGS,
     ExactTruncationBatchNorm,
     default_taps,
-    locate_weights,
     save_pretrained,
     tap_shapes,
     truncation_position,
 )
+from synthsod.generators.weights import locate_weights
 from synthsod.generators.tiny import build_tiny_biggan, initialise_random_biggan, write_tiny_biggan
 
 @pytest.fixture(scope="module")
@@ -206,3 +206,15 @@ def test_tiny_generator_images_vary_and_features_are_normalised(tiny_dir):
     assert out.images.std(dim=0).mean() > 0.1  # samples differ from each other
     deepest = out.features[generator.taps[-1]]
     assert 0.3 < deepest.std() < 3.0  # calibrated: activations stay O(1) at depth
+
+
+def test_the_torch_free_weight_addresses_are_the_packages():
+    from pytorch_pretrained_biggan import model
+
+    from synthsod.generators import weights
+    from synthsod.names import PRETRAINED_MODELS
+
+    assert weights.PRETRAINED_MODEL_ARCHIVE_MAP == model.PRETRAINED_MODEL_ARCHIVE_MAP
+    assert weights.PRETRAINED_CONFIG_ARCHIVE_MAP == model.PRETRAINED_CONFIG_ARCHIVE_MAP
+    assert (weights.WEIGHTS_NAME, weights.CONFIG_NAME) == (model.WEIGHTS_NAME, model.CONFIG_NAME)
+    assert PRETRAINED_MODELS == tuple(model.PRETRAINED_MODEL_ARCHIVE_MAP)

@@ -166,7 +166,8 @@ def test_invalid_config_real_run_writes_nothing(tmp_path: Path) -> None:
 def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
     root = demo_run.workdir.path
     stats = job_stats(demo_run.result.output)
-    assert stats == {"tiny_generator": 1, "demo_split": 2, "prepare_dataset": 2, "den_train": 1,
+    assert stats == {"tiny_generator": 1, "demo_split": 2, "prepare_dataset": 4, "den_train": 1,
+                     "scene_split": 2, "scene_baseline": 1, "generator_quality": 1,
                      "den_invert": 1, "fewshot_select": 1, "gmask_train": 1, "direction_contrast": 1,
                      "directions_discover": 1, "directions_rank": 1,
                      "sample_calibrate": 1, "sample": 4, "shard_manifest": 2, "sod_train": 3, "atal_train": 1,
@@ -232,6 +233,8 @@ def _job(rule: str, **wildcards: str) -> str:
 
 
 PREPARE_BOTH = [_job("prepare_dataset", dataset=s) for s in DEMO_SPLITS]
+SCENE_SPLITS = ("SCENE-TR", "SCENE-TE")
+PREPARE_SCENES = [*(_job("prepare_dataset", dataset=s) for s in SCENE_SPLITS), "scene_baseline"]
 DEMO_BOTH = [_job("demo_split", split=s) for s in DEMO_SPLITS]
 SHARDS = ("00000", "00001")
 
@@ -293,7 +296,7 @@ def with_report(jobs: list[str]) -> list[str]:
 PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] = {
     "no-change": (None, []),
     "prepare.max_bad_fraction": ((("prepare", "max_bad_fraction"), 0.2),
-                                 [*PREPARE_BOTH, *SODGAN, *SYN, *REAL, *DOWNSTREAM]),
+                                 [*PREPARE_BOTH, *PREPARE_SCENES, *SODGAN, *SYN, *REAL, *DOWNSTREAM]),
     "demo.splits.DEMO-TE.size": (
         (("demo", "splits", "DEMO-TE", "size"), SMALL_SPLIT_SIZES["DEMO-TE"] + 1),
         [_job("demo_split", split="DEMO-TE"), _job("prepare_dataset", dataset="DEMO-TE"), *BENCH, *DOWNSTREAM],
@@ -307,6 +310,17 @@ PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] =
          *SODGAN, *SYN, *REAL, *DOWNSTREAM],
     ),
     "den.steps": ((("den", "steps"), 6), [*SODGAN, *SYN, *DOWNSTREAM]),
+    # the scene world: a split, the generator's evaluation, the baseline, each alone
+    "scenes.splits.SCENE-TE.size": ((("scenes", "splits", "SCENE-TE", "size"), 9),
+                                    [_job("scene_split", split="SCENE-TE"), _job("prepare_dataset", dataset="SCENE-TE"),
+                                     "scene_baseline", "all"]),
+    "scenes.quality.samples": ((("scenes", "quality", "samples"), 24), [_job("generator_quality", gen="scene"), "all"]),
+    "scenes.baseline.recipe.steps": ((("scenes", "baseline", "recipe", "steps"), 4), ["scene_baseline", "all"]),
+    # training settings of shipped weights are not read; weights: null trains the generator in the DAG
+    "generators.scene.train.lr_d": ((("generators", "scene", "train"), {"lr_d": 1e-3}), []),
+    "generators.scene.weights=null": ((("generators", "scene", "weights"), None),
+                                      [_job("generator_train", gen="scene"), _job("generator_quality", gen="scene"),
+                                       "all"]),
     "den.invert.refine_steps": ((("den", "invert", "refine_steps"), 3), [*INVERT, *SYN, *DOWNSTREAM]),
     "fewshot.size": ((("fewshot", "size"), 5), [*FEWSHOT, *SYN, *DOWNSTREAM]),
     "gmask.head": ((("gmask", "head"), "mlp-m"), [*GMASK, *SYN, *DOWNSTREAM]),
@@ -377,6 +391,20 @@ def test_param_change_reruns_exactly_what_depends_on_it(param_change_dry_runs, c
         assert "Nothing to be done" in result.output, result.describe()
 
 
+def _reversed_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _reversed_keys(value[key]) for key in reversed(list(value))}
+    return [_reversed_keys(v) for v in value] if isinstance(value, list) else value
+
+
+def test_reordering_the_config_reruns_nothing(demo_run: DemoRun, tmp_path: Path) -> None:
+    """Every mapping of the config with its keys in reverse order: the same settings, so nothing to do."""
+    configfile = write_yaml(tmp_path / "reordered.yaml", _reversed_keys(demo_run.workdir.config))
+    assert list(yaml.safe_load(configfile.read_text())) == list(reversed(list(demo_run.workdir.config)))
+    result = demo_run.workdir.dry_run(configfile)
+    assert result.returncode == 0 and "Nothing to be done" in result.output, result.describe()
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. The paper config without its data stops at once and lists every missing input
 
@@ -414,6 +442,33 @@ def test_paper_config_without_data_lists_every_missing_input(tmp_path: Path) -> 
 def test_lint_is_clean() -> None:
     result = run_snakemake(None, "--lint", cwd=REPO)
     assert result.returncode == 0, result.describe()
+
+
+_BLOCKER = """
+import sys
+
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "tensorflow", "matplotlib", "cv2"}:
+            raise ImportError(f"{name} is blocked: the Snakefile must parse without it")
+        return None
+
+sys.meta_path.insert(0, _Blocked())
+"""
+
+
+def test_the_snakefile_parses_without_torch_tensorflow_matplotlib_or_opencv(tmp_path: Path) -> None:
+    """A dry run of the test config with those modules made unimportable (a sitecustomize blocks them)."""
+    (tmp_path / "sitecustomize.py").write_text(_BLOCKER)
+    configfile = write_yaml(tmp_path / "work" / "config.yaml", small_config())
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("SNAKEMAKE_PROFILE", None)
+    proc = subprocess.run([str(SNAKEMAKE), "-s", str(SNAKEFILE), "--directory", str(configfile.parent), "-n",
+                           "--cores", "2", "--configfile", str(configfile)], cwd=configfile.parent, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "blocked" not in output, output[-4000:]
+    assert "generator_quality" in output  # the DAG was built, not skipped
 
 
 # ---------------------------------------------------------------------------------------------

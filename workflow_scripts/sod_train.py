@@ -10,7 +10,8 @@ from synthsod.io import atomic_path
 from synthsod.point_labels import PointLabelled
 from synthsod.sod_predict import prediction_channel
 from synthsod.sod_train import Recipe, save_sod_model, train_sod
-from synthsod.workflow import COOP, checkpoint_path, run_rule
+from synthsod.names import COOP
+from synthsod.workflow import checkpoint_path, run_rule
 
 VALIDATION_PAIRS = 16  # training pairs on which a CAS model's saliency channel is chosen
 

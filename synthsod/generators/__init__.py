@@ -1,33 +1,31 @@
 """Generator backends behind one interface: ``create_generator(model, weights, taps, device)``.
 
-Models: the pretrained BigGAN-deep 128 / 256 / 512 and ``tiny`` (a small random-init BigGAN-deep
-built by :mod:`synthsod.generators.tiny` for the demo world and tests). All load from the same
-``from_pretrained`` layout, so the demo exercises the same loading path as the real weights.
+Models: the pretrained BigGAN-deep 128 / 256 / 512; ``scene``, a small BigGAN-deep trained on the
+scene world (:mod:`synthsod.scenes`) by :mod:`synthsod.generators.train` and shipped in
+``assets/scene-biggan``; and ``tiny`` (a small random-init BigGAN-deep built by
+:mod:`synthsod.generators.tiny` for fast tests). All load from the same ``from_pretrained`` layout,
+so the demo exercises the same loading path as the real weights, sha256 check included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
 
-import torch
+from ..names import BUILT_MODELS, MODELS, PRETRAINED_MODELS, SCENE, TINY
 
-from ..errors import SynthsodError
-from .base import GeneratorOutput
-from .biggan import PRETRAINED_MODELS, BigGANGenerator, load_biggan
-from ..latents import resolve_classes, sample_latents
+# Everything else loads on first use, so that importing the package (for the names above, or the torch-free
+# weights module) pulls in neither torch nor pytorch-pretrained-biggan.
+_LAZY = {
+    "BigGANGenerator": ".biggan", "GeneratorOutput": ".base", "create_generator": ".factory",
+    "resolve_classes": "..latents", "sample_latents": "..latents",
+}
 
-TINY = "tiny"
-MODELS = (*PRETRAINED_MODELS, TINY)
-
-__all__ = ["MODELS", "TINY", "BigGANGenerator", "GeneratorOutput", "create_generator",
-           "resolve_classes", "sample_latents"]
+__all__ = ["BUILT_MODELS", "MODELS", "PRETRAINED_MODELS", "SCENE", "TINY", *_LAZY]
 
 
-def create_generator(model: str, weights: str | None = None, taps: Sequence[int] | None = None,
-                     device: torch.device | str = "cpu") -> BigGANGenerator:
-    """Load generator ``model`` from ``weights`` (a directory; None: the package cache) onto ``device``."""
-    if model not in MODELS:
-        raise SynthsodError(f"unknown generator model '{model}'; choose one of {', '.join(MODELS)}")
-    if model == TINY and weights is None:
-        raise SynthsodError("the tiny generator has no published weights: build it with synthsod.generators.tiny")
-    return BigGANGenerator(load_biggan(model, weights), name=model, taps=taps, device=device)
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value

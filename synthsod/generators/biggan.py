@@ -23,7 +23,6 @@ Feature taps
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -35,22 +34,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pytorch_pretrained_biggan import BigGAN, BigGANConfig
-from pytorch_pretrained_biggan.model import (
-    CONFIG_NAME,
-    PRETRAINED_CONFIG_ARCHIVE_MAP,
-    PRETRAINED_MODEL_ARCHIVE_MAP,
-    WEIGHTS_NAME,
-    BigGANBatchNorm,
-    GenBlock,
-)
+from pytorch_pretrained_biggan.model import BigGANBatchNorm
 
 from ..errors import SynthsodError
 from ..gpu import autocast
+from ..io import file_sha256
 from .base import GeneratorOutput
+from .weights import CONFIG_NAME, WEIGHTS_NAME, locate_weights, missing_weights_message
 
 log = logging.getLogger(__name__)
 
-PRETRAINED_MODELS = tuple(PRETRAINED_MODEL_ARCHIVE_MAP)  # biggan-deep-128 / -256 / -512
 GRID_TOLERANCE = 1e-6
 
 # The released models' config.json, for building same-shaped random-init models (tests, benchmarks).
@@ -148,53 +141,17 @@ def check_taps(config: BigGANConfig, taps: Sequence[int]) -> list[int]:
 
 
 # --- weights ---------------------------------------------------------------------------------------
-def package_cache_dir() -> Path:
-    return Path(os.environ.get("PYTORCH_PRETRAINED_BIGGAN_CACHE", Path.home() / ".pytorch_pretrained_biggan"))
-
-
-def _cached_file(url: str, cache_dir: Path) -> Path | None:
-    # The package stores <sha256(url)>[.<sha256(etag)>] with a sidecar .json naming the url.
-    for meta in sorted(cache_dir.glob("*.json")):
-        try:
-            if json.loads(meta.read_text()).get("url") == url and meta.with_suffix("").exists():
-                return meta.with_suffix("")
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def missing_weights_message(model: str, weights_dir: str | os.PathLike | None) -> str:
-    where = f"the directory {weights_dir}" if weights_dir else f"the package cache {package_cache_dir()}"
-    text = f"BigGAN weights for '{model}' not found in {where}."
-    if model in PRETRAINED_MODELS:
-        text += (
-            f" Put {WEIGHTS_NAME} and {CONFIG_NAME} in one directory and set generators.<name>.weights to it;"
-            f" on a machine with internet they are {PRETRAINED_MODEL_ARCHIVE_MAP[model]} and"
-            f" {PRETRAINED_CONFIG_ARCHIVE_MAP[model]} (or run BigGAN.from_pretrained('{model}') there once"
-            " and copy its cache directory)."
-        )
-    return text
-
-
-def locate_weights(model: str, weights_dir: str | os.PathLike | None = None) -> tuple[Path, Path] | None:
-    """(weights file, config file) for ``model``, or None when they are not on disk."""
-    if weights_dir is not None:
-        weights, config = Path(weights_dir) / WEIGHTS_NAME, Path(weights_dir) / CONFIG_NAME
-        return (weights, config) if weights.is_file() and config.is_file() else None
-    if model not in PRETRAINED_MODELS:
-        return None
-    cache = package_cache_dir()
-    weights = _cached_file(PRETRAINED_MODEL_ARCHIVE_MAP[model], cache)
-    config = _cached_file(PRETRAINED_CONFIG_ARCHIVE_MAP[model], cache)
-    return (weights, config) if weights and config else None
-
-
-def load_biggan(model: str, weights_dir: str | os.PathLike | None = None) -> BigGAN:
-    """Load a BigGAN-deep in eval mode with exact truncation handling; a clear error if files are missing."""
+def load_biggan(model: str, weights_dir: str | os.PathLike | None = None, sha256: str | None = None) -> BigGAN:
+    """Load a BigGAN-deep in eval mode with exact truncation handling; a clear error if files are missing
+    or, when ``sha256`` is given, if the weights file has another digest. Weights stored in half precision
+    load as float32."""
     found = locate_weights(model, weights_dir)
     if found is None:
         raise SynthsodError(missing_weights_message(model, weights_dir))
     weights_file, config_file = found
+    if sha256 is not None and (actual := file_sha256(weights_file)) != sha256.lower():
+        raise SynthsodError(f"{weights_file} has sha256 {actual}, expected {sha256}: the file is damaged or "
+                            "another version; restore it (git checkout / re-download) or update the sha256")
     try:
         config = BigGANConfig.from_json_file(config_file)
         net = BigGAN(config)
@@ -209,15 +166,21 @@ def load_biggan(model: str, weights_dir: str | os.PathLike | None = None) -> Big
     return use_exact_truncation(net).eval().requires_grad_(False)
 
 
-def save_pretrained(net: BigGAN, out_dir: str | os.PathLike) -> None:
-    """Write ``net`` in from_pretrained layout (weights + config), each file atomically."""
+def save_pretrained(net: BigGAN, out_dir: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+    """Write ``net`` in from_pretrained layout (weights + config), each file atomically.
+
+    ``dtype`` (e.g. float16) stores floating-point tensors at that precision; loading casts them back.
+    """
     from ..io import atomic_path, write_bytes_atomic
 
     out_dir = Path(out_dir)
     # Saving through a file object keeps torch from naming the zip's inner folder after the
     # (random) temporary file name, so the same model always gives the same bytes.
     with atomic_path(out_dir / WEIGHTS_NAME) as tmp, open(tmp, "wb") as file:
-        torch.save(net.state_dict(), file)
+        state = net.state_dict()
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        torch.save(state, file)
     write_bytes_atomic(out_dir / CONFIG_NAME, net.config.to_json_string().encode())
 
 
