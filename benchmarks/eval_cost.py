@@ -10,9 +10,9 @@ degenerate. Prediction and ground truth share a file name.
 
 Three loops over the same files, each giving the dataset's scalars:
 
-* ``ours``: :func:`synthsod.evaluate.evaluate_folders`, the benchmark protocol: list and pair the
-  files by stem, decode each with PIL (:func:`synthsod.prepare.load_gray`), check types and sizes,
-  step :class:`synthsod.metrics.SODMetrics` (MAE, S-measure, E-measure, weighted F, and FmeasureV2
+* ``ours``: :func:`synthsod.evaluation.evaluate.evaluate_folders`, the benchmark protocol: list and pair the
+  files by stem, decode each with PIL (:func:`synthsod.data.prepare.load_gray`), check types and sizes,
+  step :class:`synthsod.evaluation.metrics.SODMetrics` (MAE, S-measure, E-measure, weighted F, and FmeasureV2
   with F dynamic + adaptive, precision, recall, TPR and FPR dynamic, IoU and accuracy binary), then
   every scalar (AUC included) and the curves;
 * ``plain``: the loop of pysodmetrics' README: sorted file names, ``cv2.imread(path,
@@ -53,8 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gmask_cost import REPO  # noqa: E402
 from sample_cost import rounds  # noqa: E402
 
-from synthsod.evaluate import evaluate_folders  # noqa: E402
-from synthsod.metrics import BETA, SODMetrics  # noqa: E402
+from synthsod.evaluation.evaluate import evaluate_folders  # noqa: E402
+from synthsod.evaluation.metrics import BETA, SODMetrics  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "eval_cost.json"
 SEED = 0
@@ -97,7 +97,7 @@ def read_pairs(pred_dir: Path, gt_dir: Path):
 
 
 def plain_pysodmetrics(pred_dir: Path, gt_dir: Path) -> dict[str, float]:
-    """The README loop of pysodmetrics; the scalars named as in :data:`synthsod.metrics.SCALARS`."""
+    """The README loop of pysodmetrics; the scalars named as in :data:`synthsod.evaluation.metrics.SCALARS`."""
     with warnings.catch_warnings():  # psm.Fmeasure warns that it will move to FmeasureV2
         warnings.simplefilter("ignore", UserWarning)
         fm = psm.Fmeasure(beta=BETA)

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from pytorch_pretrained_biggan import BigGAN, BigGANConfig  # noqa: E402
 
-from synthsod.dq import QualityDiscriminator  # noqa: E402
+from synthsod.sodgan.dq import QualityDiscriminator  # noqa: E402
 from synthsod.generators.biggan import (  # noqa: E402
     PRETRAINED_CONFIGS,
     BigGANGenerator,
@@ -46,9 +46,9 @@ from synthsod.generators.biggan import (  # noqa: E402
     tap_shapes,
     use_exact_truncation,
 )
-from synthsod.latents import sample_latents  # noqa: E402
+from synthsod.generators.latents import sample_latents  # noqa: E402
 from synthsod.generators.tiny import initialise_random_biggan  # noqa: E402
-from synthsod.gmask import GMask, foreground_probability, naive_fusion  # noqa: E402
+from synthsod.sodgan.gmask import GMask, foreground_probability, naive_fusion  # noqa: E402
 
 TRUNCATION = 0.4
 MiB = 2**20

@@ -11,10 +11,10 @@ their docstrings say exactly what they measure) and collects their key figures:
 * ``fusion`` (:mod:`gmask_cost`): G_mask's fused feature fusion against the naive one (every tap
   upsampled to the output resolution), in time (ratio naive / fused time) and in peak memory (the
   peak-RSS rise of one call in a fresh process; ratio naive / fused);
-* ``shard_writer`` (from the same :mod:`sample_cost` run): :func:`synthsod.shards.write_shard`, PNG
+* ``shard_writer`` (from the same :mod:`sample_cost` run): :func:`synthsod.synthesis.shards.write_shard`, PNG
   and JPEG 95, pairs/s on one core; ratio: against the bare generator's pairs/s (how far the writer
   is from being the bottleneck);
-* ``evaluation`` (:mod:`eval_cost`): :func:`synthsod.evaluate.evaluate_folders` against the plain
+* ``evaluation`` (:mod:`eval_cost`): :func:`synthsod.evaluation.evaluate.evaluate_folders` against the plain
   per-image pysodmetrics loop, in images/s (ratio ours / plain), and whether both give the same
   numbers for the metrics they share;
 * ``cuda_bf16``: on a CUDA machine, pairs/s of random-init biggan-deep-256 under bf16 autocast
@@ -62,9 +62,9 @@ import gmask_cost  # noqa: E402
 import sample_cost  # noqa: E402
 from gmask_cost import REPO, TRUNCATION, build_generator, timed  # noqa: E402
 
-from synthsod.gmask import GMask, foreground_probability  # noqa: E402
-from synthsod.gpu import autocast  # noqa: E402
-from synthsod.latents import sample_latents  # noqa: E402
+from synthsod.sodgan.gmask import GMask, foreground_probability  # noqa: E402
+from synthsod.core.gpu import autocast  # noqa: E402
+from synthsod.generators.latents import sample_latents  # noqa: E402
 
 CUDA_RESOLUTION = 256
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, FLOP/s; the first name that is

@@ -15,7 +15,7 @@ per-round ratios. The CPU time other processes took meanwhile (cores, on average
 model: figures taken while it is well above 0 are not to be trusted.
 
 * ``bare``: ``generator.generate(z, ids, 0.4, with_features=False)``: the floor;
-* ``gmask_pipeline``: :func:`synthsod.sampling.judge` on :func:`gmask_proposer` with the components
+* ``gmask_pipeline``: :func:`synthsod.synthesis.sampling.judge` on :func:`gmask_proposer` with the components
   and size filters and D_q (threshold 0), but no histogram filter: a random-init BigGAN draws
   low-contrast images whose grey histogram always has an interior peak, so with it every candidate is
   rejected before D_q. Without it every candidate reaches D_q: the worst case, the one the issue's
@@ -29,7 +29,7 @@ model: figures taken while it is well above 0 are not to be trusted.
   every round on the same inputs): latent draws, generate with feature taps, G_mask forward to the
   boolean mask, image to NHWC float, grey level (float64), uint8, the three cheap filters, D_q
   scoring (and, a part of it, the bilinear upsampling of the 4-channel pairs to 224);
-* the shard writer, :func:`synthsod.shards.write_shard` of ``--writer-rows`` rows of generated images
+* the shard writer, :func:`synthsod.synthesis.shards.write_shard` of ``--writer-rows`` rows of generated images
   (the candidates above and the next ones) with G_mask masks into a temporary directory, with one
   OpenCV and one Arrow thread: pairs/s per core, PNG and JPEG (quality 95), and the encoded image
   size. Random-init images are smooth and low in contrast, so they compress well: a trained
@@ -68,21 +68,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gmask_cost import REPO, TRUNCATION, build_generator, model_name, timed  # noqa: E402
 
-from synthsod.biggan_sampling import _nhwc, dq_scorer, gmask_proposer, renderer  # noqa: E402
-from synthsod.dq import QualityDiscriminator, pair_input  # noqa: E402
-from synthsod.filters import drop_small_components, histogram_ok, mask_size_ok  # noqa: E402
-from synthsod.gmask import GMask, foreground_probability  # noqa: E402
-from synthsod.latents import LatentSource  # noqa: E402
-from synthsod.sampling import (  # noqa: E402
-    Candidate,
-    FilterSpec,
-    judge,
-    nhwc_gray,
-    shard_row,
-    shift_proposer,
-    to_uint8_nhwc,
-)
-from synthsod.shards import write_shard  # noqa: E402
+from synthsod.synthesis.biggan_sampling import _nhwc, dq_scorer, gmask_proposer, renderer  # noqa: E402
+from synthsod.sodgan.dq import QualityDiscriminator, pair_input  # noqa: E402
+from synthsod.synthesis.filters import drop_small_components, histogram_ok, mask_size_ok  # noqa: E402
+from synthsod.sodgan.gmask import GMask, foreground_probability  # noqa: E402
+from synthsod.generators.latents import LatentSource  # noqa: E402
+from synthsod.core.images import nhwc_gray, to_uint8_nhwc  # noqa: E402
+from synthsod.synthesis.sampling import Candidate, FilterSpec, judge, shard_row, shift_proposer  # noqa: E402
+from synthsod.synthesis.shards import write_shard  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "sample_cost.json"
 SEED = 0

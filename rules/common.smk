@@ -196,7 +196,7 @@ def direction_targets():
 
 
 def run_files(run):
-    """The files a run's sample and calibration jobs read (the keys of synthsod.runs.RunFiles)."""
+    """The files a run's sample and calibration jobs read (the keys of synthsod.synthesis.runs.RunFiles)."""
     spec, gen = run_spec(run), run_spec(run)["generator"]
     bigbigan = run_generator(run)["model"] == BIGBIGAN
     files = {"weights": bigbigan_module_file(gen) if bigbigan else generator_weight_files(gen)}

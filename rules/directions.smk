@@ -1,7 +1,7 @@
 # Latent directions for the direction-shift mask method (mask.direction of a run):
-#   contrast  the built unsupervised direction (synthsod/directions.py)
-#   search    Voynov & Babenko discovery (K directions, synthsod/discovery.py), then E-BigBiGAN's
-#             appendix B.2 search ranks them (synthsod/direction_search.py); rank 1 is the direction.
+#   contrast  the built unsupervised direction (synthsod/directions/contrast.py)
+#   search    Voynov & Babenko discovery (K directions, synthsod/directions/discovery.py), then E-BigBiGAN's
+#             appendix B.2 search ranks them (synthsod/directions/search.py); rank 1 is the direction.
 # BigBiGAN cannot be differentiated here: its candidates come from directions.search.candidates.
 
 

@@ -1,4 +1,4 @@
-# The scene world (synthsod/scenes.py): DUTS-layout splits with exact masks, and the check that a
+# The scene world (synthsod/data/scenes.py): DUTS-layout splits with exact masks, and the check that a
 # global threshold cannot segment it (results/scenes/baseline.json).
 
 

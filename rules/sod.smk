@@ -1,6 +1,6 @@
 # SOD trainings (config sod:) on synthetic runs and/or real datasets, their predictions on each benchmark
 # (coop models add uncertainty maps; refine_with adds EBM-refined predictions), the metrics of the
-# protocol in synthsod/metrics.py, and the summary with its ratio table.
+# protocol in synthsod/evaluation/metrics.py, and the summary with its ratio table.
 
 
 rule sod_train:

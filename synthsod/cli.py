@@ -34,7 +34,7 @@ def _positive_int(text: str) -> int:
 
 
 def _run_check_data(args: argparse.Namespace) -> int:
-    from synthsod.prepare import SKIPPED, check_pairs, format_problems, summarise
+    from synthsod.data.prepare import SKIPPED, check_pairs, format_problems, summarise
 
     manifest, problems = check_pairs(args.images_dir, args.masks_dir, threads=args.threads)
     summary = summarise(args.images_dir, manifest, problems)
@@ -75,7 +75,7 @@ def _add_check_data(subparsers: argparse._SubParsersAction) -> None:
 def _run_shards_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from synthsod.shards import verify_run
+    from synthsod.synthesis.shards import verify_run
 
     if not Path(args.run_dir).is_dir():
         raise SynthsodError(f"{args.run_dir}: no such directory")
@@ -89,7 +89,7 @@ def _run_shards_verify(args: argparse.Namespace) -> int:
 
 
 def _run_shards_preview(args: argparse.Namespace) -> int:
-    from synthsod.shards import preview_grid
+    from synthsod.synthesis.shards import preview_grid
 
     count = preview_grid(args.run_dir, args.out, n=args.n)
     print(f"wrote {args.out} ({count} samples)")
@@ -131,8 +131,8 @@ def _add_shards(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from synthsod.evaluate import evaluate_folders
-    from synthsod.io import write_json_atomic
+    from synthsod.evaluation.evaluate import evaluate_folders
+    from synthsod.core.io import write_json_atomic
 
     try:
         result = evaluate_folders(args.pred_dir, args.gt_dir, skip_bad=args.skip_bad)
@@ -156,7 +156,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="SOD metrics of a folder of saliency maps against ground-truth masks",
         description="Evaluate saliency maps (PRED_DIR) against masks (GT_DIR), paired by file stem, with the "
-                    "protocol of synthsod.metrics. Exit status 1 when files are missing or corrupt "
+                    "protocol of synthsod.evaluation.metrics. Exit status 1 when files are missing or corrupt "
                     "(unless --skip-bad), 2 on usage errors.",
     )
     parser.add_argument("pred_dir", metavar="PRED_DIR", help="folder of predicted saliency maps")

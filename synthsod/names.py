@@ -14,13 +14,13 @@ PRETRAINED_MODELS = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")  #
 TINY = "tiny"        # a random-init small BigGAN-deep built from a seed (fast tests)
 SCENE = "scene"      # the small BigGAN-deep trained on the scene world (shipped, or trained in the DAG)
 BUILT_MODELS = (TINY, SCENE)  # models the workflow builds itself when no weights are given
-BIGBIGAN = "bigbigan"         # the TensorFlow generator (synthsod/bigbigan.py)
+BIGBIGAN = "bigbigan"         # the TensorFlow generator (synthsod/generators/bigbigan.py)
 MODELS = (*PRETRAINED_MODELS, *BUILT_MODELS)  # the PyTorch generators of create_generator
 WEIGHT_FILES = ("pytorch_model.bin", "config.json")  # the from_pretrained layout
 
 # --- built latent directions ------------------------------------------------------------------------------
-# `contrast` (synthsod/directions.py) and `search`, the rank-1 direction of the segmenting-direction search
-# (synthsod/direction_search.py) among the discovered ones.
+# `contrast` (synthsod/directions/contrast.py) and `search`, the rank-1 direction of the segmenting-direction search
+# (synthsod/directions/search.py) among the discovered ones.
 CONTRAST, SEARCH = "contrast", "search"
 BUILT_DIRECTIONS = (CONTRAST, SEARCH)
 
@@ -36,7 +36,7 @@ def shard_count(pairs: int, rows_per_shard: int) -> int:
 
 def shard_rows(pairs: int, rows_per_shard: int, shard: int) -> int:
     """Rows of shard ``shard``: ``rows_per_shard``, the last one the remainder."""
-    from .errors import SynthsodError
+    from synthsod.errors import SynthsodError
 
     if not 0 <= shard < shard_count(pairs, rows_per_shard):
         raise SynthsodError(f"shard {shard} is outside the run's {shard_count(pairs, rows_per_shard)} shards")

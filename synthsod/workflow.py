@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import SynthsodError
-from .names import BIGBIGAN, BUILT_DIRECTIONS, BUILT_MODELS, CONTRAST, COOP, SEARCH
-from .progress import progress_to
+from synthsod.errors import SynthsodError
+from synthsod.names import BIGBIGAN, BUILT_DIRECTIONS, BUILT_MODELS, CONTRAST, COOP, SEARCH
+from synthsod.core.progress import progress_to
 
 
 log = logging.getLogger("synthsod")
@@ -64,7 +64,7 @@ def canonicalise_config(config: dict) -> None:
 
 def load_generator(smk: Any, device: Any):
     """The generator a rule names in ``params.generator``, weights from ``input.weights`` (or the cache)."""
-    from .generators import create_generator
+    from synthsod.generators import create_generator
 
     spec = smk.params.generator
     weights = str(Path(smk.input.weights[0]).parent) if smk.input.weights else None
@@ -85,7 +85,7 @@ def missing_inputs(config: dict, datasets: Iterable[str], generators: Iterable[s
     ``produced(path)`` tells whether the workflow itself makes a path (the demo world, the tiny
     generator), which then need not exist yet.
     """
-    from .generators.weights import bigbigan_module_problem, locate_weights, missing_weights_message
+    from synthsod.generators.weights import bigbigan_module_problem, locate_weights, missing_weights_message
 
     lines = []
     for name in datasets:
@@ -162,7 +162,7 @@ def direction_problems(config: dict) -> list[str]:
 
 def config_problems(config: dict) -> list[str]:
     """Settings the schema cannot check: cross-references between sections and per-run combinations."""
-    from .filter_spec import FilterSpec
+    from synthsod.synthesis.filter_spec import FilterSpec
 
     lines = []
     generators = config["generators"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from synthsod.checkpoint import load_checkpoint, save_checkpoint
+from synthsod.core.checkpoint import load_checkpoint, save_checkpoint
 
 PACKAGE = Path(__file__).resolve().parents[1] / "synthsod"
 

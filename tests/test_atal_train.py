@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from synthsod.atal_train import (
+from synthsod.sod.atal.train import (
     POINT_COLUMNS,
     ActiveSpec,
     PointLabelledSet,
@@ -17,9 +17,9 @@ from synthsod.atal_train import (
     train_active,
 )
 from synthsod.errors import SynthsodError
-from synthsod.fewshot import select_fewshot
-from synthsod.sod_models import UNet
-from synthsod.sod_train import Recipe
+from synthsod.sodgan.fewshot import select_fewshot
+from synthsod.sod.models import UNet
+from synthsod.sod.train import Recipe
 
 SIZE = 32
 RECIPE = dict(optimizer="adam", lr=3e-3, backbone_lr=3e-3, weight_decay=0.0, batch_size=4, steps=6,

@@ -1,4 +1,4 @@
-"""Tests for synthsod.bigbigan: loading a TF-Hub module, generate / encode, encoder input, embeddings.
+"""Tests for synthsod.generators.bigbigan: loading a TF-Hub module, generate / encode, encoder input, embeddings.
 
 The error and preprocessing tests need no TensorFlow and run in every env. The others build small
 modules in tmp_path (the real weights cannot be downloaded here) and skip where TensorFlow is absent:
@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from synthsod.bigbigan import (
+from synthsod.generators.bigbigan import (
     MODULE_URL,
     BigBiGAN,
     embed_dataset,
@@ -29,7 +29,7 @@ from synthsod.bigbigan import (
     write_tiny_module,
 )
 from synthsod.errors import SynthsodError
-from synthsod.prepare import load_image_rgb, prepare_dataset
+from synthsod.data.prepare import load_image_rgb, prepare_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 NO_TF = "TensorFlow absent: BigBiGAN tests run in the tf env (.ci/run builds it)"
@@ -344,9 +344,9 @@ def test_embed_script_reports_missing_module_in_one_line(tmp_path):
 
 def test_bigbigan_run_samples_near_embeddings_into_verified_shards(tiny, tiny_dir, tmp_path):
     """The whole BigBiGAN path without torch: embeddings -> inverted latents + a direction -> shards."""
-    from synthsod.runs import RunFiles, open_run, write_run_shard
-    from synthsod.sampling import save_direction
-    from synthsod.shards import read_shard, verify_run, write_manifest
+    from synthsod.synthesis.runs import RunFiles, open_run, write_run_shard
+    from synthsod.directions.files import save_direction
+    from synthsod.synthesis.shards import read_shard, verify_run, write_manifest
 
     embeddings = embed_dataset(tiny, pd.read_parquet(prepared_manifest(tmp_path / "data")))
     embeddings.to_parquet(tmp_path / "embeddings.parquet", index=False)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from synthsod.compat import import_timm, import_torchvision
+from synthsod.core.compat import import_timm, import_torchvision
 
 
 def test_torchvision_and_timm_import_and_build_a_backbone():
@@ -27,7 +27,7 @@ def test_nms_operator_is_declared():
 
 
 def test_backbone_factory_rejects_unknown_names_and_missing_weights(tmp_path):
-    from synthsod.backbones import create_backbone
+    from synthsod.core.backbones import create_backbone
     from synthsod.errors import SynthsodError
 
     with pytest.raises(SynthsodError, match="unknown timm backbone"):

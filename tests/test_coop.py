@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from synthsod.coop import (
+from synthsod.sod.coop.model import (
     CoopConfig,
     binary_entropy,
     conditioned,
@@ -16,7 +16,7 @@ from synthsod.coop import (
     recover,
     warmup_weight,
 )
-from synthsod.ebm import EnergyModel
+from synthsod.sod.coop.ebm import EnergyModel
 from synthsod.errors import SynthsodError
 
 SIZE = 16

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from synthsod.coop import CoopSaliency
-from synthsod.coop_train import train_coop
+from synthsod.sod.coop.model import CoopSaliency
+from synthsod.sod.coop.train import train_coop
 from synthsod.errors import SynthsodError
-from synthsod.point_labels import PointLabelled
-from synthsod.prepare import load_gray
-from synthsod.sod_predict import refine_predictions, write_predictions
-from synthsod.sod_train import Recipe, load_sod_model, normalise, save_sod_model
+from synthsod.sod.point_labels import PointLabelled
+from synthsod.data.prepare import load_gray
+from synthsod.sod.predict import refine_predictions, write_predictions
+from synthsod.sod.train import Recipe, load_sod_model, normalise, save_sod_model
 
 SIZE = 32
 MODEL = dict(image_size=SIZE, backbone="resnet18", channels=16,

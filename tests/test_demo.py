@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from synthsod.demo import MaskRule, demo_mask, keep_large_components, to_uint8, write_demo_split
+from synthsod.synthesis.demo import MaskRule, demo_mask, keep_large_components, to_uint8, write_demo_split
 from synthsod.generators import create_generator, sample_latents
 from synthsod.generators.tiny import write_tiny_biggan
-from synthsod.prepare import check_pairs
+from synthsod.data.prepare import check_pairs
 
 
 def _disk(size=64, centre=(32, 32), radius=12):
@@ -97,7 +97,7 @@ def test_demo_split_is_byte_identical_when_run_again(tiny_generator, tmp_path):
 
 
 def test_layout_rule_is_fitted_deterministically_and_sets_the_mask_size(tiny_generator):
-    from synthsod.demo import DemoMasker, LayoutReadout
+    from synthsod.synthesis.demo import DemoMasker, LayoutReadout
 
     kwargs = dict(seed=0, truncation=0.6, classes=None)
     a = DemoMasker(tiny_generator, MaskRule(layout_quantile=0.6), **kwargs)
@@ -116,7 +116,7 @@ def test_layout_rule_is_fitted_deterministically_and_sets_the_mask_size(tiny_gen
 
 
 def test_luminance_masker_matches_demo_mask_and_unknown_source_is_refused(tiny_generator):
-    from synthsod.demo import DemoMasker
+    from synthsod.synthesis.demo import DemoMasker
     from synthsod.errors import SynthsodError
 
     rule = MaskRule(source="luminance")

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synthsod.den import (
+from synthsod.sodgan.den import (
     DEN,
     DENConfig,
     DiffusionSchedule,

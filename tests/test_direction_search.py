@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthsod.direction_search import (
+from synthsod.directions.search import (
     AffinePair,
     SearchConfig,
     direction_figure,

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synthsod.discovery import (
+from synthsod.directions.discovery import (
     Deformator,
     DiscoveryConfig,
     DiscoveryResult,
@@ -20,11 +20,11 @@ from synthsod.discovery import (
     random_shifts,
     save_directions,
 )
-from synthsod.checkpoint import step_generator
+from synthsod.core.checkpoint import step_generator
 from synthsod.errors import SynthsodError
 from synthsod.generators import BigGANGenerator
 from synthsod.generators.tiny import build_tiny_biggan
-from synthsod.latents import LatentSource
+from synthsod.generators.latents import LatentSource
 
 # A BigGAN-deep small enough to build in ~2 s: 32 px, z_dim 16, 10 classes (~70 k parameters).
 SMALL_BIGGAN = dict(output_dim=32, z_dim=16, class_embed_dim=16, channel_width=4, num_classes=10,
@@ -199,7 +199,7 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(generator, tmp_p
     first = discover_directions(generator, DiscoveryConfig(**FAST, steps=3, checkpoint_every=2), CLASSES,
                                 checkpoint_path=tmp_path / "resumed.pt")
     assert len(first.history) == 3
-    with caplog.at_level(logging.INFO, logger="synthsod.discovery"):
+    with caplog.at_level(logging.INFO, logger="synthsod.directions.discovery"):
         resumed = discover_directions(generator, DiscoveryConfig(**FAST, steps=6, checkpoint_every=2), CLASSES,
                                       checkpoint_path=tmp_path / "resumed.pt")
     assert "resuming from step 3 of 6" in caplog.text

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthsod.demo import MaskRule, demo_mask, to_uint8
-from synthsod.dq import QualityDiscriminator, adversarial_loss, dq_step, pair_input
+from synthsod.synthesis.demo import MaskRule, demo_mask, to_uint8
+from synthsod.sodgan.dq import QualityDiscriminator, adversarial_loss, dq_step, pair_input
 from synthsod.errors import SynthsodError
 from synthsod.generators import create_generator, sample_latents
 from synthsod.generators.tiny import write_tiny_biggan

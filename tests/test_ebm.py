@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthsod.ebm import EnergyModel, langevin
+from synthsod.sod.coop.ebm import EnergyModel, langevin
 from synthsod.errors import SynthsodError
 
 

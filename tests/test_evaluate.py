@@ -11,8 +11,8 @@ from PIL import Image
 
 from synthsod.cli import main
 from synthsod.errors import SynthsodError
-from synthsod.evaluate import evaluate_folders
-from synthsod.metrics import SODMetrics
+from synthsod.evaluation.evaluate import evaluate_folders
+from synthsod.evaluation.metrics import SODMetrics
 
 
 def _write(folder, name, array):

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from synthsod.errors import SynthsodError
-from synthsod.fewshot import apply_class_file, select_fewshot
+from synthsod.sodgan.fewshot import apply_class_file, select_fewshot
 
 
 @pytest.fixture()

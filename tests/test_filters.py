@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from synthsod.errors import SynthsodError
-from synthsod.filters import (
+from synthsod.synthesis.filters import (
     drop_small_components,
     histogram_ok,
     interior_peaks,
     mask_size_ok,
     quantile_threshold,
     smoothed_histogram,
-    to_gray,
 )
+from synthsod.core.images import to_gray
 
 
 def test_to_gray_uses_the_luma_weights():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthsod import scenes
+from synthsod.data import scenes
 from synthsod.errors import SynthsodError
 from synthsod.generators.base import GeneratorOutput
 from synthsod.generators.biggan import BigGANGenerator
@@ -28,7 +28,7 @@ from synthsod.generators.quality import (
     write_quality,
 )
 from synthsod.generators.train import build_trainable_biggan, export_generator, scene_biggan_config
-from synthsod.latents import sample_latents
+from synthsod.generators.latents import sample_latents
 
 K = scenes.NUM_CLASSES
 

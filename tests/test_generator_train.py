@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from synthsod import scenes
+from synthsod.data import scenes
 from synthsod.errors import SynthsodError
 from synthsod.generators import create_generator
 from synthsod.generators.biggan import load_biggan
@@ -19,7 +19,7 @@ from synthsod.generators.train import (
     DISCRIMINATOR, GANTrainConfig, diff_augment, load_discriminator, pretrain_set, save_scene_gan,
     train_scene_gan,
 )
-from synthsod.checkpoint import step_generator
+from synthsod.core.checkpoint import step_generator
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = GANTrainConfig(channel_width=4, d_width=4, batch_size=4, steps_reconstruct=2, steps_adversarial=2,

@@ -10,12 +10,12 @@ import pytest
 import torch
 from pytorch_pretrained_biggan import BigGANConfig
 
-from synthsod.demo import DemoMasker, MaskRule, demo_mask, to_uint8
+from synthsod.synthesis.demo import DemoMasker, MaskRule, demo_mask, to_uint8
 from synthsod.errors import SynthsodError
 from synthsod.generators import create_generator, sample_latents
 from synthsod.generators.biggan import PRETRAINED_CONFIGS, default_taps, tap_shapes
 from synthsod.generators.tiny import TINY_CONFIG, write_tiny_biggan
-from synthsod.gmask import (
+from synthsod.sodgan.gmask import (
     CNN_EMBED,
     HEADS,
     FeatureFusion,
@@ -327,7 +327,7 @@ def few_shot_pairs(generator, seed: int, n: int, rule: MaskRule = MaskRule()) ->
 
 
 def test_resumed_training_ends_with_the_same_weights(tiny_generator, tmp_path):
-    from synthsod.dq import QualityDiscriminator
+    from synthsod.sodgan.dq import QualityDiscriminator
 
     pairs = few_shot_pairs(tiny_generator, seed=5, n=6)
     cfg = dict(steps=4, batch_size=2, pixels_per_image=64, checkpoint_every=2)
@@ -382,7 +382,7 @@ def test_predict_masks_shapes_and_ranges(tiny_generator):
 
 
 def test_feature_cache_serves_what_the_generator_computes(tiny_generator):
-    from synthsod.gmask import _Trainer, stack_pairs
+    from synthsod.sodgan.gmask import _Trainer, stack_pairs
 
     data = stack_pairs(few_shot_pairs(tiny_generator, seed=5, n=6), tiny_generator.resolution)
     trainers = [_Trainer(tiny_generator, data, TRUNCATION, GMaskConfig(batch_size=3, pixels_per_image=64,

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthsod import gpu
+from synthsod.core import gpu
 from synthsod.errors import SynthsodError
-from synthsod.gpu import Lease, autocast, gpu_lease, torch_device
+from synthsod.core.gpu import Lease, autocast, gpu_lease, torch_device
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def test_concurrent_jobs_never_share_a_gpu(tmp_path):
     records.mkdir()
     worker = f"""
         import json, os, time
-        from synthsod.gpu import gpu_lease
+        from synthsod.core.gpu import gpu_lease
         with gpu_lease({str(locks)!r}, device_count=2, wait_s=30, poll_s=0.05) as lease:
             start = time.time()
             cvd = os.environ["CUDA_VISIBLE_DEVICES"]
@@ -98,7 +98,7 @@ def test_killed_holder_frees_the_gpu(tmp_path):
     holder = _python(
         f"""
         import time
-        from synthsod.gpu import gpu_lease
+        from synthsod.core.gpu import gpu_lease
         with gpu_lease({str(tmp_path)!r}, device_count=1, wait_s=0):
             print("held", flush=True)
             time.sleep(60)

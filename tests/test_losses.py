@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from synthsod.errors import SynthsodError
-from synthsod.losses import (
+from synthsod.sod.losses import (
     bce_loss,
     cace_loss,
     cas_loss,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from synthsod.lvm import LatentSaliencyModel
+from synthsod.sod.coop.lvm import LatentSaliencyModel
 
 
 def test_lvm_maps_images_and_latents_to_logits_that_depend_on_the_latent():

@@ -9,7 +9,7 @@ import py_sod_metrics as psm
 import pytest
 
 from synthsod.errors import SynthsodError
-from synthsod.metrics import SODMetrics
+from synthsod.evaluation.metrics import SODMetrics
 
 SIZE = (24, 32)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from synthsod.errors import SynthsodError
-from synthsod.point_labels import PointLabelled, id_rng, point_visibility, random_points
+from synthsod.sod.point_labels import PointLabelled, id_rng, point_visibility, random_points
 
 
 def test_points_are_distinct_and_come_from_the_seed_and_id_only():

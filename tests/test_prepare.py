@@ -1,4 +1,4 @@
-"""Tests for synthsod.prepare: each kind of bad input is caught, reported and handled."""
+"""Tests for synthsod.data.prepare: each kind of bad input is caught, reported and handled."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from synthsod.errors import SynthsodError
-from synthsod.prepare import (
+from synthsod.data.prepare import (
     CHECKS,
     MANIFEST_COLUMNS,
     Problem,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthsod import progress as progress_module
-from synthsod.progress import progress, progress_to
+from synthsod.core import progress as progress_module
+from synthsod.core.progress import progress, progress_to
 from synthsod.workflow import run_rule
 
 
@@ -154,7 +154,7 @@ def test_run_rule_without_a_summary_still_ends_with_the_time(tmp_path, restored_
 
 
 def test_sod_training_shows_its_steps_and_loss():
-    from synthsod.sod_train import Recipe, train_sod
+    from synthsod.sod.train import Recipe, train_sod
 
     images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     data = [{"image": image, "mask": (image[:1] > 0).float()} for image in images]
@@ -168,7 +168,7 @@ def test_sod_training_shows_its_steps_and_loss():
 
 
 def test_sampling_counts_kept_pairs_and_candidates():
-    from synthsod.sampling import Candidate, FilterSpec, sample_shard
+    from synthsod.synthesis.sampling import Candidate, FilterSpec, sample_shard
 
     def propose(indices):  # every third candidate has an empty mask, which the size filter rejects
         return [Candidate(index=i, z=np.zeros(2, np.float32), class_id=0, image=np.zeros((8, 8, 3), np.uint8),

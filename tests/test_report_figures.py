@@ -1,4 +1,4 @@
-"""Tests for the report's statistics and figures (synthsod.dataset_stats, synthsod.report_figures)."""
+"""Tests for the report's statistics and figures (synthsod.reporting.dataset_stats, synthsod.reporting.figures)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthsod.dataset_stats import DatasetStats, collect, colour_contrast
+from synthsod.reporting.dataset_stats import DatasetStats, collect, colour_contrast
 from synthsod.errors import SynthsodError
-from synthsod.report_figures import (
+from synthsod.reporting.figures import (
     DATASET_FIGURES,
     dataset_figures,
     dataset_pairs,
@@ -24,8 +24,8 @@ from synthsod.report_figures import (
     training_curves,
     training_figure,
 )
-from synthsod.shards import pair_tile, tile_grid, write_manifest, write_shard
-from synthsod.summary import summary_table, write_summary
+from synthsod.synthesis.shards import pair_tile, tile_grid, write_manifest, write_shard
+from synthsod.evaluation.summary import summary_table, write_summary
 
 
 def _image(colour, size=8):

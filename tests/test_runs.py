@@ -12,19 +12,21 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from synthsod.data import ShardDataset
-from synthsod.directions import contrast_direction
-from synthsod.dq import QualityDiscriminator, save_dq
+from synthsod.sod.datasets import ShardDataset
+from synthsod.directions.contrast import contrast_direction
+from synthsod.sodgan.dq import QualityDiscriminator, save_dq
 from synthsod.errors import SynthsodError
-from synthsod.filters import LUMA, quantile_threshold
+from synthsod.core.images import LUMA
+from synthsod.synthesis.filters import quantile_threshold
 from synthsod.generators import create_generator
 from synthsod.generators.biggan import save_pretrained
 from synthsod.generators.tiny import build_tiny_biggan
-from synthsod.gmask import GMask, GMaskConfig, save_gmask
-from synthsod.latents import LatentSource
-from synthsod.runs import RunFiles, calibrate, open_run, write_run_shard
-from synthsod.sampling import cheap_filters, save_direction, shard_rows
-from synthsod.shards import read_shard, verify_run, write_manifest
+from synthsod.sodgan.gmask import GMask, GMaskConfig, save_gmask
+from synthsod.generators.latents import LatentSource
+from synthsod.synthesis.runs import RunFiles, calibrate, open_run, write_run_shard
+from synthsod.synthesis.sampling import cheap_filters, shard_rows
+from synthsod.directions.files import save_direction
+from synthsod.synthesis.shards import read_shard, verify_run, write_manifest
 
 TRUNCATION = 0.4
 RUN = {

@@ -6,23 +6,21 @@ import numpy as np
 import pytest
 
 from synthsod.errors import SynthsodError
-from synthsod.latents import LatentSource, restrict_table, sample_latents
-from synthsod.sampling import (
+from synthsod.generators.latents import LatentSource, restrict_table, sample_latents
+from synthsod.synthesis.sampling import (
     REJECTED_EXAMPLES_PER_FILTER,
     Candidate,
     FilterSpec,
     candidate_block,
     judge,
-    load_direction,
     merge_stats,
     sample_shard,
-    save_direction,
     shard_count,
     shard_rows,
-    shift_masks,
     shift_proposer,
-    unit_shift,
 )
+from synthsod.directions.files import load_direction, save_direction
+from synthsod.directions.shift import shift_masks, unit_shift
 
 SIZE = 8
 

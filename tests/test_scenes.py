@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from synthsod import scenes
-from synthsod.baselines import otsu_saliency
+from synthsod.data import scenes
+from synthsod.evaluation.baselines import otsu_saliency
 from synthsod.errors import SynthsodError
-from synthsod.prepare import prepare_dataset
+from synthsod.data.prepare import prepare_dataset
 
 
 def test_a_scene_depends_on_seed_and_index_only():
@@ -85,7 +85,7 @@ def test_a_written_split_goes_through_prepare_dataset(tmp_path):
     stems = sorted(p.stem for p in (tmp_path / "S" / "masks").iterdir())
     assert stems == [f"scene_{2 * scenes.SPLIT_STRIDE + 10 + k:07d}" for k in range(6)]
     # the mask files hold exactly the scenes' masks
-    from synthsod.prepare import load_mask_binary
+    from synthsod.data.prepare import load_mask_binary
     first = scenes.scene(0, 2 * scenes.SPLIT_STRIDE + 10)
     assert np.array_equal(load_mask_binary(tmp_path / "S" / "masks" / f"{stems[0]}.png"), first.mask)
 

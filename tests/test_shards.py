@@ -1,4 +1,4 @@
-"""Tests for synthsod.shards: round trips, reproducible bytes, manifest verification, CLI."""
+"""Tests for synthsod.synthesis.shards: round trips, reproducible bytes, manifest verification, CLI."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 from synthsod.cli import main
-from synthsod.data import ShardDataset, image_to_tensor
+from synthsod.sod.datasets import ShardDataset, image_to_tensor
 from synthsod.errors import SynthsodError
-from synthsod.shards import (
+from synthsod.synthesis.shards import (
     MANIFEST_NAME,
     SCHEMA,
     decode_row,

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from synthsod.errors import SynthsodError
-from synthsod.losses import structure_loss
-from synthsod.sod_models import F3NET_SIDE_WEIGHTS, create_sod_model, f3net_loss
+from synthsod.sod.losses import structure_loss
+from synthsod.sod.models import F3NET_SIDE_WEIGHTS, create_sod_model, f3net_loss
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_f3net_loss_weighs_predictions_and_side_outputs_as_f3net(f3net):
 
 
 def test_f3net_without_weights_warns_and_with_a_missing_file_fails(caplog):
-    with caplog.at_level(logging.WARNING, logger="synthsod.backbones"):
+    with caplog.at_level(logging.WARNING, logger="synthsod.core.backbones"):
         create_sod_model("f3net")
     assert "random weights" in caplog.text
     with pytest.raises(SynthsodError, match="backbone weights not found: /nowhere/r50.pth"):

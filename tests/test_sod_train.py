@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from synthsod.errors import SynthsodError
-from synthsod.sod_predict import prediction_channel, probabilities
-from synthsod.sod_train import (
+from synthsod.sod.predict import prediction_channel, probabilities
+from synthsod.sod.train import (
     Recipe,
     augment,
     batch_indices,

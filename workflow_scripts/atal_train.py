@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from synthsod.atal_train import ActiveSpec, train_active
-from synthsod.data import training_set
-from synthsod.gpu import gpu_lease, torch_device
-from synthsod.io import atomic_path
-from synthsod.sod_train import Recipe, save_sod_model
+from synthsod.sod.atal.train import ActiveSpec, train_active
+from synthsod.sod.datasets import training_set
+from synthsod.core.gpu import gpu_lease, torch_device
+from synthsod.core.io import atomic_path
+from synthsod.sod.train import Recipe, save_sod_model
 from synthsod.workflow import run_rule
 
 log = logging.getLogger("synthsod")

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from synthsod.bigbigan import BigBiGAN, embed_dataset
-from synthsod.io import atomic_path
+from synthsod.generators.bigbigan import BigBiGAN, embed_dataset
+from synthsod.core.io import atomic_path
 from synthsod.workflow import run_rule
 
 

@@ -1,7 +1,7 @@
 """Rule demo_split: write one demo split (tiny-generator images, rule-based masks) in DUTS layout."""
 
-from synthsod.demo import MaskRule, write_demo_split
-from synthsod.gpu import gpu_lease, torch_device
+from synthsod.synthesis.demo import MaskRule, write_demo_split
+from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.workflow import load_generator, run_rule
 
 

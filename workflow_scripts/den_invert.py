@@ -5,10 +5,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synthsod.data import ManifestDataset
-from synthsod.den import invert, load_den
-from synthsod.gpu import gpu_lease, torch_device
-from synthsod.io import atomic_path, write_json_atomic
+from synthsod.sod.datasets import ManifestDataset
+from synthsod.sodgan.den import invert, load_den
+from synthsod.core.gpu import gpu_lease, torch_device
+from synthsod.core.io import atomic_path, write_json_atomic
 from synthsod.workflow import load_generator, run_rule
 
 

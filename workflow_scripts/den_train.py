@@ -6,10 +6,10 @@ from dataclasses import fields
 
 import torch
 
-from synthsod.data import ManifestDataset
-from synthsod.den import DENConfig, build_den, fit_den, invert
-from synthsod.gpu import gpu_lease, torch_device
-from synthsod.io import write_json_atomic
+from synthsod.sod.datasets import ManifestDataset
+from synthsod.sodgan.den import DENConfig, build_den, fit_den, invert
+from synthsod.core.gpu import gpu_lease, torch_device
+from synthsod.core.io import write_json_atomic
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
 
 EVAL_IMAGES = 64  # the first images of the manifest measure the error before and after training

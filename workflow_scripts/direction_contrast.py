@@ -1,9 +1,9 @@
 """Rule direction_contrast: the latent direction whose shift lights the image most unevenly."""
 
-from synthsod.directions import contrast_direction
-from synthsod.gpu import gpu_lease, torch_device
-from synthsod.latents import resolve_classes
-from synthsod.sampling import save_direction
+from synthsod.directions.contrast import contrast_direction
+from synthsod.core.gpu import gpu_lease, torch_device
+from synthsod.generators.latents import resolve_classes
+from synthsod.directions.files import save_direction
 from synthsod.workflow import load_generator, run_rule
 
 

@@ -1,9 +1,9 @@
 """Rule directions_discover: Voynov & Babenko's unsupervised direction discovery on a PyTorch generator
 (resumable: a killed job continues from its checkpoint)."""
 
-from synthsod.discovery import DiscoveryConfig, discover_directions, save_directions
-from synthsod.gpu import gpu_lease, torch_device
-from synthsod.latents import resolve_classes
+from synthsod.directions.discovery import DiscoveryConfig, discover_directions, save_directions
+from synthsod.core.gpu import gpu_lease, torch_device
+from synthsod.generators.latents import resolve_classes
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
 
 

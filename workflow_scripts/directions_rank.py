@@ -5,7 +5,7 @@ picture per ranked direction. Imports stay backend-neutral (BigBiGAN's env has n
 import logging
 from pathlib import Path
 
-from synthsod.direction_search import (
+from synthsod.directions.search import (
     SearchConfig,
     load_candidates,
     search_directions,
@@ -13,12 +13,12 @@ from synthsod.direction_search import (
     write_ranking,
 )
 from synthsod.errors import SynthsodError
-from synthsod.gpu import gpu_lease
-from synthsod.io import write_json_atomic
-from synthsod.latents import LatentSource, resolve_classes
-from synthsod.runs import backend_renderer, open_backend
-from synthsod.sampling import save_direction
-from synthsod.shards import write_png
+from synthsod.core.gpu import gpu_lease
+from synthsod.core.io import write_json_atomic
+from synthsod.generators.latents import LatentSource, resolve_classes
+from synthsod.synthesis.runs import backend_renderer, open_backend
+from synthsod.directions.files import save_direction
+from synthsod.synthesis.shards import write_png
 from synthsod.workflow import run_rule
 
 log = logging.getLogger("synthsod")

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from synthsod.coop import CoopSaliency
+from synthsod.sod.coop.model import CoopSaliency
 from synthsod.errors import SynthsodError
-from synthsod.gpu import gpu_lease, torch_device
-from synthsod.sod_predict import refine_predictions
-from synthsod.sod_train import load_sod_model
+from synthsod.core.gpu import gpu_lease, torch_device
+from synthsod.sod.predict import refine_predictions
+from synthsod.sod.train import load_sod_model
 from synthsod.workflow import run_rule
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from synthsod.evaluate import evaluate_manifest
-from synthsod.io import atomic_path, write_json_atomic
+from synthsod.evaluation.evaluate import evaluate_manifest
+from synthsod.core.io import atomic_path, write_json_atomic
 from synthsod.workflow import run_rule
 
 

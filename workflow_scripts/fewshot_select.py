@@ -2,16 +2,16 @@
 
 import pandas as pd
 
-from synthsod.fewshot import apply_class_file, select_fewshot
-from synthsod.io import atomic_path
+from synthsod.sodgan.fewshot import apply_class_file, select_fewshot
+from synthsod.core.io import atomic_path
 from synthsod.workflow import run_rule
 
 
 def uncertain_ids(latents, spec, model_file):
     """ATAL's image choice by a trained SOD model (torch is imported for this strategy only)."""
-    from synthsod.atal_train import ActiveSpec, uncertain_ids as choose
-    from synthsod.gpu import gpu_lease, torch_device
-    from synthsod.sod_train import load_sod_model
+    from synthsod.sod.atal.train import ActiveSpec, uncertain_ids as choose
+    from synthsod.core.gpu import gpu_lease, torch_device
+    from synthsod.sod.train import load_sod_model
 
     options = spec["uncertainty"]
     attack = ActiveSpec(eps=options["eps"], alpha=options["alpha"], pgd_steps=options["pgd_steps"])

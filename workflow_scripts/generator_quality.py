@@ -1,8 +1,8 @@
 """Rule generator_quality: how well a scene generator draws its classes (quality.json, samples.png)."""
 
-from synthsod import scenes
+from synthsod.data import scenes
 from synthsod.generators.quality import evaluate_generator, sample_grid, write_quality
-from synthsod.gpu import gpu_lease, torch_device
+from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.workflow import load_generator, run_rule
 
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from synthsod.generators.train import build_scene_generator
-from synthsod.gpu import gpu_lease, torch_device
+from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.workflow import run_rule
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from synthsod.data import ManifestDataset
-from synthsod.demo import DemoMasker, MaskRule
-from synthsod.dq import QualityDiscriminator, save_dq
-from synthsod.gmask import GMaskConfig, mask_metrics, predict_masks, save_gmask, train_gmask
-from synthsod.gpu import gpu_lease, torch_device
-from synthsod.io import write_json_atomic
+from synthsod.sod.datasets import ManifestDataset
+from synthsod.synthesis.demo import DemoMasker, MaskRule
+from synthsod.sodgan.dq import QualityDiscriminator, save_dq
+from synthsod.sodgan.gmask import GMaskConfig, mask_metrics, predict_masks, save_gmask, train_gmask
+from synthsod.core.gpu import gpu_lease, torch_device
+from synthsod.core.io import write_json_atomic
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
 
 

@@ -1,6 +1,6 @@
 """Rule prepare_dataset: check a DUTS-layout dataset, write its manifest and bad-input report."""
 
-from synthsod.prepare import prepare_dataset
+from synthsod.data.prepare import prepare_dataset
 from synthsod.workflow import run_rule
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from synthsod.dataset_stats import collect
-from synthsod.io import write_json_atomic
-from synthsod.report_figures import DATASET_FIGURES, dataset_figures, dataset_pairs, run_pairs
+from synthsod.reporting.dataset_stats import collect
+from synthsod.core.io import write_json_atomic
+from synthsod.reporting.figures import DATASET_FIGURES, dataset_figures, dataset_pairs, run_pairs
 from synthsod.workflow import run_rule
 
 log = logging.getLogger("synthsod")

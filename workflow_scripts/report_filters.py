@@ -1,6 +1,6 @@
 """Rule report_filters: kept and rejected candidates of every run, per filter, for the report."""
 
-from synthsod.report_figures import filter_counts_figure, read_filter_report
+from synthsod.reporting.figures import filter_counts_figure, read_filter_report
 from synthsod.workflow import run_rule
 
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from synthsod.report_figures import read_filter_report, rejected_examples, rejected_figure
-from synthsod.shards import preview_grid
+from synthsod.reporting.figures import read_filter_report, rejected_examples, rejected_figure
+from synthsod.synthesis.shards import preview_grid
 from synthsod.workflow import run_rule
 
 

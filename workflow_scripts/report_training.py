@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from synthsod.report_figures import training_figure
+from synthsod.reporting.figures import training_figure
 from synthsod.workflow import run_rule
 
 

@@ -1,12 +1,12 @@
 """Rules sample / sample_bigbigan / sample_calibrate: one shard of a sampling run, or its D_q threshold.
 
-Imports stay backend-neutral: synthsod.runs loads torch or TensorFlow only for the generator in use.
+Imports stay backend-neutral: synthsod.synthesis.runs loads torch or TensorFlow only for the generator in use.
 """
 
 from pathlib import Path
 
-from synthsod.gpu import gpu_lease
-from synthsod.runs import RunFiles, calibrate, open_run, write_run_shard
+from synthsod.core.gpu import gpu_lease
+from synthsod.synthesis.runs import RunFiles, calibrate, open_run, write_run_shard
 from synthsod.workflow import run_rule
 
 

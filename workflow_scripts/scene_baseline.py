@@ -1,8 +1,8 @@
 """Rule scene_baseline: a global luminance threshold (Otsu) vs a U-Net trained on real scenes."""
 
-from synthsod.baselines import threshold_vs_unet
-from synthsod.io import write_json_atomic
-from synthsod.sod_train import Recipe
+from synthsod.evaluation.baselines import threshold_vs_unet
+from synthsod.core.io import write_json_atomic
+from synthsod.sod.train import Recipe
 from synthsod.workflow import run_rule
 
 

@@ -1,6 +1,6 @@
 """Rule scene_split: write one split of the scene world in DUTS layout (JPEG images, PNG masks)."""
 
-from synthsod.scenes import write_duts_split
+from synthsod.data.scenes import write_duts_split
 from synthsod.workflow import run_rule
 
 

@@ -3,9 +3,9 @@
 import json
 from pathlib import Path
 
-from synthsod.io import write_json_atomic
-from synthsod.sampling import merge_stats
-from synthsod.shards import write_manifest
+from synthsod.core.io import write_json_atomic
+from synthsod.synthesis.sampling import merge_stats
+from synthsod.synthesis.shards import write_manifest
 from synthsod.workflow import run_rule
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from synthsod.gpu import gpu_lease, torch_device
-from synthsod.sod_predict import write_predictions
-from synthsod.sod_train import load_sod_model
+from synthsod.core.gpu import gpu_lease, torch_device
+from synthsod.sod.predict import write_predictions
+from synthsod.sod.train import load_sod_model
 from synthsod.workflow import run_rule
 
 

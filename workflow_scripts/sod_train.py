@@ -3,13 +3,13 @@
 import pandas as pd
 import torch
 
-from synthsod.coop_train import train_coop
-from synthsod.data import training_set
-from synthsod.gpu import gpu_lease, torch_device
-from synthsod.io import atomic_path
-from synthsod.point_labels import PointLabelled
-from synthsod.sod_predict import prediction_channel
-from synthsod.sod_train import Recipe, save_sod_model, train_sod
+from synthsod.sod.coop.train import train_coop
+from synthsod.sod.datasets import training_set
+from synthsod.core.gpu import gpu_lease, torch_device
+from synthsod.core.io import atomic_path
+from synthsod.sod.point_labels import PointLabelled
+from synthsod.sod.predict import prediction_channel
+from synthsod.sod.train import Recipe, save_sod_model, train_sod
 from synthsod.names import COOP
 from synthsod.workflow import checkpoint_path, run_rule
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from synthsod.summary import plot_curves, summary_table, write_summary
+from synthsod.evaluation.summary import plot_curves, summary_table, write_summary
 from synthsod.workflow import run_rule
 
 

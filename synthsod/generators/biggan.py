@@ -36,11 +36,11 @@ import torch.nn.functional as F
 from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 from pytorch_pretrained_biggan.model import BigGANBatchNorm
 
-from ..errors import SynthsodError
-from ..gpu import autocast
-from ..io import file_sha256
-from .base import GeneratorOutput
-from .weights import CONFIG_NAME, WEIGHTS_NAME, locate_weights, missing_weights_message
+from synthsod.errors import SynthsodError
+from synthsod.core.gpu import autocast
+from synthsod.core.io import file_sha256
+from synthsod.generators.base import GeneratorOutput
+from synthsod.generators.weights import CONFIG_NAME, WEIGHTS_NAME, locate_weights, missing_weights_message
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def save_pretrained(net: BigGAN, out_dir: str | os.PathLike, dtype: torch.dtype 
 
     ``dtype`` (e.g. float16) stores floating-point tensors at that precision; loading casts them back.
     """
-    from ..io import atomic_path, write_bytes_atomic
+    from synthsod.core.io import atomic_path, write_bytes_atomic
 
     out_dir = Path(out_dir)
     # Saving through a file object keeps torch from naming the zip's inner folder after the

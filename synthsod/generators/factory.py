@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..errors import SynthsodError
-from ..names import BUILT_MODELS, MODELS
-from .biggan import BigGANGenerator, load_biggan
+from synthsod.errors import SynthsodError
+from synthsod.names import BUILT_MODELS, MODELS
+from synthsod.generators.biggan import BigGANGenerator, load_biggan
 
 
 def create_generator(model: str, weights: str | None = None, taps: Sequence[int] | None = None,

@@ -15,7 +15,7 @@ Why a classifier of our own
 
 Every random choice is seeded: the classifier trains from ``step_generator(seed, step)``, the real sets
 are fixed index ranges of the world, and sample ``i`` draws its latent from ``(seed, i)`` alone
-(:func:`synthsod.latents.sample_latents`), so a report is reproducible and two generators (or two
+(:func:`synthsod.generators.latents.sample_latents`), so a report is reproducible and two generators (or two
 checkpoints of one training) are measured on the same latents.
 """
 
@@ -33,13 +33,13 @@ from pytorch_pretrained_biggan import BigGAN
 from scipy import linalg
 from torch import nn
 
-from .. import scenes
-from ..checkpoint import step_generator
-from ..errors import SynthsodError
-from ..image_files import write_image
-from ..io import write_json_atomic
-from ..latents import sample_latents
-from .biggan import BigGANGenerator
+from synthsod.data import scenes
+from synthsod.core.checkpoint import step_generator
+from synthsod.errors import SynthsodError
+from synthsod.core.images import write_image
+from synthsod.core.io import write_json_atomic
+from synthsod.generators.latents import sample_latents
+from synthsod.generators.biggan import BigGANGenerator
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 

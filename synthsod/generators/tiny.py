@@ -24,8 +24,8 @@ import torch
 from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 from pytorch_pretrained_biggan.model import BigGANBatchNorm
 
-from .biggan import save_pretrained, use_exact_truncation
-from ..latents import sample_latents
+from synthsod.generators.biggan import save_pretrained, use_exact_truncation
+from synthsod.generators.latents import sample_latents
 
 # Same architecture as BigGAN-deep (residual blocks, self-attention, class-conditional batch norm),
 # 64x64 output, 16 channels per width unit: ~2.3 M parameters, ~3 ms per image on one CPU core.

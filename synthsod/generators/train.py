@@ -1,4 +1,4 @@
-"""Training the demo generator: a small BigGAN-deep learns the scene world (:mod:`synthsod.scenes`).
+"""Training the demo generator: a small BigGAN-deep learns the scene world (:mod:`synthsod.data.scenes`).
 
 Why a hybrid objective
     A pure GAN of this size learns too slowly on a CPU (measured: after 22 min D had barely moved and
@@ -41,13 +41,13 @@ import torch.nn.functional as F
 from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 from pytorch_pretrained_biggan.model import BigGANBatchNorm
 
-from ..checkpoint import load_checkpoint, save_checkpoint, step_generator
-from ..errors import SynthsodError
-from ..io import atomic_path, write_bytes_atomic
-from ..progress import progress
-from .biggan import ExactTruncationBatchNorm, save_pretrained
-from .discriminator import ProjectionDiscriminator
-from .tiny import TINY_CONFIG, calibrate_truncation_stats
+from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
+from synthsod.errors import SynthsodError
+from synthsod.core.io import atomic_path, write_bytes_atomic
+from synthsod.core.progress import progress
+from synthsod.generators.biggan import ExactTruncationBatchNorm, save_pretrained
+from synthsod.generators.discriminator import ProjectionDiscriminator
+from synthsod.generators.tiny import TINY_CONFIG, calibrate_truncation_stats
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def load_discriminator(path: str | Path) -> ProjectionDiscriminator:
 
 def pretrain_set(seed: int, size: int, resolution: int = 64) -> PretrainSet:
     """The unlabelled pre-training set: scenes 0 .. size-1 of the world's pre-training range (no masks)."""
-    from .. import scenes
+    from synthsod.data import scenes
 
     class_ids, codes, images = [], [], []
     for index in scenes.split_indices("pretrain", size):
@@ -332,8 +332,8 @@ def build_scene_generator(out_dir: str | Path, checkpoint_dir: str | Path, *, wo
 
     A preview grid of the EMA generator goes to ``checkpoint_dir/preview.png`` at every checkpoint.
     """
-    from .. import scenes
-    from .quality import sample_grid
+    from synthsod.data import scenes
+    from synthsod.generators.quality import sample_grid
 
     config = GANTrainConfig(**settings)
     data = pretrain_set(world_seed, config.pretrain_size, resolution)

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from ..names import PRETRAINED_MODELS, WEIGHT_FILES
+from synthsod.names import PRETRAINED_MODELS, WEIGHT_FILES
 
 WEIGHTS_NAME, CONFIG_NAME = WEIGHT_FILES
 # pytorch-pretrained-biggan's download addresses (its PRETRAINED_*_ARCHIVE_MAP; a test keeps them equal)

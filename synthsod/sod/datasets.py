@@ -1,0 +1,119 @@
+"""PyTorch views of the data, read lazily from disk: a prepared real dataset (:class:`ManifestDataset`
+over its manifest.parquet) and a synthetic run's Parquet shards (:class:`ShardDataset`).
+
+Images come back as float tensors in [-1, 1] (the generators' range), masks as {0, 1} floats, both
+resized to a square ``size`` (area interpolation for images; masks are area-resized, then > 0.5).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+from torch.utils.data import ConcatDataset, Dataset
+
+from synthsod.errors import SynthsodError
+from synthsod.data.prepare import load_image_rgb, load_mask_binary
+from synthsod.synthesis.shards import decode_row, load_manifest, read_shard, verify_run
+
+
+def image_to_tensor(image: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 HxWx3 -> float [3, size, size] in [-1, 1]."""
+    if image.shape[:2] != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    image = np.require(image, requirements="W")  # a writable copy of read-only (decoded) arrays only
+    return torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def mask_to_tensor(mask: np.ndarray, size: int) -> torch.Tensor:
+    """bool HxW -> float [1, size, size] in {0, 1}."""
+    mask = mask.astype(np.float32)
+    if mask.shape != (size, size):
+        mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy((mask > 0.5).astype(np.float32))[None]
+
+
+class ManifestDataset(Dataset):
+    """Items ``{"id", "image": [3,S,S], "mask": [1,S,S]}`` for the rows of a prepared manifest."""
+
+    def __init__(self, manifest: str | os.PathLike | pd.DataFrame, size: int, ids=None):
+        frame = manifest if isinstance(manifest, pd.DataFrame) else pd.read_parquet(manifest)
+        if ids is not None:
+            frame = frame.set_index("id").loc[list(ids)].reset_index()
+        self.rows = frame.reset_index(drop=True)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.rows.iloc[index]
+        return {
+            "id": row["id"],
+            "image": image_to_tensor(load_image_rgb(row["image"]), self.size),
+            "mask": mask_to_tensor(load_mask_binary(row["mask"]), self.size),
+        }
+
+
+# --- synthetic runs (Parquet shards) ----------------------------------------------------------------------------
+
+
+class ShardDataset(Dataset):
+    """Items ``{"id", "image": [3,S,S] in [-1,1], "mask": [1,S,S] in {0,1}}`` over a run's rows.
+
+    Rows come in manifest order. Only one shard is held in memory (the last one read), so read
+    in order or shuffle within shards; a fully random order re-reads a shard per item. ``size``
+    resizes to SxS (default: the images' own size, which must then be square). ``verify`` checks
+    shard hashes, counts, schema and id uniqueness first (not pixel decoding).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, *, size: int | None = None, verify: bool = True):
+        self.run_dir = Path(run_dir)
+        if verify:
+            verify_run(self.run_dir, decode=False)
+        entries = load_manifest(self.run_dir)["shards"]
+        self.shards = [entry["file"] for entry in entries]
+        self._starts = [0, *np.cumsum([entry["rows"] for entry in entries]).tolist()]  # row offsets
+        self.size = size
+        self._cached: tuple[int, pa.Table] | None = None
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def _table(self, shard: int) -> pa.Table:
+        if self._cached is None or self._cached[0] != shard:
+            self._cached = (shard, read_shard(self.run_dir / self.shards[shard]))
+        return self._cached[1]
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} rows")
+        shard = bisect.bisect_right(self._starts, index) - 1
+        table = self._table(shard)
+        row = decode_row(table.slice(index - self._starts[shard], 1).to_pylist()[0])
+        image, mask = row["image"], row["mask"]
+        size = self.size
+        if size is None:
+            if image.shape[0] != image.shape[1]:
+                raise SynthsodError(f"sample {row['id']!r}: image is not square; pass size=")
+            size = image.shape[0]
+        return {
+            "id": row["id"],
+            "image": image_to_tensor(image, size),
+            "mask": mask_to_tensor(mask, size),
+        }
+
+
+def training_set(run_manifests: list[str | os.PathLike], dataset_manifests: list[str | os.PathLike],
+                 size: int) -> ConcatDataset:
+    """The pairs of a SOD training: synthetic runs (their manifest.json paths) and prepared real datasets
+    (their manifest.parquet paths), concatenated, at ``size``."""
+    parts: list[Dataset] = [ShardDataset(Path(m).parent, size=size) for m in run_manifests]
+    parts += [ManifestDataset(pd.read_parquet(m), size) for m in dataset_manifests]
+    return ConcatDataset(parts)

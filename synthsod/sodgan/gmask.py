@@ -1,0 +1,739 @@
+"""The few-shot mask generator G_mask (SODGAN, Sec. 3.3 and 4.1): features of a frozen BigGAN -> saliency logits.
+
+Architecture
+    G_mask = omni-attentive feature fusion (OAFF) + a per-pixel classification head.
+
+    Fusion (eq 6). Each tapped feature map f_t [C_t, h_t, h_t] is reduced to k channels by its own
+    1x1 convolution (with bias) and brought to the output resolution R by bilinear upsampling U
+    (align_corners=False); the reduced maps are concatenated into f* [T*k, R, R].
+
+    Omni-attention (eq 7-8)::
+
+        LA(f*) = PWC(ReLU(BN(PWC(f*))))           per pixel
+        GA(f*) = PWC(ReLU(BN(PWC(GAP(f*)))))      one vector per image, broadcast over pixels
+        OA(f*) = LA(f*) + GA(f*)
+        f'     = f* * OA(f*)                      element-wise
+
+    PWC is a point-wise (1x1) convolution, hidden width ``max(C // reduction, 8)``. The ablations of
+    Table 2 are ``attention="off"`` (f' = f*) and ``"ga"`` (f' = f* * GA(f*)).
+
+    Heads (Sec. 4.1, Table 1; :data:`HEADS`). MLP-S/M/L are per-pixel linear layers with the widths of
+    Table 1, each but the last followed by BatchNorm and ReLU; Table 1's "layers" is the number of
+    widths. CNN-S/M/L start with a linear (1x1) embedding C -> 128, then one 3x3 convolution (padding 1)
+    per listed width, leaky ReLU (slope 0.2) after every layer but the last. This is the only reading
+    that matches both the text (CNN-S: embedding, "followed by 3 convolutional layers" 128/32/2) and
+    Table 1 (CNN-M: 5 layers for 5 widths, CNN-L: 7 for 7): the embedding is not counted.
+
+Why the fusion is cheap, and exact
+    The paper upsamples every feature map to R first and then reduces it. For BigGAN-deep-256 that is
+    a 7040 x 256 x 256 stack (1.85 GB in fp32 per image). A 1x1 convolution is a per-pixel affine map
+    W f + b, and bilinear upsampling is, per output pixel, a convex combination sum_j a_j f(p_j) with
+    sum_j a_j = 1. Hence
+
+        Conv1x1(U(f)) = sum_j a_j (W f(p_j)) + b = sum_j a_j (W f(p_j) + b) = U(Conv1x1(f)),
+
+    so we reduce at each tap's native resolution and upsample only the k reduced channels. The result
+    is identical up to floating-point rounding (:func:`naive_fusion` is the reference).
+
+Pixel-sampled training (MLP heads)
+    MLP heads and LA act on each pixel independently, so training needs f* only at sampled pixels:
+    :meth:`FeatureFusion.fuse_at` bilinearly samples the reduced low-res maps with ``grid_sample`` at
+    the output pixels' centres, the same convention as ``interpolate(..., align_corners=False)``
+    (source coordinate (i + 0.5) h / R - 0.5, clamped to the border), so it equals f* gathered there.
+
+    GA needs GAP(f*) over the full map. Bilinear upsampling is separable, U(m) = A m A^T with the
+    interpolation matrix A [R, h]. Its mean is
+
+        (1/R^2) 1^T A m A^T 1 = w^T m w,   w = A^T 1 / R,   sum_i w_i = 1,
+
+    a fixed weighted mean of the low-res map (:func:`upsample_mean_weights`). For an integer scale
+    factor s (all of BigGAN's taps: powers of two) every source row receives exactly s output rows'
+    worth of weight, the clamped border included, so w is uniform and GAP(U(m)) is the plain mean of
+    m; other factors give non-uniform w (3 -> 10: 0.335, 0.330, 0.335). Either way GAP is exact
+    without the full map.
+
+Loss (eq 10)
+    L_S = cross-entropy + (1 - Dice), Dice on the foreground softmax probability. With the
+    quality-aware discriminator D_q (:mod:`synthsod.sodgan.dq`), G_mask also minimises the non-saturating
+    adversarial loss -log D_q(G(z+), G_mask(z+)) (eq 11), and D_q is trained on real pairs against
+    (G(z+), G_mask(z+)) (eq 12). The real pair's image is by default G(z+), the generator's rendering
+    of the D_m entry, with its real mask y (``dq_real_images: generated``): D_q then can only judge
+    whether a mask fits its image, the quality control the paper asks of it. With the photo x itself
+    (``photos``, eq 12 read literally) D_q separates the pairs by the images' realism alone, which
+    G_mask cannot change; in the demo that pushed the adversarial term to ~8 and held-out IoU down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
+from synthsod.errors import SynthsodError
+from synthsod.generators.base import GeneratorOutput
+from synthsod.core.gpu import autocast
+from synthsod.core.io import atomic_path
+from synthsod.core.progress import progress
+
+if TYPE_CHECKING:
+    from synthsod.sodgan.dq import QualityDiscriminator
+    from synthsod.generators import BigGANGenerator
+
+log = logging.getLogger(__name__)
+
+FeatureShapes = Mapping[int, tuple[int, int, int]]
+Attention = Literal["off", "ga", "full"]
+ATTENTION_MODES = ("off", "ga", "full")
+LEAKY_SLOPE = 0.2
+DICE_EPS = 1e-6
+
+# BigGAN-deep-256's default taps carry 7040 channels: 10 per tap gives f* with 70 channels and
+# G_mask about 89K parameters with MLP-S and full attention, the paper's "90K".
+DEFAULT_CHANNELS_PER_TAP = 10
+DEFAULT_REDUCTION = 4
+
+
+# --- resampling helpers -----------------------------------------------------------------------------
+def upsample(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Bilinear (align_corners=False) resize of [N, C, h, w] to R x R; identity when already R."""
+    if x.shape[-2:] == (resolution, resolution):
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _mean_weights_cpu(size: int, resolution: int) -> torch.Tensor:
+    # Row i of the 1-D interpolation of eye(size) is the upsampled indicator of source i, i.e. A^T.
+    eye = torch.eye(size, dtype=torch.float64)[:, None, :]  # [size, 1, size] as (batch, channel, length)
+    if size == resolution:
+        return torch.full((size,), 1.0 / size, dtype=torch.float64)
+    a_t = F.interpolate(eye, size=resolution, mode="linear", align_corners=False)[:, 0]  # [size, R]
+    return a_t.sum(dim=1) / resolution
+
+
+def upsample_mean_weights(size: int, resolution: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """w [size] with mean(U(m)) = w^T m w for bilinear upsampling size -> resolution (sums to 1)."""
+    return _mean_weights_cpu(size, resolution).to(device=device, dtype=dtype)
+
+
+def upsampled_mean(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Exact spatial mean of ``upsample(x, resolution)`` computed on the low-res map: [N, C, h, w] -> [N, C]."""
+    h, w = x.shape[-2:]
+    wy = upsample_mean_weights(h, resolution, x.device, x.dtype)
+    wx = upsample_mean_weights(w, resolution, x.device, x.dtype)
+    return torch.einsum("nchw,h,w->nc", x, wy, wx)
+
+
+def pixel_grid(coords: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Integer pixel coordinates [N, K, 2] as (row, col) -> grid_sample grid [N, 1, K, 2] as (x, y).
+
+    Pixel centres in align_corners=False normalised coordinates: (i + 0.5) / R * 2 - 1.
+    """
+    centres = (coords.to(torch.float32) + 0.5) * (2.0 / resolution) - 1.0
+    return centres.flip(-1)[:, None]
+
+
+def sample_maps(x: torch.Tensor, coords: torch.Tensor, resolution: int) -> torch.Tensor:
+    """``upsample(x, R)`` read at ``coords`` [N, K, 2] without building it: [N, C, h, w] -> [N, K, C]."""
+    grid = pixel_grid(coords, resolution).to(x.dtype)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)  # [N, C, 1, K]
+    return out[:, :, 0].transpose(1, 2)
+
+
+def gather_pixels(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Values of full-resolution ``maps`` [N, C, R, R] at ``coords`` [N, K, 2] -> [N, K, C]."""
+    n, c, _, width = maps.shape
+    flat = (coords[..., 0] * width + coords[..., 1]).to(maps.device)  # [N, K]
+    return maps.flatten(2).gather(2, flat[:, None].expand(n, c, -1)).transpose(1, 2)
+
+
+# --- building blocks that act per pixel on [N, C, H, W], [N, C] and [P, C] alike -------------------
+class PointwiseLinear(nn.Linear):
+    """A linear map over the channel axis (dim 1): a 1x1 convolution on maps, nn.Linear on vectors.
+
+    One module for both layouts lets the same trained head run on sampled pixels and on full maps.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            return F.linear(x, self.weight, self.bias)
+        return F.conv2d(x, self.weight[:, :, None, None], self.bias)
+
+
+class ChannelBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over the channel axis for [N, C] and [N, C, H, W] (the statistics are per channel either way)."""
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"expected a [N, C] or [N, C, H, W] input, got shape {tuple(x.shape)}")
+
+
+def _bottleneck(channels: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(PointwiseLinear(channels, hidden), ChannelBatchNorm(hidden), nn.ReLU(),
+                         PointwiseLinear(hidden, channels))
+
+
+# --- fusion (eq 6) ------------------------------------------------------------------------------------
+class FeatureFusion(nn.Module):
+    """f* = Cat_t U(Conv1x1_t(f_t)): reduce at native resolution, upsample only the k reduced channels."""
+
+    def __init__(self, feature_shapes: FeatureShapes, out_resolution: int, channels_per_tap: int):
+        super().__init__()
+        if not feature_shapes:
+            raise SynthsodError("G_mask needs at least one feature tap")
+        for tap, (_, h, w) in feature_shapes.items():
+            if h != w:
+                raise SynthsodError(f"tap {tap}: only square feature maps are supported, got {h}x{w}")
+        self.taps = sorted(int(t) for t in feature_shapes)
+        self.feature_shapes = {int(t): tuple(shape) for t, shape in feature_shapes.items()}
+        self.out_resolution = int(out_resolution)
+        self.channels_per_tap = int(channels_per_tap)
+        self.norms = nn.ModuleDict(
+            {str(t): nn.BatchNorm2d(feature_shapes[t][0], affine=False) for t in self.taps})
+        self.reducers = nn.ModuleDict(
+            {str(t): nn.Conv2d(feature_shapes[t][0], channels_per_tap, kernel_size=1) for t in self.taps})
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.taps) * self.channels_per_tap
+
+    def reduce(self, features: Mapping[int, torch.Tensor]) -> list[torch.Tensor]:
+        """Conv1x1_t(f_t) at each tap's native resolution, in tap order."""
+        missing = [t for t in self.taps if t not in features]
+        if missing:
+            raise SynthsodError(f"G_mask expects features for taps {self.taps}; missing {missing}")
+        return [self.reducers[str(t)](self.norms[str(t)](features[t])) for t in self.taps]
+
+    def forward(self, features: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        """f* [N, T*k, R, R]."""
+        return torch.cat([upsample(r, self.out_resolution) for r in self.reduce(features)], dim=1)
+
+    def fuse_at(self, features: Mapping[int, torch.Tensor], coords: torch.Tensor) -> torch.Tensor:
+        """f* at ``coords`` [N, K, 2] (row, col) -> [N, K, T*k], without the full-resolution map."""
+        return self.sample_reduced(self.reduce(features), coords)
+
+    def sample_reduced(self, reduced: Sequence[torch.Tensor], coords: torch.Tensor) -> torch.Tensor:
+        return torch.cat([sample_maps(r, coords, self.out_resolution) for r in reduced], dim=2)
+
+    def pooled(self, reduced: Sequence[torch.Tensor]) -> torch.Tensor:
+        """GAP(f*) [N, T*k] from the reduced low-res maps (exact; module docstring)."""
+        return torch.cat([upsampled_mean(r, self.out_resolution) for r in reduced], dim=1)
+
+
+def naive_fusion(fusion: FeatureFusion, features: Mapping[int, torch.Tensor]) -> torch.Tensor:
+    """Reference for eq 6 as written: upsample every full feature map, then apply the same 1x1 convs."""
+    return torch.cat([fusion.reducers[str(t)](upsample(fusion.norms[str(t)](features[t]), fusion.out_resolution))
+                      for t in fusion.taps], dim=1)
+
+
+# --- omni-attention (eq 7-8) --------------------------------------------------------------------------
+class OmniAttention(nn.Module):
+    """f' = f* * (LA(f*) + GA(f*)), or the ablations "ga" (f* * GA(f*)) and "off" (f')."""
+
+    def __init__(self, channels: int, reduction: int = DEFAULT_REDUCTION, mode: Attention = "full"):
+        super().__init__()
+        if mode not in ATTENTION_MODES:
+            raise SynthsodError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got '{mode}'")
+        if reduction < 1:
+            raise SynthsodError(f"attention reduction must be >= 1, got {reduction}")
+        self.mode = mode
+        hidden = max(channels // reduction, 8)
+        self.local = _bottleneck(channels, hidden) if mode == "full" else None
+        self.glob = _bottleneck(channels, hidden) if mode in ("ga", "full") else None
+        self._init_as_identity()
+
+    @torch.no_grad()
+    def _init_as_identity(self) -> None:
+        """Start with OA = 1 (f' = f*): zero the last PWC of each branch, GA's bias 1.
+
+        With default random init OA is a random gate of mean ~0, so f' = f* * OA is a random quadratic
+        feature map and the head fits the few shots through it instead of through f* (on the demo
+        world the held-out IoU stays near chance). Starting at the identity, as zero-initialised
+        residual branches do, keeps the linear path open and lets the attention learn a modulation.
+        Gradients still reach every layer from the first step on through the zeroed weights' inputs.
+        """
+        for branch, bias in ((self.local, 0.0), (self.glob, 1.0)):
+            if branch is not None:
+                nn.init.zeros_(branch[-1].weight)
+                nn.init.constant_(branch[-1].bias, bias)
+
+    def forward(self, f: torch.Tensor, pooled: torch.Tensor | None = None,
+                image_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Attend ``f`` ([N, C, H, W] maps, or [P, C] pixels with ``image_index`` [P] naming each pixel's image).
+
+        ``pooled`` [N, C] is GAP(f*); for maps it defaults to their spatial mean.
+        """
+        if self.mode == "off":
+            return f
+        if pooled is None:
+            if f.dim() != 4:
+                raise SynthsodError("pixel inputs need GAP(f*) passed as `pooled`")
+            pooled = f.mean(dim=(2, 3))
+        ga = self.glob(pooled)  # [N, C]
+        ga = ga[:, :, None, None] if f.dim() == 4 else ga[image_index]
+        attention = ga if self.local is None else self.local(f) + ga
+        return f * attention
+
+
+# --- heads (Sec. 4.1, Table 1) ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HeadSpec:
+    kind: Literal["mlp", "cnn"]
+    widths: tuple[int, ...]  # output widths of the listed layers; the last is the 2 classes
+
+    @property
+    def per_pixel(self) -> bool:
+        return self.kind == "mlp"
+
+
+HEADS: dict[str, HeadSpec] = {
+    "mlp-s": HeadSpec("mlp", (128, 32, 2)),
+    "mlp-m": HeadSpec("mlp", (128, 64, 32, 2)),
+    "mlp-l": HeadSpec("mlp", (128, 64, 64, 32, 2)),
+    "cnn-s": HeadSpec("cnn", (128, 32, 2)),
+    "cnn-m": HeadSpec("cnn", (128, 64, 64, 32, 2)),
+    "cnn-l": HeadSpec("cnn", (128, 64, 64, 64, 64, 32, 2)),
+}
+CNN_EMBED = 128
+
+
+def head_spec(name: str) -> HeadSpec:
+    try:
+        return HEADS[name]
+    except KeyError:
+        raise SynthsodError(f"unknown G_mask head '{name}'; choose one of {', '.join(HEADS)}") from None
+
+
+def create_head(name: str, in_channels: int) -> nn.Sequential:
+    """The classification head ``name`` (see :data:`HEADS`) on ``in_channels`` fused channels -> 2 logits."""
+    spec = head_spec(name)
+    layers: list[nn.Module] = []
+    if spec.kind == "mlp":
+        widths = (in_channels, *spec.widths)
+        for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(PointwiseLinear(cin, cout))
+            if i < len(spec.widths) - 1:
+                layers += [ChannelBatchNorm(cout), nn.ReLU()]
+        return nn.Sequential(*layers)
+    layers += [nn.Conv2d(in_channels, CNN_EMBED, kernel_size=1), nn.LeakyReLU(LEAKY_SLOPE)]
+    widths = (CNN_EMBED, *spec.widths)
+    for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Conv2d(cin, cout, kernel_size=3, padding=1))
+        if i < len(spec.widths) - 1:
+            layers.append(nn.LeakyReLU(LEAKY_SLOPE))
+    return nn.Sequential(*layers)
+
+
+# --- G_mask -------------------------------------------------------------------------------------------
+INFERENCE_CHUNK = 4096  # pixels per chunk of eval-mode inference with a per-pixel head
+
+
+class GMask(nn.Module):
+    """Fusion + omni-attention + head: generator features -> 2-class saliency logits."""
+
+    def __init__(self, feature_shapes: FeatureShapes, resolution: int, head: str = "mlp-s",
+                 attention: Attention = "full", channels_per_tap: int = DEFAULT_CHANNELS_PER_TAP,
+                 reduction: int = DEFAULT_REDUCTION):
+        super().__init__()
+        self.head_name = head
+        self.per_pixel = head_spec(head).per_pixel
+        self.fusion = FeatureFusion(feature_shapes, resolution, channels_per_tap)
+        self.attention = OmniAttention(self.fusion.out_channels, reduction, attention)
+        self.head = create_head(head, self.fusion.out_channels)
+
+    @property
+    def resolution(self) -> int:
+        return self.fusion.out_resolution
+
+    def forward(self, features: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        """Logits [N, 2, R, R]."""
+        reduced = self.fusion.reduce(features)
+        fused = torch.cat([upsample(r, self.resolution) for r in reduced], dim=1)
+        pooled = self.fusion.pooled(reduced)
+        if self.training or not self.per_pixel:
+            return self.head(self.attention(fused, pooled))
+        # Inference with a per-pixel head: the same layers on chunks of pixels as matrix products. Full
+        # maps would stream several [N, 128, R, R] intermediates through memory; chunks stay in cache
+        # (3-4x faster at 256 on CPU; equal up to float rounding, tests/test_gmask.py).
+        n, c, h, w = fused.shape
+        pixels = fused.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        image_index = torch.arange(n, device=pixels.device).repeat_interleave(h * w)
+        logits = torch.cat([self.head(self.attention(pixels[lo:lo + INFERENCE_CHUNK], pooled,
+                                                     image_index[lo:lo + INFERENCE_CHUNK]))
+                            for lo in range(0, n * h * w, INFERENCE_CHUNK)])
+        return logits.reshape(n, h, w, -1).permute(0, 3, 1, 2)
+
+    def forward_pixels(self, features: Mapping[int, torch.Tensor], coords: torch.Tensor) -> torch.Tensor:
+        """Logits [N*K, 2] at ``coords`` [N, K, 2] (row, col); image-major order. MLP heads only."""
+        if not self.per_pixel:
+            raise SynthsodError(f"head '{self.head_name}' has 3x3 convolutions: it needs full maps, not pixels")
+        reduced = self.fusion.reduce(features)
+        n, k = coords.shape[:2]
+        pixels = self.fusion.sample_reduced(reduced, coords).reshape(n * k, -1)
+        image_index = torch.arange(n, device=pixels.device).repeat_interleave(k)
+        return self.head(self.attention(pixels, self.fusion.pooled(reduced), image_index))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def gmask_parameter_count(feature_shapes: FeatureShapes, head: str = "mlp-s", attention: Attention = "full",
+                          channels_per_tap: int = DEFAULT_CHANNELS_PER_TAP,
+                          reduction: int = DEFAULT_REDUCTION) -> int:
+    """Parameters of a G_mask with this config (builds it on the meta device: no memory)."""
+    with torch.device("meta"):
+        return GMask(feature_shapes, 8, head, attention, channels_per_tap, reduction).num_parameters()
+
+
+# --- loss (eq 10) -------------------------------------------------------------------------------------
+def foreground_probability(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax probability of class 1 (salient): [N, 2, H, W] -> [N, 1, H, W], [P, 2] -> [P, 1]."""
+    return torch.softmax(logits.float(), dim=1)[:, 1:2]
+
+
+def straight_through_mask(probs: torch.Tensor) -> torch.Tensor:
+    """The binary mask ``probs > 0.5`` in the forward pass, the gradient of ``probs`` in the backward pass.
+
+    D_q sees G_mask's masks as hard 0/1 maps, like the real masks; given soft probabilities it would
+    separate the pairs by softness alone and its gradient would say nothing about where the mask is wrong.
+    """
+    hard = (probs > 0.5).to(probs.dtype)
+    return hard + probs - probs.detach()
+
+
+def soft_dice(probs: torch.Tensor, target: torch.Tensor, eps: float = DICE_EPS) -> torch.Tensor:
+    """(2 sum p y + eps) / (sum p + sum y + eps) over all elements: eps makes two empty masks agree (1)."""
+    return (2 * (probs * target).sum() + eps) / (probs.sum() + target.sum() + eps)
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_S = CE + (1 - Dice): ``logits`` [N, 2, H, W] / [P, 2], ``target`` {0, 1} [N, 1, H, W] / [N, H, W] / [P, 1] / [P]."""
+    logits = logits.float()
+    labels = target.reshape(logits.shape[0], *logits.shape[2:]).float()
+    ce = F.cross_entropy(logits, labels.round().long())
+    dice = soft_dice(foreground_probability(logits)[:, 0], labels)
+    return ce + (1 - dice)
+
+
+# --- training -----------------------------------------------------------------------------------------
+@dataclass
+class GMaskConfig:
+    """G_mask training settings (defaults tuned on the tiny demo generator; see the tests)."""
+
+    head: str = "mlp-s"
+    attention: Attention = "full"
+    channels_per_tap: int = DEFAULT_CHANNELS_PER_TAP
+    reduction: int = DEFAULT_REDUCTION
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 3e-3
+    pixels_per_image: int = 512   # MLP heads: sampled pixels per image per step; 0 = full maps
+    dq_weight: float = 0.1        # weight of the adversarial term (eq 11) when a D_q is given
+    dq_lr: float = 1e-4
+    dq_real_images: str = "generated"  # D_q's real pairs: (G(z+), y) | "photos": (x, y), eq 12 read literally
+    checkpoint_every: int = 100
+    precise_bn: bool = True       # after training, batch-norm statistics averaged over all of D_m
+    feature_cache_mb: int = 2048  # keep D_m's generator outputs in memory when they fit this budget; 0: never
+
+    def check(self) -> None:
+        head_spec(self.head)
+        if self.attention not in ATTENTION_MODES:
+            raise SynthsodError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got '{self.attention}'")
+        if self.batch_size < 2:
+            raise SynthsodError("G_mask batch_size must be >= 2 (batch norm needs more than one image)")
+        if self.dq_real_images not in ("generated", "photos"):
+            raise SynthsodError(f"dq_real_images must be generated or photos, got '{self.dq_real_images}'")
+        if self.steps < 0 or self.checkpoint_every < 1 or self.pixels_per_image < 0:
+            raise SynthsodError("G_mask steps, checkpoint_every and pixels_per_image must be non-negative"
+                                " (checkpoint_every >= 1)")
+
+
+# Settings that may change between a run and its resumption (training longer is the point of resuming).
+_RESUMABLE_CHANGES = ("steps", "checkpoint_every", "feature_cache_mb")
+
+
+@dataclass
+class FewShotSet:
+    """D_m stacked: latents [M, z_dim], class ids [M], real images [M, 3, R, R], real masks [M, 1, R, R]."""
+
+    z: torch.Tensor
+    class_ids: torch.Tensor
+    images: torch.Tensor
+    masks: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.z.shape[0]
+
+
+def stack_pairs(pairs: Iterable[Mapping[str, Any]], resolution: int) -> FewShotSet:
+    """Stack the few-shot pairs (dicts with z, class_id, image, mask) and check their shapes."""
+    rows = list(pairs)
+    if len(rows) < 2:
+        raise SynthsodError(f"the few-shot set D_m needs at least 2 pairs (batch norm), got {len(rows)}")
+    z = torch.stack([torch.as_tensor(np.asarray(r["z"], dtype=np.float32)) for r in rows])
+    ids = torch.tensor([int(r["class_id"]) for r in rows], dtype=torch.long)
+    images = torch.stack([torch.as_tensor(r["image"], dtype=torch.float32) for r in rows])
+    masks = torch.stack([torch.as_tensor(r["mask"], dtype=torch.float32).reshape(1, *r["mask"].shape[-2:])
+                         for r in rows])
+    if images.shape[1:] != (3, resolution, resolution) or masks.shape[1:] != (1, resolution, resolution):
+        raise SynthsodError(f"few-shot pairs must hold images [3, {resolution}, {resolution}] and masks "
+                            f"[1, {resolution}, {resolution}] (the generator's resolution); got "
+                            f"{tuple(images.shape[1:])} and {tuple(masks.shape[1:])}")
+    return FewShotSet(z, ids, images, masks)
+
+
+def _step_draws(seed: int, step: int, n_pairs: int, batch_size: int, pixels: int,
+                resolution: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """This step's batch indices and pixel coordinates, a function of (seed, step) only."""
+    gen = step_generator(seed, step)
+    if n_pairs >= batch_size:
+        index = torch.randperm(n_pairs, generator=gen)[:batch_size]
+    else:
+        index = torch.randint(n_pairs, (batch_size,), generator=gen)
+    coords = torch.randint(resolution, (batch_size, pixels, 2), generator=gen) if pixels else None
+    return index, coords
+
+
+def _cache_bytes(generator: BigGANGenerator, n_pairs: int) -> int:
+    """fp32 bytes of D_m's images and tapped features."""
+    per_image = 3 * generator.resolution**2 + sum(c * h * w for c, h, w in generator.feature_shapes.values())
+    return 4 * per_image * n_pairs
+
+
+def _config_for_check(cfg: GMaskConfig) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RESUMABLE_CHANGES}
+
+
+class _Trainer:
+    """One G_mask training run: the models, the optimisers and one step's arithmetic."""
+
+    def __init__(self, generator: BigGANGenerator, data: FewShotSet, truncation: float, cfg: GMaskConfig,
+                 dq: QualityDiscriminator | None, device: torch.device, seed: int):
+        self.generator, self.data, self.truncation, self.cfg = generator, data, truncation, cfg
+        self.device, self.seed = device, seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # the initial weights depend on the seed alone
+            self.gmask = GMask(generator.feature_shapes, generator.resolution, cfg.head, cfg.attention,
+                               cfg.channels_per_tap, cfg.reduction).to(device)
+        self.opt = torch.optim.Adam(self.gmask.parameters(), lr=cfg.lr)
+        self.dq = dq.to(device) if dq is not None and cfg.dq_weight > 0 else None
+        self.dq_opt = torch.optim.Adam(self.dq.parameters(), lr=cfg.dq_lr) if self.dq is not None else None
+        self.sampled = self.gmask.per_pixel and cfg.pixels_per_image > 0 and self.dq is None
+        self.cache = self._build_cache() if _cache_bytes(generator, len(data)) <= cfg.feature_cache_mb * 2**20 else None
+
+    @torch.no_grad()
+    def _build_cache(self) -> GeneratorOutput:
+        """G(z+) and its features for all of D_m, computed once.
+
+        D_m is fixed and G frozen and deterministic, so every step would recompute these tensors
+        (equal up to the rounding differences of other batch sizes); caching them makes a step cost
+        only G_mask, so batches can be larger and batch norm's statistics steadier. A run and its
+        resumption make the same caching decision, so resuming stays exact.
+        """
+        chunks = [self.generator.generate(self.data.z[lo:lo + 16], self.data.class_ids[lo:lo + 16], self.truncation)
+                  for lo in range(0, len(self.data), 16)]
+        return GeneratorOutput(images=torch.cat([c.images for c in chunks]),
+                               features={t: torch.cat([c.features[t] for c in chunks]) for t in chunks[0].features})
+
+    @torch.no_grad()
+    def recalibrate_batchnorm(self, chunk: int = 16) -> None:
+        """Replace G_mask's batch-norm running statistics by their average over all of D_m (precise BN).
+
+        The running averages (momentum 0.1) mostly reflect the last few batches of a few images each;
+        with few shots that jitters every threshold the head learned, visibly in the held-out IoU
+        from one step to the next. Averaging the batch statistics of full-map forwards over the
+        whole few-shot set removes that noise (Wu & Johnson, "Rethinking batch in BatchNorm", 2021).
+        """
+        norms = [m for m in self.gmask.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average: the mean over all chunks
+        self.gmask.train()
+        try:
+            n_chunks = -(-len(self.data) // chunk)  # equal chunks: none of one image (GA's norm needs two)
+            for index in torch.arange(len(self.data)).tensor_split(n_chunks):
+                out = self.generate(index)
+                with autocast(self.device):
+                    self.gmask(out.features)
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+
+    def generate(self, index: torch.Tensor) -> GeneratorOutput:
+        if self.cache is None:
+            return self.generator.generate(self.data.z[index], self.data.class_ids[index], self.truncation)
+        index = index.to(self.cache.images.device)
+        return GeneratorOutput(images=self.cache.images[index],
+                               features={t: f[index] for t, f in self.cache.features.items()})
+
+    def parts(self) -> dict[str, Any]:
+        parts = {"gmask": self.gmask, "opt": self.opt}
+        if self.dq is not None:
+            parts |= {"dq": self.dq, "dq_opt": self.dq_opt}
+        return parts
+
+    def step(self, step: int) -> dict[str, float]:
+        from synthsod.sodgan.dq import adversarial_loss, dq_step
+
+        cfg, data = self.cfg, self.data
+        index, coords = _step_draws(self.seed, step, len(data), cfg.batch_size,
+                                    cfg.pixels_per_image if self.sampled else 0, self.gmask.resolution)
+        out = self.generate(index)
+        target = data.masks[index].to(self.device)
+        self.gmask.train()
+        with autocast(self.device):
+            if coords is not None:
+                logits = self.gmask.forward_pixels(out.features, coords.to(self.device))
+                target_used = gather_pixels(target, coords).reshape(-1)
+            else:
+                logits = self.gmask(out.features)
+                target_used = target
+        seg = segmentation_loss(logits, target_used)
+        losses = {"seg": seg.item()}
+        total = seg
+        if self.dq is not None:
+            fake_masks = straight_through_mask(foreground_probability(logits))
+            self.dq.requires_grad_(False)
+            adv = adversarial_loss(self.dq, out.images, fake_masks)
+            self.dq.requires_grad_(True)
+            total = seg + cfg.dq_weight * adv
+            losses["adv"] = adv.item()
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt.step()
+        if self.dq is not None:
+            real_images = out.images if cfg.dq_real_images == "generated" else data.images[index].to(self.device)
+            losses["dq"] = dq_step(self.dq, self.dq_opt, real_images, target, out.images, fake_masks.detach())
+        return losses
+
+
+def train_gmask(generator: BigGANGenerator, pairs: Iterable[Mapping[str, Any]], *, truncation: float,
+                cfg: GMaskConfig | None = None, dq: QualityDiscriminator | None = None,
+                device: torch.device | str = "cpu", checkpoint_path: str | os.PathLike | None = None,
+                seed: int = 0) -> dict[str, Any]:
+    """Train G_mask on the few-shot set D_m (``pairs``: dicts of z, class_id, image, mask); resumable.
+
+    Each step draws its batch and pixels from ``step_generator(seed, step)`` (and reseeds torch's global
+    RNG from it for any stochastic layer), so resuming from the checkpoint at step k reproduces the
+    uninterrupted run exactly. Pixel sampling is used for MLP heads with ``pixels_per_image`` > 0 and no
+    D_q (D_q judges whole masks, so with it every step computes full maps). The generator is frozen.
+
+    Returns ``{"gmask", "dq", "steps", "losses": [per-step dicts of this call], "final": last step's losses,
+    "resumed_from": step or None}``.
+    """
+    cfg = cfg or GMaskConfig()
+    cfg.check()
+    device = torch.device(device)
+    if torch.device(generator.device).type != device.type:
+        raise SynthsodError(f"generator is on {generator.device} but G_mask training was asked to run on {device}")
+    trainer = _Trainer(generator, stack_pairs(pairs, generator.resolution), truncation, cfg, dq, device, seed)
+    start = _resume(trainer, cfg, checkpoint_path)
+    history: list[dict[str, float]] = []
+    with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+          progress(total=cfg.steps, initial=start, desc="G_mask training", unit="step") as bar):
+        for step in range(start, cfg.steps):
+            torch.manual_seed(step_generator(seed, step).initial_seed() ^ 0x5EED)  # stochastic layers, if any
+            losses = trainer.step(step)
+            history.append(losses)
+            bar.set_postfix(losses)
+            bar.update()
+            done = step + 1
+            if checkpoint_path is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                save_checkpoint(checkpoint_path, done, trainer.parts(), config=_config_for_check(cfg))
+    if cfg.precise_bn:
+        trainer.recalibrate_batchnorm()
+    trainer.gmask.eval()
+    return {"gmask": trainer.gmask, "dq": trainer.dq, "steps": max(start, cfg.steps), "losses": history,
+            "final": history[-1] if history else {}, "resumed_from": start or None}
+
+
+def _resume(trainer: _Trainer, cfg: GMaskConfig, checkpoint_path: str | os.PathLike | None) -> int:
+    if checkpoint_path is None:
+        return 0
+    payload = load_checkpoint(checkpoint_path, trainer.parts())
+    if payload is None:
+        return 0
+    saved = payload.get("config")
+    if saved != _config_for_check(cfg):
+        raise SynthsodError(f"checkpoint {checkpoint_path} was written with G_mask settings {saved}, not "
+                            f"{_config_for_check(cfg)}; delete it to start over")
+    log.info("G_mask: resuming from step %d of %s", payload["step"], checkpoint_path)
+    return int(payload["step"])
+
+
+# --- inference and metrics ----------------------------------------------------------------------------
+@torch.no_grad()
+def save_gmask(path: str | os.PathLike, gmask: GMask, cfg: GMaskConfig, **info: Any) -> None:
+    """Write a trained G_mask with what :func:`load_gmask` needs to rebuild it (atomically)."""
+    payload = {"state_dict": gmask.state_dict(), "config": asdict(cfg), "resolution": gmask.resolution,
+               "feature_shapes": dict(gmask.fusion.feature_shapes), **info}
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(payload, file)
+
+
+def load_gmask(path: str | os.PathLike, device: torch.device | str = "cpu") -> GMask:
+    """The G_mask saved by :func:`save_gmask`, in eval mode on ``device``."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = payload["config"]
+        gmask = GMask(payload["feature_shapes"], payload["resolution"], head=cfg["head"],
+                      attention=cfg["attention"], channels_per_tap=cfg["channels_per_tap"],
+                      reduction=cfg["reduction"])
+        gmask.load_state_dict(payload["state_dict"])
+    except (OSError, KeyError, TypeError, RuntimeError, EOFError) as err:
+        raise SynthsodError(f"{path}: not a G_mask checkpoint ({err})") from err
+    return gmask.to(device).eval()
+
+
+@torch.no_grad()  # inference: no autograd graph over the G_mask forward
+def predict_masks(gmask: GMask, generator: BigGANGenerator, z, class_ids, truncation: float,
+                  batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generate images and G_mask's foreground probabilities: ([N, 3, R, R] in [-1, 1], [N, 1, R, R]) on CPU."""
+    z = torch.as_tensor(np.asarray(z, dtype=np.float32)) if not torch.is_tensor(z) else z.float()
+    class_ids = torch.as_tensor(np.asarray(class_ids), dtype=torch.long)
+    was_training = gmask.training
+    gmask.eval()
+    images, probs = [], []
+    try:
+        with progress(total=z.shape[0], desc="G_mask prediction", unit="image") as bar:
+            for lo in range(0, z.shape[0], batch_size):
+                out = generator.generate(z[lo:lo + batch_size], class_ids[lo:lo + batch_size], truncation)
+                with autocast(generator.device):
+                    logits = gmask(out.features)
+                images.append(out.images.cpu())
+                probs.append(foreground_probability(logits).cpu())
+                bar.update(len(out.images))
+    finally:
+        gmask.train(was_training)
+    return torch.cat(images), torch.cat(probs)
+
+
+def mask_metrics(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> dict[str, float]:
+    """Mean per-image IoU and Dice of ``probs > threshold`` against binary ``targets`` (both [N, 1, H, W]).
+
+    An image whose prediction and target are both empty scores 1 on both (nothing to find, nothing found).
+    """
+    pred = (probs > threshold).flatten(1)
+    true = (targets > 0.5).flatten(1)
+    inter = (pred & true).sum(1).double()
+    union = (pred | true).sum(1).double()
+    sizes = pred.sum(1).double() + true.sum(1).double()
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    dice = torch.where(sizes > 0, 2 * inter / sizes.clamp(min=1), torch.ones_like(sizes))
+    return {"iou": float(iou.mean()), "dice": float(dice.mean())}
+
+
+__all__ = ["ATTENTION_MODES", "HEADS", "FeatureFusion", "GMask", "GMaskConfig", "OmniAttention", "create_head",
+           "foreground_probability", "gmask_parameter_count", "mask_metrics", "naive_fusion", "predict_masks",
+           "segmentation_loss", "train_gmask", "upsample_mean_weights", "upsampled_mean"]

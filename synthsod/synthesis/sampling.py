@@ -1,0 +1,230 @@
+"""The sampling core of the synthetic data factory: latents, shard plan, direction-shift masks, filters.
+
+A named run (config ``runs:``) wants ``pairs`` kept image–mask pairs in shards of ``rows_per_shard``.
+This module is backend-neutral (numpy only, no torch, no TensorFlow): the generator and the mask
+method come in as a :data:`Propose` callable, so the same code serves BigGAN with G_mask
+(:mod:`synthsod.synthesis.biggan_sampling`), BigGAN with a direction shift, and BigBiGAN (TensorFlow).
+
+Candidate indices
+    Shard ``k`` draws candidates from its own block of global indices,
+    ``k * stride, k * stride + 1, ...`` with ``stride = rows_per_shard * max_candidates_factor``, and
+    keeps the first ``rows`` that pass every filter, in index order. Every candidate's randomness
+    derives from ``(seed, global index)`` alone and the filters judge each candidate on its own, so a
+    shard's rows depend neither on the batch size nor on which job or in what order the shards run;
+    and raising ``pairs`` only appends shards (the earlier ones stay valid). When a shard's block is
+    used up before it has its rows, the run fails with the kept rate and what to change.
+
+Latents
+    :class:`synthsod.generators.latents.LatentSource`: the truncated prior, or inverted latents (DEN inversions
+    of the training set, BigBiGAN encoder embeddings) plus ``alpha`` x N(0, I).
+
+Direction-shift masks (E-BigBiGAN)
+    With ``h`` the direction scaled to norm ``shift``, the grey level ``0.2989 R + 0.587 G + 0.114 B``
+    of the shifted image G(z + h) is compared with that of G(z) pixel by pixel (``compare: base``), or
+    with its own mean (``compare: mean``, which needs no forward pass of G(z) for the mask; G(z) is
+    still the stored image). Foreground is where the shifted image is brighter.
+
+Filters (each optional, in this order, each counting its rejections)
+    ``components`` keeps the components at least ``fraction`` x the largest (it cleans, rejects
+    nothing); ``size`` rejects foreground fractions outside [min, max]; ``histogram`` rejects when the
+    grey-scaled shifted image (or the image itself for G_mask runs) has an interior histogram peak;
+    ``dq`` rejects D_q scores below the threshold (a fixed one, or the ``keep_top`` quantile fixed
+    once per run on calibration candidates: :func:`calibration_indices`). D_q scores only the
+    candidates that passed the cheaper filters. :mod:`synthsod.synthesis.filters` holds the filter functions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from synthsod.errors import SynthsodError
+from synthsod.synthesis.filters import drop_small_components, histogram_ok, mask_size_ok
+from synthsod.core.images import nhwc_gray, to_uint8_nhwc
+from synthsod.directions.shift import check_comparison, shift_masks, unit_shift
+from synthsod.generators.latents import LatentSource
+from synthsod.synthesis.filter_spec import FILTER_ORDER, FilterSpec
+from synthsod.names import shard_count, shard_rows  # noqa: F401 (re-exported)
+from synthsod.core.progress import progress
+
+CALIBRATION_FIRST_INDEX = 2**50  # calibration candidates: indices no shard reaches
+REJECTED_EXAMPLES_PER_FILTER = 4
+
+
+# --- shard plan ------------------------------------------------------------------------------------
+def candidate_block(shard: int, rows_per_shard: int, max_candidates_factor: int) -> range:
+    """The global candidate indices shard ``shard`` may draw from, in order."""
+    stride = rows_per_shard * max_candidates_factor
+    return range(shard * stride, (shard + 1) * stride)
+
+
+def calibration_indices(count: int) -> range:
+    return range(CALIBRATION_FIRST_INDEX, CALIBRATION_FIRST_INDEX + count)
+
+
+def sample_id(run: str, index: int) -> str:
+    return f"{run}-{index:016d}"
+
+
+# --- direction-shift masks -------------------------------------------------------------------------
+
+
+
+
+# --- candidates and filters ------------------------------------------------------------------------
+@dataclass
+class Candidate:
+    """One generated sample before filtering."""
+
+    index: int
+    z: np.ndarray
+    class_id: int | None
+    image: np.ndarray                      # uint8 HxWx3
+    mask: np.ndarray                       # bool HxW, before the components filter
+    histogram_gray: np.ndarray             # grey image [0, 1] the histogram filter judges
+    direction: str | None = None
+    shift: float | None = None
+    components: int = 0
+    dq_score: float | None = None
+
+
+Propose = Callable[[Sequence[int]], list[Candidate]]
+Score = Callable[[list[np.ndarray], list[np.ndarray]], np.ndarray]  # images, masks -> D_q scores
+
+
+def shift_proposer(render: Callable[[np.ndarray, np.ndarray | None], np.ndarray], latents: LatentSource,
+                   direction: np.ndarray, shift: float, compare: str = "base", direction_name: str = "h"
+                   ) -> Propose:
+    """Candidates from a direction shift; ``render(z, class_ids)`` gives float NHWC images in [-1, 1]."""
+    h = unit_shift(direction, shift)
+    if h.shape[0] != latents.z_dim:
+        raise SynthsodError(f"direction {direction_name} has {h.shape[0]} dimensions; the generator's z has "
+                            f"{latents.z_dim}")
+    check_comparison(compare)
+
+    def propose(indices: Sequence[int]) -> list[Candidate]:
+        z, ids = latents.draw(indices)
+        base = render(z, ids)
+        gray_shifted = nhwc_gray(render(z + h, ids))
+        masks = shift_masks(gray_shifted, nhwc_gray(base) if compare == "base" else None, compare)
+        images = to_uint8_nhwc(base)
+        return [Candidate(index=int(i), z=z[n], class_id=None if ids is None else int(ids[n]), image=images[n],
+                          mask=masks[n], histogram_gray=gray_shifted[n], direction=direction_name,
+                          shift=float(shift))
+                for n, i in enumerate(indices)]
+
+    return propose
+
+
+def cheap_filters(candidate: Candidate, spec: FilterSpec) -> str | None:
+    """Apply components / size / histogram to ``candidate`` (cleaning its mask); return the rejecting
+    filter's name or None."""
+    if spec.components is not None:
+        candidate.mask, candidate.components = drop_small_components(
+            candidate.mask, spec.components["fraction"], spec.components.get("connectivity", 4))
+    else:
+        candidate.components = drop_small_components(candidate.mask, 0.0)[1]
+    if spec.size is not None and not mask_size_ok(candidate.mask, spec.size["min"], spec.size["max"]):
+        return "size"
+    if spec.histogram is not None and not histogram_ok(
+            candidate.histogram_gray, spec.histogram["bins"], spec.histogram["window"], spec.histogram["strict"]):
+        return "histogram"
+    return None
+
+
+@dataclass
+class ShardResult:
+    kept: list[Candidate]
+    candidates: int                                  # candidates judged up to the last kept one
+    rejections: Counter = field(default_factory=Counter)
+    rejected: list[tuple[Candidate, str]] = field(default_factory=list)  # a few examples per filter
+
+    def stats(self) -> dict[str, Any]:
+        return {"kept": len(self.kept), "candidates": self.candidates,
+                "rejected": {name: self.rejections.get(name, 0) for name in FILTER_ORDER},
+                "examples": [{"index": c.index, "filter": name} for c, name in self.rejected]}
+
+
+def judge(propose: Propose, indices: Sequence[int], spec: FilterSpec, score: Score | None,
+          dq_threshold: float | None) -> list[tuple[Candidate, str | None]]:
+    """Generate ``indices`` and run every filter: (candidate, rejecting filter or None) in index order."""
+    verdicts = [(c, cheap_filters(c, spec)) for c in propose(indices)]
+    if spec.dq is not None:
+        if score is None or dq_threshold is None:
+            raise SynthsodError("the dq filter needs a D_q model and a threshold")
+        survivors = [c for c, reason in verdicts if reason is None]
+        if survivors:
+            scores = score([c.image for c in survivors], [c.mask for c in survivors])
+            for c, s in zip(survivors, scores):
+                c.dq_score = float(s)
+        verdicts = [(c, "dq" if reason is None and c.dq_score < dq_threshold else reason)
+                    for c, reason in verdicts]
+    return verdicts
+
+
+def sample_shard(propose: Propose, spec: FilterSpec, *, rows: int, block: range, batch_size: int,
+                 score: Score | None = None, dq_threshold: float | None = None,
+                 where: str = "shard") -> ShardResult:
+    """The first ``rows`` candidates of ``block`` that pass every filter.
+
+    Candidates are judged in batches of ``batch_size``; only those up to the last kept one count.
+    Raises SynthsodError (naming ``where``) when the block runs out first. The progress bar ``where``
+    counts kept pairs.
+    """
+    result = ShardResult(kept=[], candidates=0)
+    examples: Counter = Counter()
+    with progress(total=rows, desc=where, unit="pair") as bar:
+        for lo in range(0, len(block), batch_size):
+            for candidate, reason in judge(propose, block[lo:lo + batch_size], spec, score, dq_threshold):
+                result.candidates += 1
+                bar.set_postfix(candidates=result.candidates)
+                if reason is None:
+                    result.kept.append(candidate)
+                    bar.update()
+                    if len(result.kept) == rows:
+                        return result
+                else:
+                    result.rejections[reason] += 1
+                    if examples[reason] < REJECTED_EXAMPLES_PER_FILTER:
+                        examples[reason] += 1
+                        result.rejected.append((candidate, reason))
+    rate = len(result.kept) / max(result.candidates, 1)
+    raise SynthsodError(
+        f"{where}: only {len(result.kept)} of {rows} pairs kept after {result.candidates} candidates (kept rate "
+        f"{rate:.1%}; rejected {dict(result.rejections)}); loosen the filters or raise max_candidates_factor")
+
+
+def shard_row(run: str, candidate: Candidate, *, generator: str, seed: int, truncation: float | None,
+              filters: Sequence[str]) -> dict[str, Any]:
+    """A candidate as a :mod:`synthsod.synthesis.shards` row."""
+    return {
+        "id": sample_id(run, candidate.index), "image": candidate.image, "mask": candidate.mask,
+        "seed": seed, "index": candidate.index, "generator": generator, "class": candidate.class_id,
+        "truncation": truncation, "latent": candidate.z, "direction": candidate.direction,
+        "shift": candidate.shift, "dq_score": candidate.dq_score,
+        "mask_fraction": float(np.mean(candidate.mask)), "components": candidate.components,
+        "filters": list(filters),
+    }
+
+
+def merge_stats(shard_stats: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per-shard statistics -> the run's filter report: totals, kept rate, per-filter counts, examples."""
+    rejected = Counter()
+    for stats in shard_stats:
+        rejected.update(stats["rejected"])
+    kept = sum(s["kept"] for s in shard_stats)
+    candidates = sum(s["candidates"] for s in shard_stats)
+    return {
+        "kept": kept, "candidates": candidates, "kept_rate": kept / candidates if candidates else None,
+        "rejected": {name: rejected.get(name, 0) for name in FILTER_ORDER},
+        "shards": [dict(s) for s in shard_stats],
+    }
+
+
+__all__ = ["CALIBRATION_FIRST_INDEX", "Candidate", "FILTER_ORDER", "FilterSpec", "LatentSource", "ShardResult",
+           "calibration_indices", "candidate_block", "cheap_filters", "judge", "merge_stats", "sample_id",
+           "sample_shard", "shard_count", "shard_row", "shard_rows", "shift_proposer"]
