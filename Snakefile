@@ -33,6 +33,7 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         prepared_manifests(),
         scene_targets(),
@@ -41,4 +42,3 @@ rule all:
         sampling_targets(),
         sod_targets(),
         report_targets(),
-    default_target: True

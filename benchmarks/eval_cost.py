@@ -92,8 +92,10 @@ def write_pairs(root: Path, count: int, shape: tuple[int, int]) -> tuple[Path, P
 def read_pairs(pred_dir: Path, gt_dir: Path):
     """The plain loop's reading: (prediction, ground truth) uint8 arrays by sorted file name."""
     for name in sorted(p.name for p in gt_dir.iterdir()):
-        yield (cv2.imread(str(pred_dir / name), cv2.IMREAD_GRAYSCALE),
-               cv2.imread(str(gt_dir / name), cv2.IMREAD_GRAYSCALE))
+        yield (
+            cv2.imread(str(pred_dir / name), cv2.IMREAD_GRAYSCALE),
+            cv2.imread(str(gt_dir / name), cv2.IMREAD_GRAYSCALE),
+        )
 
 
 def plain_pysodmetrics(pred_dir: Path, gt_dir: Path) -> dict[str, float]:
@@ -106,10 +108,17 @@ def plain_pysodmetrics(pred_dir: Path, gt_dir: Path) -> dict[str, float]:
         for metric in (fm, wfm, sm, em, mae):
             metric.step(pred=pred, gt=gt)
     f, e = fm.get_results()["fm"], em.get_results()["em"]
-    return {"mae": float(mae.get_results()["mae"]), "s_measure": float(sm.get_results()["sm"]),
-            "weighted_f": float(wfm.get_results()["wfm"]),
-            "max_f": float(f["curve"].max()), "mean_f": float(f["curve"].mean()), "adp_f": float(f["adp"]),
-            "max_e": float(e["curve"].max()), "mean_e": float(e["curve"].mean()), "adp_e": float(e["adp"])}
+    return {
+        "mae": float(mae.get_results()["mae"]),
+        "s_measure": float(sm.get_results()["sm"]),
+        "weighted_f": float(wfm.get_results()["wfm"]),
+        "max_f": float(f["curve"].max()),
+        "mean_f": float(f["curve"].mean()),
+        "adp_f": float(f["adp"]),
+        "max_e": float(e["curve"].max()),
+        "mean_e": float(e["curve"].mean()),
+        "adp_e": float(e["adp"]),
+    }
 
 
 def metrics_only(pred_dir: Path, gt_dir: Path) -> dict[str, float]:
@@ -122,10 +131,14 @@ def metrics_only(pred_dir: Path, gt_dir: Path) -> dict[str, float]:
 
 def agreement(ours: dict[str, float], plain: dict[str, float]) -> dict[str, object]:
     """Per shared scalar: both values and |difference|; ``agree`` when every difference <= TOLERANCE."""
-    values = {name: {"ours": ours[name], "plain": plain[name], "abs_diff": abs(ours[name] - plain[name])}
-              for name in SHARED}
-    return {"agree": all(v["abs_diff"] <= TOLERANCE for v in values.values()), "tolerance": TOLERANCE,
-            "metrics": values}
+    values = {
+        name: {"ours": ours[name], "plain": plain[name], "abs_diff": abs(ours[name] - plain[name])} for name in SHARED
+    }
+    return {
+        "agree": all(v["abs_diff"] <= TOLERANCE for v in values.values()),
+        "tolerance": TOLERANCE,
+        "metrics": values,
+    }
 
 
 def measure(count: int, shape: tuple[int, int], repeats: int) -> dict[str, object]:
@@ -137,8 +150,10 @@ def measure(count: int, shape: tuple[int, int], repeats: int) -> dict[str, objec
             "plain": lambda: plain_pysodmetrics(pred_dir, gt_dir),
             "metrics_only": lambda: metrics_only(pred_dir, gt_dir),
         }
-        times = rounds({name: lambda _, name=name, fn=fn: results.__setitem__(name, fn())
-                        for name, fn in loops.items()}, [range(count)] * (repeats + 1))
+        times = rounds(
+            {name: lambda _, name=name, fn=fn: results.__setitem__(name, fn()) for name, fn in loops.items()},
+            [range(count)] * (repeats + 1),
+        )
     row: dict[str, object] = {f"{name}_images_per_s": 1 / min(t) for name, t in times.items()}
     row["ratio_ours_to_plain"] = row["ours_images_per_s"] / row["plain_images_per_s"]
     row["rounds_s_per_image"] = times
@@ -151,13 +166,16 @@ def markdown(row: dict, count: int, shape: tuple[int, int]) -> str:
     ours, plain, only = (row[f"{name}_images_per_s"] for name in LOOPS)
     agree = row["agreement"]
     worst = max(v["abs_diff"] for v in agree["metrics"].values())
-    return "\n".join([
-        f"{count} pairs of {shape[0]}x{shape[1]} PNGs; images/s, best round.", "",
-        "| ours (evaluate_folders) | plain pysodmetrics loop | ours / plain | our metrics on cv2 reading"
-        " | shared metrics agree (max abs diff) |",
-        "|---|---|---|---|---|",
-        f"| {ours:.1f} | {plain:.1f} | {ours / plain:.2f} | {only:.1f} | {agree['agree']} ({worst:.1e}) |",
-    ])
+    return "\n".join(
+        [
+            f"{count} pairs of {shape[0]}x{shape[1]} PNGs; images/s, best round.",
+            "",
+            "| ours (evaluate_folders) | plain pysodmetrics loop | ours / plain | our metrics on cv2 reading"
+            " | shared metrics agree (max abs diff) |",
+            "|---|---|---|---|---|",
+            f"| {ours:.1f} | {plain:.1f} | {ours / plain:.2f} | {only:.1f} | {agree['agree']} ({worst:.1e}) |",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -171,8 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     shape = (args.height, args.width)
     start = time.perf_counter()
     row = measure(args.images, shape, args.repeats)
-    result = {"settings": vars(args) | {"out": str(args.out)}, "runtime_s": time.perf_counter() - start,
-              "results": row}
+    result = {"settings": vars(args) | {"out": str(args.out)}, "runtime_s": time.perf_counter() - start, "results": row}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(markdown(row, args.images, shape))

@@ -38,7 +38,6 @@ sys.path.insert(0, str(REPO))
 
 from pytorch_pretrained_biggan import BigGAN, BigGANConfig  # noqa: E402
 
-from synthsod.sodgan.dq import QualityDiscriminator  # noqa: E402
 from synthsod.generators.biggan import (  # noqa: E402
     PRETRAINED_CONFIGS,
     BigGANGenerator,
@@ -48,6 +47,7 @@ from synthsod.generators.biggan import (  # noqa: E402
 )
 from synthsod.generators.latents import sample_latents  # noqa: E402
 from synthsod.generators.tiny import initialise_random_biggan  # noqa: E402
+from synthsod.sodgan.dq import QualityDiscriminator  # noqa: E402
 from synthsod.sodgan.gmask import GMask, foreground_probability, naive_fusion  # noqa: E402
 
 TRUNCATION = 0.4
@@ -62,8 +62,9 @@ def build_generator(resolution: int, device: str = "cpu") -> BigGANGenerator:
     """Random-init BigGAN-deep of the released architecture, made finite on the CPU, then moved to ``device``."""
     name = model_name(resolution)
     torch.manual_seed(0)
-    net = initialise_random_biggan(BigGAN(BigGANConfig.from_dict(PRETRAINED_CONFIGS[name])),
-                                   warmup_batches=1, batch_size=2)
+    net = initialise_random_biggan(
+        BigGAN(BigGANConfig.from_dict(PRETRAINED_CONFIGS[name])), warmup_batches=1, batch_size=2
+    )
     return BigGANGenerator(use_exact_truncation(net), name, device=device)
 
 
@@ -122,8 +123,9 @@ def memory_probe(resolution: int, mode: str) -> dict[str, float]:
 
 
 def measure_memory(resolution: int, mode: str) -> float:
-    out = subprocess.run([sys.executable, __file__, "--_probe", str(resolution), mode],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--_probe", str(resolution), mode], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["rise_MiB"]
 
 
@@ -179,7 +181,8 @@ def markdown(rows: dict[int, dict[str, float]]) -> str:
             f" | {r['fused_s']:.4f} | {r['naive_s']:.3f} | {r['naive_s'] / r['fused_s']:.0f}"
             f" | {r['fused_MiB']:.1f} / {r['fused_rss_MiB']:.0f}"
             f" | {r['naive_tap_MiB']:.0f} / {r['naive_stack_MiB']:.0f} / {r['naive_rss_MiB']:.0f}"
-            f" | {r['naive_tap_MiB'] / r['fused_MiB']:.0f} (stack {r['naive_stack_MiB'] / r['fused_MiB']:.0f})|")
+            f" | {r['naive_tap_MiB'] / r['fused_MiB']:.0f} (stack {r['naive_stack_MiB'] / r['fused_MiB']:.0f})|"
+        )
     return "\n".join(lines)
 
 
@@ -195,8 +198,11 @@ def main(argv: list[str] | None = None) -> dict:
         probe = memory_probe(int(args._probe[0]), args._probe[1])
         print(json.dumps(probe))
         return probe
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU fp32, batch {args.batch},"
-          f" best of {args.repeats} after a warm-up", flush=True)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU fp32, batch {args.batch},"
+        f" best of {args.repeats} after a warm-up",
+        flush=True,
+    )
     rows = {}
     for res in args.resolutions:
         rows[res] = measure(res, args.batch, args.repeats)

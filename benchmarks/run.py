@@ -62,9 +62,9 @@ import gmask_cost  # noqa: E402
 import sample_cost  # noqa: E402
 from gmask_cost import REPO, TRUNCATION, build_generator, timed  # noqa: E402
 
-from synthsod.sodgan.gmask import GMask, foreground_probability  # noqa: E402
 from synthsod.core.gpu import autocast  # noqa: E402
 from synthsod.generators.latents import sample_latents  # noqa: E402
+from synthsod.sodgan.gmask import GMask, foreground_probability  # noqa: E402
 
 CUDA_RESOLUTION = 256
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, FLOP/s; the first name that is
@@ -82,10 +82,12 @@ PEAK_BF16_FLOPS = (
 )
 SIZES = {
     "default": {"sample_cost": [], "gmask_cost": [], "eval_cost": [], "cuda": {"batch": 32, "repeats": 10}},
-    "quick": {"sample_cost": ["--resolutions", "128", "--batch", "2", "--repeats", "2", "--writer-rows", "8"],
-              "gmask_cost": ["--resolutions", "128", "--batch", "1", "--repeats", "1"],
-              "eval_cost": ["--images", "10", "--repeats", "1"],
-              "cuda": {"batch": 8, "repeats": 2}},
+    "quick": {
+        "sample_cost": ["--resolutions", "128", "--batch", "2", "--repeats", "2", "--writer-rows", "8"],
+        "gmask_cost": ["--resolutions", "128", "--batch", "1", "--repeats", "1"],
+        "eval_cost": ["--images", "10", "--repeats", "1"],
+        "cuda": {"batch": 8, "repeats": 2},
+    },
 }
 
 
@@ -166,15 +168,18 @@ def cuda_bf16(batch: int, repeats: int) -> dict[str, object]:
         gen.generate(z[:1], ids[:1], TRUNCATION, with_features=False)
 
     result: dict[str, object] = {
-        "model": gen.name, "flops_counted_on": device,
+        "model": gen.name,
+        "flops_counted_on": device,
         "generator_gflop_per_image": counted_gflop(bare_one),
         "pair_gflop": counted_gflop(lambda: pairs_on_device(gen, gmask, z[:1], ids[:1])),  # what is timed below
         "timed": "generator forward with feature taps + G_mask masks under bf16 autocast, on the device"
-                 " (no host copies)",
+        " (no host copies)",
     }
     if device != "cuda":
-        return result | {"skipped": True, "reason": f"no CUDA device (torch {torch.__version__}:"
-                                                    " torch.cuda.is_available() is False)"}
+        return result | {
+            "skipped": True,
+            "reason": f"no CUDA device (torch {torch.__version__}: torch.cuda.is_available() is False)",
+        }
     torch.backends.cudnn.benchmark = True
 
     def synced_batch():
@@ -186,16 +191,22 @@ def cuda_bf16(batch: int, repeats: int) -> dict[str, object]:
     peak = peak_bf16_flops(name)
     flops_per_s = batch / seconds * result["pair_gflop"] * 1e9
     return result | {
-        "skipped": False, "device": name, "batch": batch, "repeats": repeats, "pairs_per_s": batch / seconds,
-        "achieved_tflops": flops_per_s / 1e12, "peak_bf16_tflops": None if peak is None else peak / 1e12,
+        "skipped": False,
+        "device": name,
+        "batch": batch,
+        "repeats": repeats,
+        "pairs_per_s": batch / seconds,
+        "achieved_tflops": flops_per_s / 1e12,
+        "peak_bf16_tflops": None if peak is None else peak / 1e12,
         "fraction_of_peak": fraction_of_peak(name, flops_per_s),
         "fraction_reason": None if peak is not None else f"no bf16 peak known for {name!r} (PEAK_BF16_FLOPS)",
     }
 
 
 # --- figures: one row of the table each --------------------------------------------------------------
-def figure(what: str, text: str, value: float | None, unit: str, ratio: float | None = None,
-           ratio_what: str | None = None) -> dict[str, object]:
+def figure(
+    what: str, text: str, value: float | None, unit: str, ratio: float | None = None, ratio_what: str | None = None
+) -> dict[str, object]:
     return {"what": what, "figure": text, "value": value, "unit": unit, "ratio": ratio, "ratio_what": ratio_what}
 
 
@@ -203,12 +214,27 @@ def sampling_figures(sample: dict) -> list[dict]:
     batch, rows = sample["settings"]["batch"], []
     for model, r in sample["results"].items():
         bare, gm, shift = r["bare_s"], r["gmask_pipeline_s"], r["direction_pipeline_s"]
-        rows.append(figure(f"{model}: G_mask pipeline (G + taps, G_mask, components/size filters, D_q) vs bare G;"
-                           f" CPU fp32, batch {batch}",
-                           f"{1 / gm:.2f} pairs/s (bare G {1 / bare:.2f})", 1 / gm, "pairs/s",
-                           gm / bare, "time / bare"))
-        rows.append(figure(f"{model}: direction-shift pipeline (G(z), G(z+h), filters) vs 2 bare G forwards",
-                           f"{1 / shift:.2f} pairs/s", 1 / shift, "pairs/s", shift / (2 * bare), "time / 2 bare"))
+        rows.append(
+            figure(
+                f"{model}: G_mask pipeline (G + taps, G_mask, components/size filters, D_q) vs bare G;"
+                f" CPU fp32, batch {batch}",
+                f"{1 / gm:.2f} pairs/s (bare G {1 / bare:.2f})",
+                1 / gm,
+                "pairs/s",
+                gm / bare,
+                "time / bare",
+            )
+        )
+        rows.append(
+            figure(
+                f"{model}: direction-shift pipeline (G(z), G(z+h), filters) vs 2 bare G forwards",
+                f"{1 / shift:.2f} pairs/s",
+                1 / shift,
+                "pairs/s",
+                shift / (2 * bare),
+                "time / 2 bare",
+            )
+        )
     return rows
 
 
@@ -217,21 +243,42 @@ def writer_figures(sample: dict) -> list[dict]:
     for model, r in sample["results"].items():
         for key, label in (("png", "PNG"), ("jpeg95", "JPEG 95")):
             rate = r[f"writer_{key}_pairs_per_s_core"]
-            rows.append(figure(f"{model}: write_shard of {r['writer_rows']} pairs, {label} images, 1 core",
-                               f"{rate:.0f} pairs/s/core ({r[f'writer_{key}_image_kB']:.0f} kB/image)", rate,
-                               "pairs/s/core", rate * r["bare_s"], "x bare G pairs/s"))
+            rows.append(
+                figure(
+                    f"{model}: write_shard of {r['writer_rows']} pairs, {label} images, 1 core",
+                    f"{rate:.0f} pairs/s/core ({r[f'writer_{key}_image_kB']:.0f} kB/image)",
+                    rate,
+                    "pairs/s/core",
+                    rate * r["bare_s"],
+                    "x bare G pairs/s",
+                )
+            )
     return rows
 
 
 def fusion_figures(fusion: dict) -> list[dict]:
     rows = []
     for model, r in fusion["results"].items():
-        rows.append(figure(f"{model}: G_mask feature fusion, fused vs naive (upsample every tap), batch 1",
-                           f"fused {1 / r['fused_s']:.0f} images/s (naive {1 / r['naive_s']:.1f})",
-                           1 / r["fused_s"], "images/s", r["naive_s"] / r["fused_s"], "naive / fused time"))
-        rows.append(figure(f"{model}: fusion peak-RSS rise of one call (fresh process), fused vs naive",
-                           f"fused {r['fused_rss_MiB']:.0f} MiB (naive {r['naive_rss_MiB']:.0f})",
-                           r["fused_rss_MiB"], "MiB", r["naive_rss_MiB"] / r["fused_rss_MiB"], "naive / fused memory"))
+        rows.append(
+            figure(
+                f"{model}: G_mask feature fusion, fused vs naive (upsample every tap), batch 1",
+                f"fused {1 / r['fused_s']:.0f} images/s (naive {1 / r['naive_s']:.1f})",
+                1 / r["fused_s"],
+                "images/s",
+                r["naive_s"] / r["fused_s"],
+                "naive / fused time",
+            )
+        )
+        rows.append(
+            figure(
+                f"{model}: fusion peak-RSS rise of one call (fresh process), fused vs naive",
+                f"fused {r['fused_rss_MiB']:.0f} MiB (naive {r['naive_rss_MiB']:.0f})",
+                r["fused_rss_MiB"],
+                "MiB",
+                r["naive_rss_MiB"] / r["fused_rss_MiB"],
+                "naive / fused memory",
+            )
+        )
     return rows
 
 
@@ -240,29 +287,49 @@ def evaluation_figures(evaluation: dict) -> list[dict]:
     data = f"{s['images']} PNG pairs {s['height']}x{s['width']}"
     agree = "agree" if r["agreement"]["agree"] else "DISAGREE"
     return [
-        figure(f"evaluate_folders (PIL, checks, all protocol metrics) vs plain pysodmetrics loop (cv2, 5 metrics);"
-               f" {data}; shared metrics {agree}",
-               f"{r['ours_images_per_s']:.1f} images/s (plain {r['plain_images_per_s']:.1f})",
-               r["ours_images_per_s"], "images/s", r["ratio_ours_to_plain"], "ours / plain"),
-        figure(f"our metrics (SODMetrics) on the plain loop's cv2 reading vs plain pysodmetrics; {data}",
-               f"{r['metrics_only_images_per_s']:.1f} images/s", r["metrics_only_images_per_s"], "images/s",
-               r["metrics_only_images_per_s"] / r["plain_images_per_s"], "metrics only / plain"),
+        figure(
+            f"evaluate_folders (PIL, checks, all protocol metrics) vs plain pysodmetrics loop (cv2, 5 metrics);"
+            f" {data}; shared metrics {agree}",
+            f"{r['ours_images_per_s']:.1f} images/s (plain {r['plain_images_per_s']:.1f})",
+            r["ours_images_per_s"],
+            "images/s",
+            r["ratio_ours_to_plain"],
+            "ours / plain",
+        ),
+        figure(
+            f"our metrics (SODMetrics) on the plain loop's cv2 reading vs plain pysodmetrics; {data}",
+            f"{r['metrics_only_images_per_s']:.1f} images/s",
+            r["metrics_only_images_per_s"],
+            "images/s",
+            r["metrics_only_images_per_s"] / r["plain_images_per_s"],
+            "metrics only / plain",
+        ),
     ]
 
 
 def cuda_figures(cuda: dict) -> list[dict]:
     counted_on = cuda["flops_counted_on"]
-    flops = figure(f"{cuda['model']}: FLOPs per pair by torch's FlopCounterMode (counted on {counted_on})",
-                   f"{cuda['pair_gflop']:.1f} GFLOP/pair (generator alone {cuda['generator_gflop_per_image']:.1f})",
-                   cuda["pair_gflop"], "GFLOP/pair")
+    flops = figure(
+        f"{cuda['model']}: FLOPs per pair by torch's FlopCounterMode (counted on {counted_on})",
+        f"{cuda['pair_gflop']:.1f} GFLOP/pair (generator alone {cuda['generator_gflop_per_image']:.1f})",
+        cuda["pair_gflop"],
+        "GFLOP/pair",
+    )
     what = f"{cuda['model']}: generator + G_mask pairs/s, bf16 autocast on CUDA"
     if cuda["skipped"]:
         return [flops, figure(what, f"skipped: {cuda['reason']}", None, "pairs/s")]
     fraction = cuda["fraction_of_peak"]
-    return [flops, figure(f"{what}, {cuda['device']}, batch {cuda['batch']}",
-                          f"{cuda['pairs_per_s']:.0f} pairs/s ({cuda['achieved_tflops']:.0f} TFLOP/s)",
-                          cuda["pairs_per_s"], "pairs/s", fraction,
-                          "of bf16 peak" if fraction is not None else cuda["fraction_reason"])]
+    return [
+        flops,
+        figure(
+            f"{what}, {cuda['device']}, batch {cuda['batch']}",
+            f"{cuda['pairs_per_s']:.0f} pairs/s ({cuda['achieved_tflops']:.0f} TFLOP/s)",
+            cuda["pairs_per_s"],
+            "pairs/s",
+            fraction,
+            "of bf16 peak" if fraction is not None else cuda["fraction_reason"],
+        ),
+    ]
 
 
 # --- the report --------------------------------------------------------------------------------------
@@ -272,8 +339,10 @@ def markdown(report: dict) -> str:
         f"Benchmarks ({report['settings']['size']} sizes) of {m['date']}, commit {(m['git_commit'] or '?')[:10]}"
         f"{' (with uncommitted changes)' if m['git_dirty'] else ''}, in {report['runtime_s']:.0f} s: {m['cpu']},"
         f" {m['cores']} cores, {m['ram_GiB']} GiB RAM, torch {m['torch']}, GPU {m['gpu'] or 'none'};"
-        f" other processes used {m['other_processes_cores']} cores on average meanwhile.", "",
-        "| benchmark | what | figure | ratio |", "|---|---|---|---|",
+        f" other processes used {m['other_processes_cores']} cores on average meanwhile.",
+        "",
+        "| benchmark | what | figure | ratio |",
+        "|---|---|---|---|",
     ]
     for name, bench in report["benchmarks"].items():
         for f in bench["figures"]:
@@ -296,8 +365,10 @@ def stage(title: str, fn, stages: dict[str, dict]):
     section(title)
     meter = load_meter()
     result = fn()
-    stages[title] = {"runtime_s": time.perf_counter() - meter[0],
-                     "other_processes_cores": sample_cost.others_cores(*meter)}
+    stages[title] = {
+        "runtime_s": time.perf_counter() - meter[0],
+        "other_processes_cores": sample_cost.others_cores(*meter),
+    }
     return result
 
 
@@ -310,25 +381,37 @@ def main(argv: list[str] | None = None) -> dict:
     sizes = SIZES[size]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     meter, stages = load_meter(), {}
-    sample = stage("sampling and shard writer (sample_cost)", lambda: sample_cost.main(
-        [*sizes["sample_cost"], "--out", str(args.out_dir / "sample_cost.json")]), stages)
+    sample = stage(
+        "sampling and shard writer (sample_cost)",
+        lambda: sample_cost.main([*sizes["sample_cost"], "--out", str(args.out_dir / "sample_cost.json")]),
+        stages,
+    )
     fusion = stage("fusion (gmask_cost)", lambda: gmask_cost.main(sizes["gmask_cost"]), stages)
-    evaluation = stage("evaluation (eval_cost)", lambda: eval_cost.main(
-        [*sizes["eval_cost"], "--out", str(args.out_dir / "eval_cost.json")]), stages)
+    evaluation = stage(
+        "evaluation (eval_cost)",
+        lambda: eval_cost.main([*sizes["eval_cost"], "--out", str(args.out_dir / "eval_cost.json")]),
+        stages,
+    )
     cuda = stage("CUDA bf16 throughput", lambda: cuda_bf16(**sizes["cuda"]), stages)
     print(json.dumps(cuda), flush=True)
 
     machine = machine_info() | {"other_processes_cores": sample_cost.others_cores(*meter)}
     report = {
-        "machine": machine, "settings": {"size": size, **sizes}, "runtime_s": time.perf_counter() - meter[0],
+        "machine": machine,
+        "settings": {"size": size, **sizes},
+        "runtime_s": time.perf_counter() - meter[0],
         "stages": stages,
         "benchmarks": {
             "sampling": {"figures": sampling_figures(sample), "result": sample},
             "fusion": {"figures": fusion_figures(fusion), "result": fusion},
             "shard_writer": {"figures": writer_figures(sample), "result": "in sampling's result (writer_*)"},
             "evaluation": {"figures": evaluation_figures(evaluation), "result": evaluation},
-            "cuda_bf16": {"skipped": cuda["skipped"], "reason": cuda.get("reason"), "figures": cuda_figures(cuda),
-                          "result": cuda},
+            "cuda_bf16": {
+                "skipped": cuda["skipped"],
+                "reason": cuda.get("reason"),
+                "figures": cuda_figures(cuda),
+                "result": cuda,
+            },
         },
     }
     table = markdown(report)

@@ -68,12 +68,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gmask_cost import REPO, TRUNCATION, build_generator, model_name, timed  # noqa: E402
 
-from synthsod.synthesis.biggan_sampling import _nhwc, dq_scorer, gmask_proposer, renderer  # noqa: E402
-from synthsod.sodgan.dq import QualityDiscriminator, pair_input  # noqa: E402
-from synthsod.synthesis.filters import drop_small_components, histogram_ok, mask_size_ok  # noqa: E402
-from synthsod.sodgan.gmask import GMask, foreground_probability  # noqa: E402
-from synthsod.generators.latents import LatentSource  # noqa: E402
 from synthsod.core.images import nhwc_gray, to_uint8_nhwc  # noqa: E402
+from synthsod.generators.latents import LatentSource  # noqa: E402
+from synthsod.sodgan.dq import QualityDiscriminator, pair_input  # noqa: E402
+from synthsod.sodgan.gmask import GMask, foreground_probability  # noqa: E402
+from synthsod.synthesis.biggan_sampling import _nhwc, dq_scorer, gmask_proposer, renderer  # noqa: E402
+from synthsod.synthesis.filters import drop_small_components, histogram_ok, mask_size_ok  # noqa: E402
 from synthsod.synthesis.sampling import Candidate, FilterSpec, judge, shard_row, shift_proposer  # noqa: E402
 from synthsod.synthesis.shards import write_shard  # noqa: E402
 
@@ -122,8 +122,9 @@ def gmask_masks(gmask: GMask, features: Mapping[int, torch.Tensor], threshold: f
     return (probs > cut).cpu().numpy()
 
 
-def breakdown(gen, gmask: GMask, dq: QualityDiscriminator, latents: LatentSource, indices: range,
-              threshold: float, repeats: int) -> dict[str, float]:
+def breakdown(
+    gen, gmask: GMask, dq: QualityDiscriminator, latents: LatentSource, indices: range, threshold: float, repeats: int
+) -> dict[str, float]:
     """Each piece of the G_mask pipeline timed alone on the same batch, in rounds: best seconds per candidate."""
     score = dq_scorer(dq)
     z, ids = latents.draw(indices)
@@ -132,8 +133,10 @@ def breakdown(gen, gmask: GMask, dq: QualityDiscriminator, latents: LatentSource
     images = _nhwc(out.images)
     grays, uint8 = nhwc_gray(images), to_uint8_nhwc(images)
     cleaned = [drop_small_components(m, COMPONENTS["fraction"], COMPONENTS["connectivity"])[0] for m in masks]
-    pairs = pair_input(torch.from_numpy(uint8).permute(0, 3, 1, 2).float() / 127.5 - 1.0,
-                       torch.from_numpy(np.stack(cleaned)[:, None].astype(np.float32)))
+    pairs = pair_input(
+        torch.from_numpy(uint8).permute(0, 3, 1, 2).float() / 127.5 - 1.0,
+        torch.from_numpy(np.stack(cleaned)[:, None].astype(np.float32)),
+    )
     size = dq.input_size
     pieces: dict[str, Callable[[], object]] = {
         "latents": lambda: latents.draw(indices),
@@ -142,15 +145,20 @@ def breakdown(gen, gmask: GMask, dq: QualityDiscriminator, latents: LatentSource
         "to_nhwc": lambda: _nhwc(out.images),
         "gray_f64": lambda: nhwc_gray(images),
         "to_uint8": lambda: to_uint8_nhwc(images),
-        "components": lambda: [drop_small_components(m, COMPONENTS["fraction"], COMPONENTS["connectivity"])
-                               for m in masks],
+        "components": lambda: [
+            drop_small_components(m, COMPONENTS["fraction"], COMPONENTS["connectivity"]) for m in masks
+        ],
         "size": lambda: [mask_size_ok(m, SIZE["min"], SIZE["max"]) for m in cleaned],
-        "histogram": lambda: [histogram_ok(g, HISTOGRAM["bins"], HISTOGRAM["window"], HISTOGRAM["strict"])
-                              for g in grays],
+        "histogram": lambda: [
+            histogram_ok(g, HISTOGRAM["bins"], HISTOGRAM["window"], HISTOGRAM["strict"]) for g in grays
+        ],
         "dq": lambda: score(list(uint8), cleaned),
         # a part of "dq": the bilinear upsampling D_q applies to pairs smaller than its input size
-        "dq_upsample_part": lambda: (F.interpolate(pairs, size=(size, size), mode="bilinear", align_corners=False)
-                                     if min(pairs.shape[-2:]) < size else None),
+        "dq_upsample_part": lambda: (
+            F.interpolate(pairs, size=(size, size), mode="bilinear", align_corners=False)
+            if min(pairs.shape[-2:]) < size
+            else None
+        ),
     }
     times = rounds({name: lambda _, fn=fn: fn() for name, fn in pieces.items()}, [indices] * (repeats + 1))
     return {name: min(t) for name, t in times.items()}
@@ -165,10 +173,26 @@ def writer_rows(gen, gmask: GMask, latents: LatentSource, count: int, batch: int
         images = to_uint8_nhwc(_nhwc(out.images))
         for n, mask in enumerate(gmask_masks(gmask, out.features, None)):
             mask, components = drop_small_components(mask, COMPONENTS["fraction"], COMPONENTS["connectivity"])
-            candidate = Candidate(index=block[n], z=z[n], class_id=int(ids[n]), image=images[n], mask=mask,
-                                  histogram_gray=None, components=components, dq_score=0.5)
-            rows.append(shard_row("bench", candidate, generator=gen.name, seed=SEED, truncation=TRUNCATION,
-                                  filters=GMASK_FULL.enabled()))
+            candidate = Candidate(
+                index=block[n],
+                z=z[n],
+                class_id=int(ids[n]),
+                image=images[n],
+                mask=mask,
+                histogram_gray=None,
+                components=components,
+                dq_score=0.5,
+            )
+            rows.append(
+                shard_row(
+                    "bench",
+                    candidate,
+                    generator=gen.name,
+                    seed=SEED,
+                    truncation=TRUNCATION,
+                    filters=GMASK_FULL.enabled(),
+                )
+            )
     return rows[:count]
 
 
@@ -211,16 +235,20 @@ def measure(resolution: int, batch: int, repeats: int, writer_count: int) -> dic
     fns = {
         "bare": lambda block: gen.generate(*draws[block.start], TRUNCATION, with_features=False),
         "gmask_pipeline": lambda block: verdicts["gmask_pipeline"].extend(
-            judge(propose, block, GMASK_WORST, score, DQ["threshold"])),
+            judge(propose, block, GMASK_WORST, score, DQ["threshold"])
+        ),
         "gmask_pipeline_histogram": lambda block: verdicts["gmask_pipeline_histogram"].extend(
-            judge(propose, block, GMASK_FULL, score, DQ["threshold"])),
+            judge(propose, block, GMASK_FULL, score, DQ["threshold"])
+        ),
         "direction_pipeline": lambda block: verdicts["direction_pipeline"].extend(
-            judge(shift, block, DIRECTION_FILTERS, None, None)),
+            judge(shift, block, DIRECTION_FILTERS, None, None)
+        ),
     }
     times = rounds(fns, batches(batch, repeats + 1))
     row: dict[str, object] = {f"{name}_s": min(t) for name, t in times.items()}
-    row["median_round_ratio"] = {name: statistics.median(a / b for a, b in zip(t, times["bare"]))
-                                 for name, t in times.items() if name != "bare"}
+    row["median_round_ratio"] = {
+        name: statistics.median(a / b for a, b in zip(t, times["bare"])) for name, t in times.items() if name != "bare"
+    }
     row["rounds_s"] = times
     row["verdicts"] = {name: verdict_counts(v) for name, v in verdicts.items()}
     row["gmask_threshold"] = threshold
@@ -237,7 +265,8 @@ def measure(resolution: int, batch: int, repeats: int, writer_count: int) -> dic
 
 def markdown(rows: dict[int, dict], batch: int) -> str:
     lines = [
-        "Ratios: best round / best bare round; in brackets the median of the per-round ratios.", "",
+        "Ratios: best round / best bare round; in brackets the median of the per-round ratios.",
+        "",
         "| model | bare pairs/s | G_mask pipeline pairs/s | x bare | same + histogram filter pairs/s | x bare"
         " | direction pipeline pairs/s | x bare | x 2 bare | writer PNG pairs/s/core (image kB)"
         " | writer JPEG95 pairs/s/core (image kB) |",
@@ -250,20 +279,29 @@ def markdown(rows: dict[int, dict], batch: int) -> str:
             seconds, median = r[f"{name}_s"], r["median_round_ratio"][name]
             cells += [f"{1 / seconds:.2f}", f"{seconds / bare:.2f} ({median:.2f})"]
         shift = r["direction_pipeline_s"]
-        cells += [f"{shift / (2 * bare):.2f} ({r['median_round_ratio']['direction_pipeline'] / 2:.2f})",
-                  f"{r['writer_png_pairs_per_s_core']:.0f} ({r['writer_png_image_kB']:.0f})",
-                  f"{r['writer_jpeg95_pairs_per_s_core']:.0f} ({r['writer_jpeg95_image_kB']:.0f})"]
+        cells += [
+            f"{shift / (2 * bare):.2f} ({r['median_round_ratio']['direction_pipeline'] / 2:.2f})",
+            f"{r['writer_png_pairs_per_s_core']:.0f} ({r['writer_png_image_kB']:.0f})",
+            f"{r['writer_jpeg95_pairs_per_s_core']:.0f} ({r['writer_jpeg95_image_kB']:.0f})",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     names = list(next(iter(rows.values()))["breakdown_s"])
-    lines += ["", f"G_mask pipeline (no histogram filter) breakdown, ms per candidate, batch {batch}"
-              " (% of the measured pipeline):", "",
-              "| piece | " + " | ".join(model_name(res) for res in rows) + " |", "|---|" + "---|" * len(rows)]
+    lines += [
+        "",
+        f"G_mask pipeline (no histogram filter) breakdown, ms per candidate, batch {batch}"
+        " (% of the measured pipeline):",
+        "",
+        "| piece | " + " | ".join(model_name(res) for res in rows) + " |",
+        "|---|" + "---|" * len(rows),
+    ]
     for name in [*names, "sum of pieces", "pipeline (measured)"]:
         cells = []
         for r in rows.values():
             pieces, total = r["breakdown_s"], r["gmask_pipeline_s"]
-            value = {"sum of pieces": sum(v for k, v in pieces.items() if k not in ("dq_upsample_part", "histogram")),
-                     "pipeline (measured)": total}.get(name, pieces.get(name))
+            value = {
+                "sum of pieces": sum(v for k, v in pieces.items() if k not in ("dq_upsample_part", "histogram")),
+                "pipeline (measured)": total,
+            }.get(name, pieces.get(name))
             cells.append(f"{1e3 * value:.2f} ({100 * value / total:.0f}%)")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -294,8 +332,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     cpus = os.cpu_count() or 1
     torch.set_num_threads(cpus)
-    print(f"torch {torch.__version__}, {cpus} CPUs, {torch.get_num_threads()} torch threads, CPU fp32,"
-          f" batch {args.batch}, best of {args.repeats} rounds after a warm-up batch", flush=True)
+    print(
+        f"torch {torch.__version__}, {cpus} CPUs, {torch.get_num_threads()} torch threads, CPU fp32,"
+        f" batch {args.batch}, best of {args.repeats} rounds after a warm-up batch",
+        flush=True,
+    )
     start, busy0, own0 = time.perf_counter(), busy_jiffies(), sum(os.times()[:2])
     rows = {}
     for res in args.resolutions:
@@ -304,17 +345,27 @@ def main(argv: list[str] | None = None) -> dict:
         rows[res]["other_processes_cores"] = others_cores(res_start, res_busy, res_own)
         print(f"{model_name(res)}: {json.dumps(rows[res])}", flush=True)
     elapsed = time.perf_counter() - start
-    machine = {"cpus": cpus, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-               "other_processes_cores": others_cores(start, busy0, own0)}
-    result = {"machine": machine, "settings": vars(args) | {"out": str(args.out)}, "runtime_s": elapsed,
-              "results": {model_name(r): v for r, v in rows.items()}}
+    machine = {
+        "cpus": cpus,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "other_processes_cores": others_cores(start, busy0, own0),
+    }
+    result = {
+        "machine": machine,
+        "settings": vars(args) | {"out": str(args.out)},
+        "runtime_s": elapsed,
+        "results": {model_name(r): v for r, v in rows.items()},
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print()
     print(markdown(rows, args.batch))
     busy = ", ".join(f"{model_name(res)} {r['other_processes_cores']}" for res, r in rows.items())
-    print(f"\nruntime {elapsed:.0f} s; other processes used {machine['other_processes_cores']} of {cpus} cores"
-          f" on average meanwhile ({busy}); JSON: {args.out}")
+    print(
+        f"\nruntime {elapsed:.0f} s; other processes used {machine['other_processes_cores']} of {cpus} cores"
+        f" on average meanwhile ({busy}); JSON: {args.out}"
+    )
     return result
 
 

@@ -37,27 +37,28 @@ def benchmark_path(rule_name, stem):
 
 
 def used_datasets():
-    sod = [name for spec in config["sod"].values() for name in [*spec["train"]["datasets"], *(spec["benchmarks"] or [])]]
+    sod = [
+        name for spec in config["sod"].values() for name in [*spec["train"]["datasets"], *(spec["benchmarks"] or [])]
+    ]
     return list(dict.fromkeys([config["train_dataset"], *config["benchmarks"], *sod]))
 
 
 def demo_split_folders():
     """Dataset folders that the demo rule writes (so they need not exist before the run)."""
-    return {
-        f"results/demo/{split}/{role}"
-        for split in config["demo"]["splits"]
-        for role in ("images", "masks")
-    }
+    return {f"results/demo/{split}/{role}" for split in config["demo"]["splits"] for role in ("images", "masks")}
 
 
 def used_generators():
-    uses_demo = any(
-        config["datasets"].get(name, {}).get("images") in demo_split_folders()
-        for name in used_datasets()
-    )
+    uses_demo = any(config["datasets"].get(name, {}).get("images") in demo_split_folders() for name in used_datasets())
     runs = [spec["generator"] for spec in config["runs"].values()]
-    return sorted({config["generator"], *runs, *searched_generators(config),
-                   *([config["demo"]["generator"]] if uses_demo else [])})
+    return sorted(
+        {
+            config["generator"],
+            *runs,
+            *searched_generators(config),
+            *([config["demo"]["generator"]] if uses_demo else []),
+        }
+    )
 
 
 def built_generators(model=None):
@@ -133,8 +134,11 @@ def scene_split_folders():
 def scene_targets():
     scenes = config["scenes"]
     return [
-        *(expand("results/generators/{gen}/quality.json", gen=scene_generators())
-          if scenes["quality"]["enabled"] else []),
+        *(
+            expand("results/generators/{gen}/quality.json", gen=scene_generators())
+            if scenes["quality"]["enabled"]
+            else []
+        ),
         *(["results/scenes/baseline.json"] if scenes["baseline"]["enabled"] else []),
     ]
 
@@ -208,8 +212,9 @@ def run_files(run):
         files["dq"] = f"results/gmask/{gen}/dq.pt"
     if spec["latents"]["source"] == "inverted":
         dataset = spec["latents"]["dataset"] or config["train_dataset"]
-        files["latents"] = (f"results/bigbigan/{dataset}/embeddings.parquet" if bigbigan
-                            else f"results/den/{gen}/latents.parquet")
+        files["latents"] = (
+            f"results/bigbigan/{dataset}/embeddings.parquet" if bigbigan else f"results/den/{gen}/latents.parquet"
+        )
     return files
 
 
@@ -229,8 +234,10 @@ def fewshot_params():
     fewshot = config["fewshot"]
     if fewshot["strategy"] != "uncertain":
         return without(fewshot, "uncertainty")
-    return {**fewshot, "uncertainty": {**fewshot["uncertainty"],
-                                       "size": config["sod"][fewshot["uncertainty"]["model"]]["eval_size"]}}
+    return {
+        **fewshot,
+        "uncertainty": {**fewshot["uncertainty"], "size": config["sod"][fewshot["uncertainty"]["model"]]["eval_size"]},
+    }
 
 
 def fewshot_uncertainty_model():
@@ -263,8 +270,12 @@ def sod_train_params(wildcards):
 
 def refined_evaluations():
     """(base+coop, benchmark) pairs: a training's predictions refined by a coop model's EBM."""
-    return [(f"{base}+{coop}", bench) for base, spec in config["sod"].items() for coop in spec["refine_with"]
-            for bench in sod_benchmarks(base)]
+    return [
+        (f"{base}+{coop}", bench)
+        for base, spec in config["sod"].items()
+        for coop in spec["refine_with"]
+        for bench in sod_benchmarks(base)
+    ]
 
 
 def sod_evaluations():
@@ -278,8 +289,10 @@ def evaluation_names():
 
 def sod_training_inputs(wildcards):
     train = config["sod"][wildcards.sod]["train"]
-    return {"runs": [f"results/synthetic/{run}/manifest.json" for run in train["runs"]],
-            "datasets": [f"results/data/{name}/manifest.parquet" for name in train["datasets"]]}
+    return {
+        "runs": [f"results/synthetic/{run}/manifest.json" for run in train["runs"]],
+        "datasets": [f"results/data/{name}/manifest.parquet" for name in train["datasets"]],
+    }
 
 
 def sod_targets():
@@ -296,9 +309,10 @@ _problems = config_problems(config)
 if _problems:
     raise WorkflowError(format_problems(_problems))
 _missing = missing_inputs(
-    config, used_datasets(),
+    config,
+    used_datasets(),
     [*used_generators(), *(scene_generators() if config["scenes"]["quality"]["enabled"] else [])],
-    produced=lambda path: path in demo_split_folders() | scene_split_folders()
+    produced=lambda path: path in demo_split_folders() | scene_split_folders(),
 )
 if _missing:
     raise WorkflowError(format_missing(_missing))

@@ -8,17 +8,17 @@ rule prepare_dataset:
     output:
         manifest="results/data/{dataset}/manifest.parquet",
         bad_inputs="results/data/{dataset}/bad_inputs.csv",
-    params:
-        dataset=lambda w: config["datasets"][w.dataset],
-        prepare=config["prepare"],
-    wildcard_constraints:
-        dataset=_name_pattern(config["datasets"]),
-    threads: config["prepare"]["threads"]
     log:
         log_path("prepare_dataset", "{dataset}"),
     benchmark:
         benchmark_path("prepare_dataset", "{dataset}")
+    wildcard_constraints:
+        dataset=_name_pattern(config["datasets"]),
     conda:
         "../envs/data.yaml"
+    threads: config["prepare"]["threads"]
+    params:
+        dataset=lambda w: config["datasets"][w.dataset],
+        prepare=config["prepare"],
     script:
         "../workflow_scripts/prepare_dataset.py"

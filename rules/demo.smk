@@ -7,19 +7,19 @@ rule demo_split:
     output:
         images=directory("results/demo/{split}/images"),
         masks=directory("results/demo/{split}/masks"),
-    params:
-        demo={k: v for k, v in config["demo"].items() if k != "splits"},
-        split=lambda w: config["demo"]["splits"][w.split],
-        generator=config["generators"][config["demo"]["generator"]],
-    wildcard_constraints:
-        split=_name_pattern(config["demo"]["splits"]),
-    resources:
-        gpu=1,
     log:
         log_path("demo_split", "{split}"),
     benchmark:
         benchmark_path("demo_split", "{split}")
+    wildcard_constraints:
+        split=_name_pattern(config["demo"]["splits"]),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        demo={k: v for k, v in config["demo"].items() if k != "splits"},
+        split=lambda w: config["demo"]["splits"][w.split],
+        generator=config["generators"][config["demo"]["generator"]],
     script:
         "../workflow_scripts/demo_split.py"

@@ -10,19 +10,19 @@ rule direction_contrast:
         weights=lambda w: generator_weight_files(w.gen),
     output:
         direction="results/directions/{gen}/contrast.npy",
-    params:
-        contrast=config["directions"]["contrast"],
-        generator=lambda w: config["generators"][w.gen],
-    wildcard_constraints:
-        gen=_name_pattern(torch_generators()),
-    resources:
-        gpu=1,
     log:
         log_path("direction_contrast", "{gen}"),
     benchmark:
         benchmark_path("direction_contrast", "{gen}")
+    wildcard_constraints:
+        gen=_name_pattern(torch_generators()),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        contrast=config["directions"]["contrast"],
+        generator=lambda w: config["generators"][w.gen],
     script:
         "../workflow_scripts/direction_contrast.py"
 
@@ -33,19 +33,19 @@ rule directions_discover:
     output:
         directions="results/directions/{gen}/directions.pt",
         history="results/directions/{gen}/discover_log.csv",
-    params:
-        discover=config["directions"]["discover"],
-        generator=lambda w: config["generators"][w.gen],
-    wildcard_constraints:
-        gen=_name_pattern(torch_generators()),
-    resources:
-        gpu=1,
     log:
         log_path("directions_discover", "{gen}"),
     benchmark:
         benchmark_path("directions_discover", "{gen}")
+    wildcard_constraints:
+        gen=_name_pattern(torch_generators()),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        discover=config["directions"]["discover"],
+        generator=lambda w: config["generators"][w.gen],
     script:
         "../workflow_scripts/directions_discover.py"
 
@@ -58,32 +58,36 @@ rule directions_rank:
         ranking="results/directions/{gen}/ranking.csv",
         direction="results/directions/{gen}/search.npy",
         summary="results/directions/{gen}/search.json",
-        figures=report(directory("results/directions/{gen}/top"), patterns=["rank-{rank}.png"],
-                       caption="../report/directions.rst", category=REPORT_DIRECTIONS,
-                       labels={"generator": "{gen}", "rank": "{rank}"}),
-    params:
-        search=without(config["directions"]["search"], "candidates", "generators"),
-        generator=lambda w: config["generators"][w.gen],
-    wildcard_constraints:
-        gen=_name_pattern(torch_generators()),
-    resources:
-        gpu=1,
+        figures=report(
+            directory("results/directions/{gen}/top"),
+            patterns=["rank-{rank}.png"],
+            caption="../report/directions.rst",
+            category=REPORT_DIRECTIONS,
+            labels={"generator": "{gen}", "rank": "{rank}"},
+        ),
     log:
         log_path("directions_rank", "{gen}"),
     benchmark:
         benchmark_path("directions_rank", "{gen}")
+    wildcard_constraints:
+        gen=_name_pattern(torch_generators()),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        search=without(config["directions"]["search"], "candidates", "generators"),
+        generator=lambda w: config["generators"][w.gen],
     script:
         "../workflow_scripts/directions_rank.py"
 
 
 use rule directions_rank as directions_rank_bigbigan with:
-    wildcard_constraints:
-        gen=_name_pattern(bigbigan_generators()),
     log:
         log_path("directions_rank_bigbigan", "{gen}"),
     benchmark:
         benchmark_path("directions_rank_bigbigan", "{gen}")
+    wildcard_constraints:
+        gen=_name_pattern(bigbigan_generators()),
     conda:
         "../envs/tf.yaml"

@@ -8,16 +8,16 @@ rule tiny_generator:
     output:
         weights="results/generators/{gen}/pytorch_model.bin",
         config="results/generators/{gen}/config.json",
-    params:
-        generator=lambda w: config["generators"][w.gen],
-    wildcard_constraints:
-        gen=_name_pattern(built_generators(TINY)),
     log:
         log_path("tiny_generator", "{gen}"),
     benchmark:
         benchmark_path("tiny_generator", "{gen}")
+    wildcard_constraints:
+        gen=_name_pattern(built_generators(TINY)),
     conda:
         "../envs/torch.yaml"
+    params:
+        generator=lambda w: config["generators"][w.gen],
     script:
         "../workflow_scripts/tiny_generator.py"
 
@@ -28,20 +28,20 @@ rule generator_train:
         config="results/generators/{gen}/config.json",
         discriminator="results/generators/{gen}/discriminator.pt",
         train_log="results/generators/{gen}/train_log.csv",
-    params:
-        train=lambda w: config["generators"][w.gen]["train"],
-        world=without(config["scenes"], "splits", "baseline", "quality", "jpeg_quality"),
-        checkpoint_dir=lambda w: f"results/generators/{w.gen}/train",
-    wildcard_constraints:
-        gen=_name_pattern(built_generators(SCENE)),
-    resources:
-        gpu=1,
     log:
         log_path("generator_train", "{gen}"),
     benchmark:
         benchmark_path("generator_train", "{gen}")
+    wildcard_constraints:
+        gen=_name_pattern(built_generators(SCENE)),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        train=lambda w: config["generators"][w.gen]["train"],
+        world=without(config["scenes"], "splits", "baseline", "quality", "jpeg_quality"),
+        checkpoint_dir=lambda w: f"results/generators/{w.gen}/train",
     script:
         "../workflow_scripts/generator_train.py"
 
@@ -52,19 +52,19 @@ rule generator_quality:
     output:
         quality="results/generators/{gen}/quality.json",
         samples="results/generators/{gen}/samples.png",
-    params:
-        generator=lambda w: without(config["generators"][w.gen], "train"),
-        quality=without(config["scenes"]["quality"], "enabled"),
-        world=without(config["scenes"], "splits", "baseline", "quality", "jpeg_quality"),
-    wildcard_constraints:
-        gen=_name_pattern(scene_generators()),
-    resources:
-        gpu=1,
     log:
         log_path("generator_quality", "{gen}"),
     benchmark:
         benchmark_path("generator_quality", "{gen}")
+    wildcard_constraints:
+        gen=_name_pattern(scene_generators()),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        generator=lambda w: without(config["generators"][w.gen], "train"),
+        quality=without(config["scenes"]["quality"], "enabled"),
+        world=without(config["scenes"], "splits", "baseline", "quality", "jpeg_quality"),
     script:
         "../workflow_scripts/generator_quality.py"

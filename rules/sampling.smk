@@ -8,19 +8,19 @@ rule sample_calibrate:
         unpack(lambda w: run_files(w.run)),
     output:
         calibration="results/synthetic/{run}/dq_calibration.json",
-    params:
-        run=lambda w: without(run_spec(w.run), "pairs"),
-        generator=lambda w: run_generator(w.run),
-    wildcard_constraints:
-        run=_name_pattern(runs_on(tensorflow=False)),
-    resources:
-        gpu=1,
     log:
         log_path("sample_calibrate", "{run}"),
     benchmark:
         benchmark_path("sample_calibrate", "{run}")
+    wildcard_constraints:
+        run=_name_pattern(runs_on(tensorflow=False)),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        run=lambda w: without(run_spec(w.run), "pairs"),
+        generator=lambda w: run_generator(w.run),
     script:
         "../workflow_scripts/sample.py"
 
@@ -33,32 +33,32 @@ rule sample:
         shard="results/synthetic/{run}/shard-{shard}.parquet",
         stats="results/synthetic/{run}/stats/shard-{shard}.json",
         rejected="results/synthetic/{run}/rejected/shard-{shard}.parquet",
-    params:
-        run=shard_params,
-        generator=lambda w: run_generator(w.run),
-    wildcard_constraints:
-        run=_name_pattern(runs_on(tensorflow=False)),
-        shard=r"\d{5}",
-    resources:
-        gpu=1,
     log:
         log_path("sample", "{run}/{shard}"),
     benchmark:
         benchmark_path("sample", "{run}/{shard}")
+    wildcard_constraints:
+        run=_name_pattern(runs_on(tensorflow=False)),
+        shard=r"\d{5}",
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        run=shard_params,
+        generator=lambda w: run_generator(w.run),
     script:
         "../workflow_scripts/sample.py"
 
 
 use rule sample as sample_bigbigan with:
-    wildcard_constraints:
-        run=_name_pattern(runs_on(tensorflow=True)),
-        shard=r"\d{5}",
     log:
         log_path("sample_bigbigan", "{run}/{shard}"),
     benchmark:
         benchmark_path("sample_bigbigan", "{run}/{shard}")
+    wildcard_constraints:
+        run=_name_pattern(runs_on(tensorflow=True)),
+        shard=r"\d{5}",
     conda:
         "../envs/tf.yaml"
 
@@ -69,19 +69,19 @@ rule bigbigan_embed:
         module=lambda w: bigbigan_module_file(bigbigan_generator()),
     output:
         embeddings="results/bigbigan/{dataset}/embeddings.parquet",
-    params:
-        generator=lambda w: config["generators"][bigbigan_generator()],
-        embed=config["bigbigan"],
-    wildcard_constraints:
-        dataset=_name_pattern(config["datasets"]),
-    resources:
-        gpu=1,
     log:
         log_path("bigbigan_embed", "{dataset}"),
     benchmark:
         benchmark_path("bigbigan_embed", "{dataset}")
+    wildcard_constraints:
+        dataset=_name_pattern(config["datasets"]),
     conda:
         "../envs/tf.yaml"
+    resources:
+        gpu=1,
+    params:
+        generator=lambda w: config["generators"][bigbigan_generator()],
+        embed=config["bigbigan"],
     script:
         "../workflow_scripts/bigbigan_embed.py"
 
@@ -93,16 +93,16 @@ rule shard_manifest:
     output:
         manifest="results/synthetic/{run}/manifest.json",
         report="results/synthetic/{run}/filter_report.json",
-    params:
-        run=lambda w: run_spec(w.run),
-        generator=lambda w: run_generator(w.run),
-    wildcard_constraints:
-        run=_name_pattern(config["runs"]),
     log:
         log_path("shard_manifest", "{run}"),
     benchmark:
         benchmark_path("shard_manifest", "{run}")
+    wildcard_constraints:
+        run=_name_pattern(config["runs"]),
     conda:
         "../envs/data.yaml"
+    params:
+        run=lambda w: run_spec(w.run),
+        generator=lambda w: run_generator(w.run),
     script:
         "../workflow_scripts/shard_manifest.py"

@@ -6,17 +6,17 @@ rule scene_split:
     output:
         images=directory("results/scenes/{split}/images"),
         masks=directory("results/scenes/{split}/masks"),
-    params:
-        world=without(config["scenes"], "splits", "baseline", "quality"),
-        split=lambda w: config["scenes"]["splits"][w.split],
-    wildcard_constraints:
-        split=_name_pattern(config["scenes"]["splits"]),
     log:
         log_path("scene_split", "{split}"),
     benchmark:
         benchmark_path("scene_split", "{split}")
+    wildcard_constraints:
+        split=_name_pattern(config["scenes"]["splits"]),
     conda:
         "../envs/data.yaml"
+    params:
+        world=without(config["scenes"], "splits", "baseline", "quality"),
+        split=lambda w: config["scenes"]["splits"][w.split],
     script:
         "../workflow_scripts/scene_split.py"
 
@@ -27,13 +27,13 @@ rule scene_baseline:
         test=lambda w: f"results/data/{config['scenes']['baseline']['benchmark']}/manifest.parquet",
     output:
         "results/scenes/baseline.json",
-    params:
-        baseline=without(config["scenes"]["baseline"], "enabled"),
     log:
         log_path("scene_baseline", "world"),
     benchmark:
         benchmark_path("scene_baseline", "world")
     conda:
         "../envs/torch.yaml"
+    params:
+        baseline=without(config["scenes"]["baseline"], "enabled"),
     script:
         "../workflow_scripts/scene_baseline.py"

@@ -9,18 +9,18 @@ rule sod_train:
     output:
         model="results/sod/{sod}/model.pt",
         log_csv="results/sod/{sod}/train_log.csv",
-    params:
-        sod=sod_train_params,
-    wildcard_constraints:
-        sod=_name_pattern(sod_names("plain", "coop")),
-    resources:
-        gpu=1,
     log:
         log_path("sod_train", "{sod}"),
     benchmark:
         benchmark_path("sod_train", "{sod}")
+    wildcard_constraints:
+        sod=_name_pattern(sod_names("plain", "coop")),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        sod=sod_train_params,
     script:
         "../workflow_scripts/sod_train.py"
 
@@ -33,18 +33,18 @@ rule atal_train:
         model="results/sod/{sod}/model.pt",
         log_csv="results/sod/{sod}/train_log.csv",
         points=directory("results/sod/{sod}/points"),
-    params:
-        sod=sod_train_params,
-    wildcard_constraints:
-        sod=_name_pattern(sod_names("active")),
-    resources:
-        gpu=1,
     log:
         log_path("atal_train", "{sod}"),
     benchmark:
         benchmark_path("atal_train", "{sod}")
+    wildcard_constraints:
+        sod=_name_pattern(sod_names("active")),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        sod=sod_train_params,
     script:
         "../workflow_scripts/atal_train.py"
 
@@ -55,19 +55,19 @@ rule sod_predict:
         manifest="results/data/{bench}/manifest.parquet",
     output:
         predictions=directory("results/pred/{sod}/{bench}"),
-    params:
-        eval_size=lambda w: config["sod"][w.sod]["eval_size"],
-    wildcard_constraints:
-        sod=_name_pattern(sod_names("plain", "active")),
-        bench=_name_pattern(config["datasets"]),
-    resources:
-        gpu=1,
     log:
         log_path("sod_predict", "{sod}/{bench}"),
     benchmark:
         benchmark_path("sod_predict", "{sod}/{bench}")
+    wildcard_constraints:
+        sod=_name_pattern(sod_names("plain", "active")),
+        bench=_name_pattern(config["datasets"]),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        eval_size=lambda w: config["sod"][w.sod]["eval_size"],
     script:
         "../workflow_scripts/sod_predict.py"
 
@@ -79,19 +79,19 @@ rule coop_predict:
     output:
         predictions=directory("results/pred/{sod}/{bench}"),
         uncertainty=directory("results/uncertainty/{sod}/{bench}"),
-    params:
-        eval_size=lambda w: config["sod"][w.sod]["eval_size"],
-    wildcard_constraints:
-        sod=_name_pattern(sod_names("coop")),
-        bench=_name_pattern(config["datasets"]),
-    resources:
-        gpu=1,
     log:
         log_path("coop_predict", "{sod}/{bench}"),
     benchmark:
         benchmark_path("coop_predict", "{sod}/{bench}")
+    wildcard_constraints:
+        sod=_name_pattern(sod_names("coop")),
+        bench=_name_pattern(config["datasets"]),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        eval_size=lambda w: config["sod"][w.sod]["eval_size"],
     script:
         "../workflow_scripts/sod_predict.py"
 
@@ -104,18 +104,18 @@ rule ebm_refine:
         manifest="results/data/{bench}/manifest.parquet",
     output:
         predictions=directory("results/pred/{base}+{coop}/{bench}"),
-    wildcard_constraints:
-        base=_name_pattern(config["sod"]),
-        coop=_name_pattern(sod_names("coop")),
-        bench=_name_pattern(config["datasets"]),
-    resources:
-        gpu=1,
     log:
         log_path("ebm_refine", "{base}+{coop}/{bench}"),
     benchmark:
         benchmark_path("ebm_refine", "{base}+{coop}/{bench}")
+    wildcard_constraints:
+        base=_name_pattern(config["sod"]),
+        coop=_name_pattern(sod_names("coop")),
+        bench=_name_pattern(config["datasets"]),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
     script:
         "../workflow_scripts/ebm_refine.py"
 
@@ -127,13 +127,13 @@ rule evaluate:
     output:
         metrics="results/eval/{sod}/{bench}/metrics.json",
         curves="results/eval/{sod}/{bench}/curves.csv",
-    wildcard_constraints:
-        sod=_name_pattern(evaluation_names()),
-        bench=_name_pattern(config["datasets"]),
     log:
         log_path("evaluate", "{sod}/{bench}"),
     benchmark:
         benchmark_path("evaluate", "{sod}/{bench}")
+    wildcard_constraints:
+        sod=_name_pattern(evaluation_names()),
+        bench=_name_pattern(config["datasets"]),
     conda:
         "../envs/torch.yaml"
     script:
@@ -147,18 +147,26 @@ rule summarize:
     output:
         csv="results/eval/summary.csv",
         md="results/eval/summary.md",
-        html=report("results/eval/summary.html", caption="../report/metrics.rst", category=REPORT_BENCHMARK,
-                    labels={"figure": "metrics table"}),
-        plot=report("results/eval/pr_curves.png", caption="../report/pr_curves.rst", category=REPORT_BENCHMARK,
-                    labels={"figure": "PR and F curves"}),
-    params:
-        reference=config["sod_reference"],
-        evaluations=sod_evaluations(),
+        html=report(
+            "results/eval/summary.html",
+            caption="../report/metrics.rst",
+            category=REPORT_BENCHMARK,
+            labels={"figure": "metrics table"},
+        ),
+        plot=report(
+            "results/eval/pr_curves.png",
+            caption="../report/pr_curves.rst",
+            category=REPORT_BENCHMARK,
+            labels={"figure": "PR and F curves"},
+        ),
     log:
         log_path("summarize", "summary"),
     benchmark:
         benchmark_path("summarize", "summary")
     conda:
         "../envs/torch.yaml"
+    params:
+        reference=config["sod_reference"],
+        evaluations=sod_evaluations(),
     script:
         "../workflow_scripts/summarize.py"

@@ -9,19 +9,19 @@ rule den_train:
     output:
         model="results/den/{gen}/model.pt",
         metrics="results/den/{gen}/train_metrics.json",
-    params:
-        den=without(config["den"], "invert"),
-        generator=lambda w: config["generators"][w.gen],
-    wildcard_constraints:
-        gen=_name_pattern(config["generators"]),
-    resources:
-        gpu=1,
     log:
         log_path("den_train", "{gen}"),
     benchmark:
         benchmark_path("den_train", "{gen}")
+    wildcard_constraints:
+        gen=_name_pattern(config["generators"]),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        den=without(config["den"], "invert"),
+        generator=lambda w: config["generators"][w.gen],
     script:
         "../workflow_scripts/den_train.py"
 
@@ -34,19 +34,19 @@ rule den_invert:
     output:
         latents="results/den/{gen}/latents.parquet",
         metrics="results/den/{gen}/inversion_metrics.json",
-    params:
-        invert=config["den"]["invert"],
-        generator=lambda w: config["generators"][w.gen],
-    wildcard_constraints:
-        gen=_name_pattern(config["generators"]),
-    resources:
-        gpu=1,
     log:
         log_path("den_invert", "{gen}"),
     benchmark:
         benchmark_path("den_invert", "{gen}")
+    wildcard_constraints:
+        gen=_name_pattern(config["generators"]),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        invert=config["den"]["invert"],
+        generator=lambda w: config["generators"][w.gen],
     script:
         "../workflow_scripts/den_invert.py"
 
@@ -57,16 +57,16 @@ rule fewshot_select:
         model=fewshot_uncertainty_model(),
     output:
         selection="results/fewshot/{gen}/selection.parquet",
-    params:
-        fewshot=fewshot_params(),
-    wildcard_constraints:
-        gen=_name_pattern(config["generators"]),
     log:
         log_path("fewshot_select", "{gen}"),
     benchmark:
         benchmark_path("fewshot_select", "{gen}")
+    wildcard_constraints:
+        gen=_name_pattern(config["generators"]),
     conda:
         "../envs/torch.yaml"
+    params:
+        fewshot=fewshot_params(),
     script:
         "../workflow_scripts/fewshot_select.py"
 
@@ -80,19 +80,19 @@ rule gmask_train:
         gmask="results/gmask/{gen}/gmask.pt",
         dq="results/gmask/{gen}/dq.pt",
         metrics="results/gmask/{gen}/train_metrics.json",
-    params:
-        gmask=config["gmask"],
-        generator=lambda w: config["generators"][w.gen],
-        oracle=demo_mask_oracle(),
-    wildcard_constraints:
-        gen=_name_pattern(config["generators"]),
-    resources:
-        gpu=1,
     log:
         log_path("gmask_train", "{gen}"),
     benchmark:
         benchmark_path("gmask_train", "{gen}")
+    wildcard_constraints:
+        gen=_name_pattern(config["generators"]),
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        gmask=config["gmask"],
+        generator=lambda w: config["generators"][w.gen],
+        oracle=demo_mask_oracle(),
     script:
         "../workflow_scripts/gmask_train.py"

@@ -59,11 +59,15 @@ def _add_check_data(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of images")
     parser.add_argument("masks_dir", metavar="MASKS_DIR", help="folder of ground-truth masks")
     parser.add_argument(
-        "--threads", type=_positive_int, default=1, metavar="N",
+        "--threads",
+        type=_positive_int,
+        default=1,
+        metavar="N",
         help="decode N files at once (default: 1)",
     )
     parser.add_argument(
-        "--strict", action="store_true",
+        "--strict",
+        action="store_true",
         help="also fail on converted images and binarised masks",
     )
     parser.set_defaults(run=_run_check_data)
@@ -121,9 +125,7 @@ def _add_shards(subparsers: argparse._SubParsersAction) -> None:
     )
     preview.add_argument("run_dir", metavar="DIR", help="run directory holding manifest.json")
     preview.add_argument("--out", required=True, metavar="PNG", help="grid image to write")
-    preview.add_argument(
-        "--n", type=_positive_int, default=16, metavar="N", help="samples to show (default: 16)"
-    )
+    preview.add_argument("--n", type=_positive_int, default=16, metavar="N", help="samples to show (default: 16)")
     preview.set_defaults(run=_run_shards_preview)
 
 
@@ -131,8 +133,8 @@ def _add_shards(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from synthsod.evaluation.evaluate import evaluate_folders
     from synthsod.core.io import write_json_atomic
+    from synthsod.evaluation.evaluate import evaluate_folders
 
     try:
         result = evaluate_folders(args.pred_dir, args.gt_dir, skip_bad=args.skip_bad)
@@ -141,13 +143,22 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         return 1
     for problem in result.problems:
         print(f"skipped: {problem}", file=sys.stderr)
-    print(f"{result.evaluated} images ({result.resized} predictions resized to their ground truth, "
-          f"{len(result.problems)} skipped)")
+    print(
+        f"{result.evaluated} images ({result.resized} predictions resized to their ground truth, "
+        f"{len(result.problems)} skipped)"
+    )
     for name, value in result.metrics.items():
         print(f"{name:>11s}  {value:.4f}")
     if args.out:
-        write_json_atomic(args.out, {"metrics": result.metrics, "evaluated": result.evaluated,
-                                     "resized": result.resized, "skipped": result.problems})
+        write_json_atomic(
+            args.out,
+            {
+                "metrics": result.metrics,
+                "evaluated": result.evaluated,
+                "resized": result.resized,
+                "skipped": result.problems,
+            },
+        )
     return 0
 
 
@@ -156,8 +167,8 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="SOD metrics of a folder of saliency maps against ground-truth masks",
         description="Evaluate saliency maps (PRED_DIR) against masks (GT_DIR), paired by file stem, with the "
-                    "protocol of synthsod.evaluation.metrics. Exit status 1 when files are missing or corrupt "
-                    "(unless --skip-bad), 2 on usage errors.",
+        "protocol of synthsod.evaluation.metrics. Exit status 1 when files are missing or corrupt "
+        "(unless --skip-bad), 2 on usage errors.",
     )
     parser.add_argument("pred_dir", metavar="PRED_DIR", help="folder of predicted saliency maps")
     parser.add_argument("gt_dir", metavar="GT_DIR", help="folder of ground-truth masks")

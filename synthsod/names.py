@@ -11,10 +11,10 @@ import math
 
 # --- generator models ----------------------------------------------------------------------------------
 PRETRAINED_MODELS = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")  # pytorch-pretrained-biggan
-TINY = "tiny"        # a random-init small BigGAN-deep built from a seed (fast tests)
-SCENE = "scene"      # the small BigGAN-deep trained on the scene world (shipped, or trained in the DAG)
+TINY = "tiny"  # a random-init small BigGAN-deep built from a seed (fast tests)
+SCENE = "scene"  # the small BigGAN-deep trained on the scene world (shipped, or trained in the DAG)
 BUILT_MODELS = (TINY, SCENE)  # models the workflow builds itself when no weights are given
-BIGBIGAN = "bigbigan"         # the TensorFlow generator (synthsod/generators/bigbigan.py)
+BIGBIGAN = "bigbigan"  # the TensorFlow generator (synthsod/generators/bigbigan.py)
 MODELS = (*PRETRAINED_MODELS, *BUILT_MODELS)  # the PyTorch generators of create_generator
 WEIGHT_FILES = ("pytorch_model.bin", "config.json")  # the from_pretrained layout
 

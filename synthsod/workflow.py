@@ -17,10 +17,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from synthsod.core.progress import progress_to
 from synthsod.errors import SynthsodError
 from synthsod.names import BIGBIGAN, BUILT_DIRECTIONS, BUILT_MODELS, CONTRAST, COOP, SEARCH
-from synthsod.core.progress import progress_to
-
 
 log = logging.getLogger("synthsod")
 
@@ -33,8 +32,9 @@ def run_rule(smk: Any, main: Callable[[Any], str | None]) -> None:
     if smk.log:
         Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(smk.log[0], mode="w"))
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, handlers=handlers, force=True, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
     try:
         # bar lines as log records: timestamped, and in order with the rule's other lines
         with progress_to(logging.getLogger("synthsod.progress")):
@@ -78,8 +78,9 @@ def checkpoint_path(output: str, params: Any) -> Path:
     return Path(output).parent / f"checkpoint-{digest}.pt"
 
 
-def missing_inputs(config: dict, datasets: Iterable[str], generators: Iterable[str],
-                   produced: Callable[[str], bool]) -> list[str]:
+def missing_inputs(
+    config: dict, datasets: Iterable[str], generators: Iterable[str], produced: Callable[[str], bool]
+) -> list[str]:
     """One line per user-supplied input that is not on disk: dataset folders and generator weights.
 
     ``produced(path)`` tells whether the workflow itself makes a path (the demo world, the tiny
@@ -96,8 +97,10 @@ def missing_inputs(config: dict, datasets: Iterable[str], generators: Iterable[s
         for role in ("images", "masks"):
             folder = spec[role]
             if not produced(folder) and not Path(folder).is_dir():
-                lines.append(f"dataset {name}: {role} folder {folder} does not exist"
-                             f" (put the {name} {role} there, or set datasets.{name}.{role})")
+                lines.append(
+                    f"dataset {name}: {role} folder {folder} does not exist"
+                    f" (put the {name} {role} there, or set datasets.{name}.{role})"
+                )
     for name in generators:
         spec = config["generators"].get(name)
         if spec is None:
@@ -106,19 +109,26 @@ def missing_inputs(config: dict, datasets: Iterable[str], generators: Iterable[s
             problem = bigbigan_module_problem(spec.get("weights"))
             if problem:
                 lines.append(f"generator {name}: {problem}")
-        elif not (spec["model"] in BUILT_MODELS and spec.get("weights") is None) and locate_weights(spec["model"], spec.get("weights")) is None:
+        elif (
+            not (spec["model"] in BUILT_MODELS and spec.get("weights") is None)
+            and locate_weights(spec["model"], spec.get("weights")) is None
+        ):
             lines.append(f"generator {name}: " + missing_weights_message(spec["model"], spec.get("weights")))
     for key, path in optional_files(config):
         if path is not None and not Path(path).is_file():
             lines.append(f"{key}: file {path} does not exist (put it there, or set {key}: null)")
     for key, path in direction_files(config):
         if not Path(path).is_file():
-            lines.append(f"{key}: file {path} does not exist (put the direction there as a .npy vector, "
-                         f"or set {key} to another file or to one of {', '.join(BUILT_DIRECTIONS)})")
+            lines.append(
+                f"{key}: file {path} does not exist (put the direction there as a .npy vector, "
+                f"or set {key} to another file or to one of {', '.join(BUILT_DIRECTIONS)})"
+            )
     for gen, path in config["directions"]["search"]["candidates"].items():
         if not Path(path).is_file():
-            lines.append(f"directions.search.candidates.{gen}: file {path} does not exist (a .npy matrix "
-                         "[K, z_dim] of directions)")
+            lines.append(
+                f"directions.search.candidates.{gen}: file {path} does not exist (a .npy matrix "
+                "[K, z_dim] of directions)"
+            )
     return lines
 
 
@@ -134,15 +144,21 @@ def optional_files(config: dict) -> list[tuple[str, str | None]]:
 
 def direction_files(config: dict) -> list[tuple[str, str]]:
     """Config keys that name a direction file the user supplies (the built ones excepted)."""
-    return [(f"runs.{name}.mask.direction", run["mask"]["direction"]) for name, run in config["runs"].items()
-            if run["mask"]["method"] == "direction" and run["mask"]["direction"] not in BUILT_DIRECTIONS]
+    return [
+        (f"runs.{name}.mask.direction", run["mask"]["direction"])
+        for name, run in config["runs"].items()
+        if run["mask"]["method"] == "direction" and run["mask"]["direction"] not in BUILT_DIRECTIONS
+    ]
 
 
 def searched_generators(config: dict) -> list[str]:
     """Generators the direction search runs on: those listed under directions.search.generators and
     those of runs taking the `search` direction."""
-    runs = [run["generator"] for run in config["runs"].values()
-            if run["mask"]["method"] == "direction" and run["mask"]["direction"] == SEARCH]
+    runs = [
+        run["generator"]
+        for run in config["runs"].values()
+        if run["mask"]["method"] == "direction" and run["mask"]["direction"] == SEARCH
+    ]
     return list(dict.fromkeys([*config["directions"]["search"]["generators"], *runs]))
 
 
@@ -155,8 +171,10 @@ def direction_problems(config: dict) -> list[str]:
         if spec is None:
             lines.append(f"directions.search: generator '{gen}' is not defined under generators:")
         elif spec["model"] == BIGBIGAN and gen not in candidates:
-            lines.append(f"directions.search.candidates.{gen}: BigBiGAN cannot be differentiated here, so its "
-                         "candidate directions come from a file (a .npy [K, 120], e.g. from GANLatentDiscovery)")
+            lines.append(
+                f"directions.search.candidates.{gen}: BigBiGAN cannot be differentiated here, so its "
+                "candidate directions come from a file (a .npy [K, 120], e.g. from GANLatentDiscovery)"
+            )
     return list(dict.fromkeys(lines))
 
 
@@ -186,12 +204,18 @@ def config_problems(config: dict) -> list[str]:
             if dq is not None:
                 lines.append(f"{where}: the dq filter needs a D_q trained on a BigGAN; BigBiGAN runs have none")
             if run["mask"]["direction"] == CONTRAST:
-                lines.append(f"{where}.mask.direction: '{CONTRAST}' is built for PyTorch generators only; give "
-                             f"BigBiGAN a direction file (e.g. the published h_bg) or '{SEARCH}'")
+                lines.append(
+                    f"{where}.mask.direction: '{CONTRAST}' is built for PyTorch generators only; give "
+                    f"BigBiGAN a direction file (e.g. the published h_bg) or '{SEARCH}'"
+                )
         elif run["truncation"] is None and run["latents"]["source"] == "prior":
             lines.append(f"{where}.truncation: a BigGAN run sampling the prior needs a truncation")
-    return (lines + direction_problems(config) + sod_problems(config["sod"])
-            + fewshot_problems(config["fewshot"], config["sod"]))
+    return (
+        lines
+        + direction_problems(config)
+        + sod_problems(config["sod"])
+        + fewshot_problems(config["fewshot"], config["sod"])
+    )
 
 
 def fewshot_problems(fewshot: dict, sod: dict) -> list[str]:
@@ -218,8 +242,9 @@ def sod_problems(sod: dict) -> list[str]:
             if spec["eval_size"] % 8:
                 lines.append(f"{where}.eval_size: coop's EBM needs a multiple of 8, got {spec['eval_size']}")
             if spec["recipe"]["sizes"] != [spec["eval_size"]]:
-                lines.append(f"{where}.recipe.sizes: coop trains at its EBM's size, eval_size "
-                             f"(set sizes: [{spec['eval_size']}])")
+                lines.append(
+                    f"{where}.recipe.sizes: coop trains at its EBM's size, eval_size (set sizes: [{spec['eval_size']}])"
+                )
         elif spec["point_labels"] is not None:
             lines.append(f"{where}.point_labels: only coop learns from point labels (learning while recovering)")
         if spec["active"] is not None:

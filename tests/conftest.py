@@ -80,8 +80,9 @@ def small_config() -> dict[str, Any]:
     config["generators"]["scene"]["weights"] = str(REPO / config["generators"]["scene"]["weights"])
     for split in config["scenes"]["splits"].values():
         split["size"] = 8
-    config["scenes"]["quality"].update(truncations=[1.0], classifier_scenes=32, classifier_steps=2,
-                                       heldout_scenes=16, samples=16, grid_per_class=2)
+    config["scenes"]["quality"].update(
+        truncations=[1.0], classifier_scenes=32, classifier_steps=2, heldout_scenes=16, samples=16, grid_per_class=2
+    )
     config["scenes"]["baseline"]["model_options"] = {"base": 4, "depth": 2}
     config["scenes"]["baseline"]["recipe"].update(steps=3, batch_size=4, sizes=[32])
     config["scenes"]["baseline"]["size"] = 32
@@ -137,8 +138,13 @@ def run_snakemake(
     if configfiles:
         cmd += ["--configfile", *map(str, configfiles)]
     proc = subprocess.run(
-        cmd, cwd=cwd or workdir or REPO, env=_environment(), capture_output=True, text=True,
-        timeout=timeout, check=False,
+        cmd,
+        cwd=cwd or workdir or REPO,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     return SnakemakeResult(cmd, proc.returncode, proc.stdout, proc.stderr)
 
@@ -161,7 +167,7 @@ class Workdir:
         # --nolock: several dry runs may look at the same directory at once.
         return self.run("-n", "--nolock", "--cores", "2", configfile=configfile)
 
-    def copy_to(self, dest: Path) -> "Workdir":
+    def copy_to(self, dest: Path) -> Workdir:
         """Copy the whole directory (outputs, .snakemake metadata, mtimes) to ``dest``."""
         shutil.copytree(self.path, dest, symlinks=True)
         return Workdir(dest, copy.deepcopy(self.config))

@@ -26,8 +26,13 @@ def test_a_checkpoint_round_trips_with_weights_only(tmp_path):
     optimiser = torch.optim.Adam(model.parameters())
     model(torch.ones(1, 3)).sum().backward()
     optimiser.step()
-    save_checkpoint(tmp_path / "c.pt", 7, {"model": model, "opt": optimiser}, log=[{"step": 1, "loss": 0.5}],
-                    config={"lr": 1e-3, "sizes": [64], "name": None})
+    save_checkpoint(
+        tmp_path / "c.pt",
+        7,
+        {"model": model, "opt": optimiser},
+        log=[{"step": 1, "loss": 0.5}],
+        config={"lr": 1e-3, "sizes": [64], "name": None},
+    )
     other, other_opt = torch.nn.Linear(3, 2), torch.optim.Adam(torch.nn.Linear(3, 2).parameters())
     payload = load_checkpoint(tmp_path / "c.pt", {"model": other, "opt": other_opt})
     assert payload["step"] == 7 and payload["log"] == [{"step": 1, "loss": 0.5}]

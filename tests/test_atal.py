@@ -12,10 +12,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthsod.sod.atal.methods import (REGION_INSENSITIVE, REGION_SAFE, REGION_SENSITIVE, candidate_pixels, cyclic_cosine_lr,
-                           ensemble_probabilities, greedy_k_center, margin_uncertainty, pgd_attack, pixel_regions,
-                           propagate_point_labels, rank_by_dissimilarity, rds_select, snapshot_steps, superpixels)
 from synthsod.errors import SynthsodError
+from synthsod.sod.atal.methods import (
+    REGION_INSENSITIVE,
+    REGION_SAFE,
+    REGION_SENSITIVE,
+    candidate_pixels,
+    cyclic_cosine_lr,
+    ensemble_probabilities,
+    greedy_k_center,
+    margin_uncertainty,
+    pgd_attack,
+    pixel_regions,
+    propagate_point_labels,
+    rank_by_dissimilarity,
+    rds_select,
+    snapshot_steps,
+    superpixels,
+)
 
 
 def small_net() -> nn.Module:

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from synthsod.errors import SynthsodError
 from synthsod.sod.atal.train import (
     POINT_COLUMNS,
     ActiveSpec,
@@ -16,16 +17,30 @@ from synthsod.sod.atal.train import (
     select_uncertain_images,
     train_active,
 )
-from synthsod.errors import SynthsodError
-from synthsod.sodgan.fewshot import select_fewshot
 from synthsod.sod.models import UNet
 from synthsod.sod.train import Recipe
+from synthsod.sodgan.fewshot import select_fewshot
 
 SIZE = 32
-RECIPE = dict(optimizer="adam", lr=3e-3, backbone_lr=3e-3, weight_decay=0.0, batch_size=4, steps=6,
-              schedule="cyclic", cycles=3, sizes=[SIZE], checkpoint_every=100)
-SPEC = dict(initial_points=2, points_per_round=3, budget=8, pgd_steps=2,
-            superpixels={"method": "slic", "segments": 30, "compactness": 10.0})
+RECIPE = dict(
+    optimizer="adam",
+    lr=3e-3,
+    backbone_lr=3e-3,
+    weight_decay=0.0,
+    batch_size=4,
+    steps=6,
+    schedule="cyclic",
+    cycles=3,
+    sizes=[SIZE],
+    checkpoint_every=100,
+)
+SPEC = dict(
+    initial_points=2,
+    points_per_round=3,
+    budget=8,
+    pgd_steps=2,
+    superpixels={"method": "slic", "segments": 30, "compactness": 10.0},
+)
 
 
 class ToyData(torch.utils.data.Dataset):
@@ -33,8 +48,9 @@ class ToyData(torch.utils.data.Dataset):
         gen = torch.Generator().manual_seed(0)
         # smooth colour gradients plus mild noise (SLIC merges pure noise into one segment)
         ramp = torch.linspace(-0.6, 0.6, SIZE)
-        self.images = (ramp[None, None, :, None] * torch.rand(n, 3, 1, 1, generator=gen)
-                       + 0.05 * torch.randn(n, 3, SIZE, SIZE, generator=gen))
+        self.images = ramp[None, None, :, None] * torch.rand(n, 3, 1, 1, generator=gen) + 0.05 * torch.randn(
+            n, 3, SIZE, SIZE, generator=gen
+        )
         self.images[:, :, 8:24, 8:24] += 0.6  # a bright square object
         self.masks = torch.zeros(n, 1, SIZE, SIZE)
         self.masks[:, :, 8:24, 8:24] = 1
@@ -48,8 +64,15 @@ class ToyData(torch.utils.data.Dataset):
 
 def run(data=None, **spec):
     tables = {}
-    model = train_active("unet", "bce", data or ToyData(), Recipe(**RECIPE), ActiveSpec(**{**SPEC, **spec}),
-                         model_kwargs={"base": 4, "depth": 2}, on_round=lambda r, t: tables.setdefault(r, t))
+    model = train_active(
+        "unet",
+        "bce",
+        data or ToyData(),
+        Recipe(**RECIPE),
+        ActiveSpec(**{**SPEC, **spec}),
+        model_kwargs={"base": 4, "depth": 2},
+        on_round=lambda r, t: tables.setdefault(r, t),
+    )
     return model, tables
 
 
@@ -109,7 +132,9 @@ def test_atal_needs_the_cyclic_schedule_and_the_partial_bce():
     with pytest.raises(SynthsodError, match="cyclic cosine"):
         train_active("unet", "bce", ToyData(), Recipe(**{**RECIPE, "schedule": "constant"}), ActiveSpec(**SPEC))
     with pytest.raises(SynthsodError, match="partial BCE"):
-        train_active("unet", "ce", ToyData(), Recipe(**RECIPE), ActiveSpec(**SPEC), model_kwargs={"base": 4, "depth": 2})
+        train_active(
+            "unet", "ce", ToyData(), Recipe(**RECIPE), ActiveSpec(**SPEC), model_kwargs={"base": 4, "depth": 2}
+        )
 
 
 def test_uncertain_image_selection_prefers_uncertain_and_diverse_images():

@@ -8,7 +8,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import REPO
 
 spec = importlib.util.spec_from_file_location("benchmarks_run", REPO / "benchmarks" / "run.py")

@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from synthsod.data.prepare import load_image_rgb, prepare_dataset
+from synthsod.errors import SynthsodError
 from synthsod.generators.bigbigan import (
     MODULE_URL,
     BigBiGAN,
@@ -28,8 +30,6 @@ from synthsod.generators.bigbigan import (
     module_problem,
     write_tiny_module,
 )
-from synthsod.errors import SynthsodError
-from synthsod.data.prepare import load_image_rgb, prepare_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 NO_TF = "TensorFlow absent: BigBiGAN tests run in the tf env (.ci/run builds it)"
@@ -78,14 +78,17 @@ def test_missing_tensorflow_gives_install_hint(tmp_path, monkeypatch):
 # --- encoder_input (no TensorFlow) -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("height", "width", "top", "left"), [
-    (256, 301, 0, 22),  # landscape, odd surplus: the extra column stays on the right
-    (300, 256, 22, 0),  # portrait
-    (256, 256, 0, 0),
-])
+@pytest.mark.parametrize(
+    ("height", "width", "top", "left"),
+    [
+        (256, 301, 0, 22),  # landscape, odd surplus: the extra column stays on the right
+        (300, 256, 22, 0),  # portrait
+        (256, 256, 0, 0),
+    ],
+)
 def test_encoder_input_crops_the_centre_without_resizing_at_size(height, width, top, left):
     image = pixel_ids(height, width)
-    np.testing.assert_array_equal(encoder_input(image), image[top:top + 256, left:left + 256])
+    np.testing.assert_array_equal(encoder_input(image), image[top : top + 256, left : left + 256])
 
 
 def test_encoder_input_shrinks_by_area_averaging():
@@ -136,7 +139,7 @@ def tiny(tiny_dir) -> BigBiGAN:
 # Closed-form TF1 module: generate = tanh(reshape(z @ W)), encode = mean of x over all pixels and
 # channels, repeated z_dim times (so it shows exactly how encode mapped uint8 to [-1, 1]).
 TF1_Z_DIM, TF1_RESOLUTION, TF1_ENCODER_SIZE = 7, 8, 16
-TF1_WEIGHT = np.random.default_rng(1).normal(0.0, 0.5, (TF1_Z_DIM, TF1_RESOLUTION ** 2 * 3)).astype(np.float32)
+TF1_WEIGHT = np.random.default_rng(1).normal(0.0, 0.5, (TF1_Z_DIM, TF1_RESOLUTION**2 * 3)).astype(np.float32)
 
 
 def write_tf1_hub_module(out_dir: Path) -> None:
@@ -152,10 +155,14 @@ def write_tf1_hub_module(out_dir: Path) -> None:
         session.run(tf.compat.v1.global_variables_initializer())
         signature = tf.compat.v1.saved_model.predict_signature_def
         builder = tf.compat.v1.saved_model.Builder(str(out_dir))
-        builder.add_meta_graph_and_variables(session, tags=[], signature_def_map={
-            "generate": signature({"default": z}, {"default": images}),
-            "encode": signature({"default": x}, {"default": z_mean, "z_mean": z_mean, "z_sample": z_mean}),
-        })
+        builder.add_meta_graph_and_variables(
+            session,
+            tags=[],
+            signature_def_map={
+                "generate": signature({"default": z}, {"default": images}),
+                "encode": signature({"default": x}, {"default": z_mean, "z_mean": z_mean, "z_sample": z_mean}),
+            },
+        )
         builder.save()
     # hub.load only checks that this file exists (it then loads the empty tag set, as for the real module).
     (out_dir / "tfhub_module.pb").write_bytes(b"")
@@ -171,7 +178,13 @@ def test_tiny_module_loads_with_tensorflow_hub(tiny_dir):
 
 
 def test_generate_shape_range_and_determinism(tiny, tiny_dir, tmp_path):
-    assert (tiny.name, tiny.z_dim, tiny.resolution, tiny.encoder_size, tiny.batch_size) == ("bigbigan", 120, 128, 256, 16)
+    assert (tiny.name, tiny.z_dim, tiny.resolution, tiny.encoder_size, tiny.batch_size) == (
+        "bigbigan",
+        120,
+        128,
+        256,
+        16,
+    )
     z = np.random.default_rng(0).standard_normal((5, 120)).astype(np.float32)
     images = tiny.generate(z)
     assert images.shape == (5, 128, 128, 3) and images.dtype == np.float32
@@ -226,6 +239,7 @@ def test_tf1_hub_module_inputs_and_sizes_come_from_the_signatures(tmp_path):
 
 def malformed_signatures(tf, case: str) -> dict:
     """Signatures of a module that is not BigBiGAN-shaped in one way (``case``)."""
+
     def fn(body, *shapes):
         return tf.function(body, input_signature=[tf.TensorSpec(shape, tf.float32) for shape in shapes])
 
@@ -234,16 +248,21 @@ def malformed_signatures(tf, case: str) -> dict:
     if case == "no encode":
         return {"generate": generate}
     if case == "two inputs":
-        return {"generate": fn(lambda z, label: {"default": tf.reshape(z + label, [-1, 2, 2, 1])},
-                               [None, 4], [None, 1]), "encode": encode}
+        return {
+            "generate": fn(lambda z, label: {"default": tf.reshape(z + label, [-1, 2, 2, 1])}, [None, 4], [None, 1]),
+            "encode": encode,
+        }
     return {"generate": generate, "encode": fn(lambda x: {"default": tf.reshape(x, [-1, 12])}, [None, 2, 2, 3])}
 
 
-@pytest.mark.parametrize(("case", "message"), [
-    ("no encode", r"lacks the signature\(s\) encode \(it has: generate\)"),
-    ("two inputs", r"signature 'generate' takes inputs \['label', 'z'\], expected exactly one"),
-    ("no z_mean", r"signature 'encode' has no output 'z_mean' \(it has \['default'\]\)"),
-])
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no encode", r"lacks the signature\(s\) encode \(it has: generate\)"),
+        ("two inputs", r"signature 'generate' takes inputs \['label', 'z'\], expected exactly one"),
+        ("no z_mean", r"signature 'encode' has no output 'z_mean' \(it has \['default'\]\)"),
+    ],
+)
 def test_module_that_is_not_bigbigan_shaped(tmp_path, case, message):
     needs_tf()
     import tensorflow as tf
@@ -344,27 +363,44 @@ def test_embed_script_reports_missing_module_in_one_line(tmp_path):
 
 def test_bigbigan_run_samples_near_embeddings_into_verified_shards(tiny, tiny_dir, tmp_path):
     """The whole BigBiGAN path without torch: embeddings -> inverted latents + a direction -> shards."""
-    from synthsod.synthesis.runs import RunFiles, open_run, write_run_shard
     from synthsod.directions.files import save_direction
+    from synthsod.synthesis.runs import RunFiles, open_run, write_run_shard
     from synthsod.synthesis.shards import read_shard, verify_run, write_manifest
 
     embeddings = embed_dataset(tiny, pd.read_parquet(prepared_manifest(tmp_path / "data")))
     embeddings.to_parquet(tmp_path / "embeddings.parquet", index=False)
     save_direction(tmp_path / "h_bg.npy", np.random.default_rng(0).standard_normal(120))
-    run = {"pairs": 4, "rows_per_shard": 2, "truncation": None, "classes": {},
-           "latents": {"source": "inverted", "alpha": 0.2, "dataset": None},
-           "mask": {"method": "direction", "threshold": 0.5, "direction": "h_bg", "shift": 5.0, "compare": "base"},
-           "filters": {"components": {"fraction": 0.2, "connectivity": 4}, "size": None, "histogram": None,
-                       "dq": None},
-           "image_format": "png", "jpeg_quality": 95, "batch_size": 3, "max_candidates_factor": 5, "seed": 0}
-    files = RunFiles(weights=str(tiny_dir), latents=str(tmp_path / "embeddings.parquet"),
-                     direction=str(tmp_path / "h_bg.npy"))
+    run = {
+        "pairs": 4,
+        "rows_per_shard": 2,
+        "truncation": None,
+        "classes": {},
+        "latents": {"source": "inverted", "alpha": 0.2, "dataset": None},
+        "mask": {"method": "direction", "threshold": 0.5, "direction": "h_bg", "shift": 5.0, "compare": "base"},
+        "filters": {"components": {"fraction": 0.2, "connectivity": 4}, "size": None, "histogram": None, "dq": None},
+        "image_format": "png",
+        "jpeg_quality": 95,
+        "batch_size": 3,
+        "max_candidates_factor": 5,
+        "seed": 0,
+    }
+    files = RunFiles(
+        weights=str(tiny_dir), latents=str(tmp_path / "embeddings.parquet"), direction=str(tmp_path / "h_bg.npy")
+    )
     sampler = open_run("bb", run, {"model": "bigbigan"}, files)
     run_dir = tmp_path / "run"
     for k in (0, 1):
-        write_run_shard(sampler, k, 2, files, {"shard": run_dir / f"shard-{k:05d}.parquet",
-                                              "stats": run_dir / f"stats/{k}.json",
-                                              "rejected": run_dir / f"rejected/{k}.parquet"})
+        write_run_shard(
+            sampler,
+            k,
+            2,
+            files,
+            {
+                "shard": run_dir / f"shard-{k:05d}.parquet",
+                "stats": run_dir / f"stats/{k}.json",
+                "rejected": run_dir / f"rejected/{k}.parquet",
+            },
+        )
     write_manifest(run_dir, sorted(run_dir.glob("shard-*.parquet")), {"run": "bb"})
     assert verify_run(run_dir) == {"shards": 2, "rows": 4}
     rows = read_shard(run_dir / "shard-00000.parquet").to_pylist()
@@ -383,10 +419,26 @@ def test_direction_search_ranks_bigbigan_candidates_without_torch(tiny_dir, tmp_
     candidates = tmp_path / "candidates.npy"
     np.save(candidates, np.random.default_rng(0).standard_normal((5, 120)).astype(np.float32))
     out = tmp_path / "directions"
-    outputs = {"ranking": out / "ranking.csv", "direction": out / "search.npy", "summary": out / "search.json",
-               "figures": out / "top"}
-    search = {"scale": 5.0, "samples": 3, "batch_size": 2, "steps": 5, "lr": 0.005, "discard_share": 0.99,
-              "top_fraction": 0.5, "top": 2, "figure_samples": 2, "truncation": 0.4, "classes": {}, "seed": 0}
+    outputs = {
+        "ranking": out / "ranking.csv",
+        "direction": out / "search.npy",
+        "summary": out / "search.json",
+        "figures": out / "top",
+    }
+    search = {
+        "scale": 5.0,
+        "samples": 3,
+        "batch_size": 2,
+        "steps": 5,
+        "lr": 0.005,
+        "discard_share": 0.99,
+        "top_fraction": 0.5,
+        "top": 2,
+        "figure_samples": 2,
+        "truncation": 0.4,
+        "classes": {},
+        "seed": 0,
+    }
     driver = textwrap.dedent(f"""
         import runpy, sys
         from types import SimpleNamespace as ns

@@ -18,9 +18,7 @@ SIZE = 16
 def save_pair(root: Path, stem: str, image_mode: str = "RGB", mask: bool = True) -> None:
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (SIZE, SIZE), (30, 120, 200)).convert(image_mode).save(
-        root / "images" / f"{stem}.png"
-    )
+    Image.new("RGB", (SIZE, SIZE), (30, 120, 200)).convert(image_mode).save(root / "images" / f"{stem}.png")
     if mask:
         arr = np.zeros((SIZE, SIZE), np.uint8)
         arr[:4] = 255
@@ -40,9 +38,7 @@ def test_clean_dataset_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "action" not in out  # no problem table when there is nothing to report
 
 
-def test_skipped_pair_exits_1_and_prints_table(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_skipped_pair_exits_1_and_prints_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     save_pair(tmp_path, "a")
     save_pair(tmp_path, "b", image_mode="L")
     save_pair(tmp_path, "c", mask=False)
@@ -53,24 +49,18 @@ def test_skipped_pair_exits_1_and_prints_table(
     header = next(line for line in lines if line.startswith("action"))
     assert header.split() == ["action", "file", "reason"]
     skipped = next(line for line in lines if line.startswith("skipped"))
-    assert skipped.split(None, 2) == [
-        "skipped", str(tmp_path / "images" / "c.png"), "image has no mask"
-    ]
+    assert skipped.split(None, 2) == ["skipped", str(tmp_path / "images" / "c.png"), "image has no mask"]
     assert any(line.startswith("converted") and "b.png" in line for line in lines)
 
 
-def test_conversion_only_fails_with_strict(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_conversion_only_fails_with_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     save_pair(tmp_path, "a", image_mode="RGBA")
     assert main(["check-data", *dirs(tmp_path)]) == 0
     assert "converted" in capsys.readouterr().out
     assert main(["check-data", *dirs(tmp_path), "--strict"]) == 1
 
 
-def test_user_error_exits_2_without_traceback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_user_error_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     save_pair(tmp_path, "a")
     missing = str(tmp_path / "no_such_masks")
     assert main(["check-data", str(tmp_path / "images"), missing]) == 2
@@ -80,8 +70,9 @@ def test_user_error_exits_2_without_traceback(
     assert "Traceback" not in captured.err and captured.out == ""
 
 
-@pytest.mark.parametrize("argv", [[], ["no-such-command"], ["check-data", "only_one_dir"],
-                                  ["check-data", "a", "b", "--threads", "0"]])
+@pytest.mark.parametrize(
+    "argv", [[], ["no-such-command"], ["check-data", "only_one_dir"], ["check-data", "a", "b", "--threads", "0"]]
+)
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert "usage: synthsod" in capsys.readouterr().err
@@ -98,18 +89,19 @@ def console_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "synthsod"]
 
 
-@pytest.mark.parametrize("command", [console_command(), [sys.executable, "-m", "synthsod"]],
-                         ids=["console-script", "python-m"])
+@pytest.mark.parametrize(
+    "command", [console_command(), [sys.executable, "-m", "synthsod"]], ids=["console-script", "python-m"]
+)
 def test_subprocess(tmp_path: Path, command: list[str]) -> None:
     save_pair(tmp_path, "a")
     save_pair(tmp_path, "b", mask=False)
-    done = subprocess.run([*command, "check-data", *dirs(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*command, "check-data", *dirs(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert "2 pairs found, 1 kept, 1 skipped" in done.stdout
     assert "image has no mask" in done.stdout
 
-    done = subprocess.run([*command, "check-data", str(tmp_path / "nope"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*command, "check-data", str(tmp_path / "nope"), str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert done.stderr.startswith("synthsod: error: ") and "Traceback" not in done.stderr

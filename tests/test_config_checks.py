@@ -5,21 +5,41 @@ from __future__ import annotations
 from synthsod.workflow import direction_problems, searched_generators, sod_problems
 
 
-def spec(model="unet", loss="ce", eval_size=64, sizes=(64,), point_labels=None, refine_with=(), active=None,
-         schedule="constant"):
-    return {"model": model, "loss": loss, "eval_size": eval_size, "recipe": {"sizes": list(sizes), "schedule": schedule},
-            "point_labels": point_labels, "refine_with": list(refine_with), "active": active}
+def spec(
+    model="unet",
+    loss="ce",
+    eval_size=64,
+    sizes=(64,),
+    point_labels=None,
+    refine_with=(),
+    active=None,
+    schedule="constant",
+):
+    return {
+        "model": model,
+        "loss": loss,
+        "eval_size": eval_size,
+        "recipe": {"sizes": list(sizes), "schedule": schedule},
+        "point_labels": point_labels,
+        "refine_with": list(refine_with),
+        "active": active,
+    }
 
 
 def test_a_consistent_coop_setup_has_no_problems():
-    sod = {"coop": spec("coop", "bce", point_labels={"points": 5, "radius": 1, "seed": 0}),
-           "unet": spec(refine_with=["coop"]), "atal": spec(loss="bce", active={}, schedule="cyclic")}
+    sod = {
+        "coop": spec("coop", "bce", point_labels={"points": 5, "radius": 1, "seed": 0}),
+        "unet": spec(refine_with=["coop"]),
+        "atal": spec(loss="bce", active={}, schedule="cyclic"),
+    }
     assert sod_problems(sod) == []
 
 
 def test_coop_constraints_and_refinement_references_are_each_reported():
-    sod = {"coop": spec("coop", "structure", eval_size=60, sizes=(48, 64)),
-           "unet": spec(point_labels={"points": 5, "radius": 1, "seed": 0}, refine_with=["unet", "missing"])}
+    sod = {
+        "coop": spec("coop", "structure", eval_size=60, sizes=(48, 64)),
+        "unet": spec(point_labels={"points": 5, "radius": 1, "seed": 0}, refine_with=["unet", "missing"]),
+    }
     problems = sod_problems(sod)
     assert problems == [
         "sod.coop.loss: coop's warm-up loss is bce, not 'structure'",
@@ -39,9 +59,11 @@ def test_atal_needs_the_partial_bce_and_the_cyclic_schedule():
 
 
 def direction_config(run_direction="search", generators=(), candidates=None, model="bigbigan"):
-    return {"generators": {"big": {"model": model}, "tiny": {"model": "tiny"}},
-            "runs": {"r": {"generator": "big", "mask": {"method": "direction", "direction": run_direction}}},
-            "directions": {"search": {"generators": list(generators), "candidates": candidates or {}}}}
+    return {
+        "generators": {"big": {"model": model}, "tiny": {"model": "tiny"}},
+        "runs": {"r": {"generator": "big", "mask": {"method": "direction", "direction": run_direction}}},
+        "directions": {"search": {"generators": list(generators), "candidates": candidates or {}}},
+    }
 
 
 def test_direction_search_targets_and_bigbigan_candidates():
@@ -50,9 +72,11 @@ def test_direction_search_targets_and_bigbigan_candidates():
     assert searched_generators(config) == ["tiny", "big"]
     assert direction_problems(config) == [
         "directions.search.candidates.big: BigBiGAN cannot be differentiated here, so its candidate directions "
-        "come from a file (a .npy [K, 120], e.g. from GANLatentDiscovery)"]
+        "come from a file (a .npy [K, 120], e.g. from GANLatentDiscovery)"
+    ]
     assert direction_problems(direction_config(candidates={"big": "h.npy"})) == []
     assert direction_problems(direction_config(model="biggan-deep-256")) == []
     assert searched_generators(direction_config(run_direction="contrast")) == []
     assert direction_problems(direction_config(run_direction="h.npy", generators=["nope"])) == [
-        "directions.search: generator 'nope' is not defined under generators:"]
+        "directions.search: generator 'nope' is not defined under generators:"
+    ]

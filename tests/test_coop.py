@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from synthsod.errors import SynthsodError
+from synthsod.sod.coop.ebm import EnergyModel
 from synthsod.sod.coop.model import (
     CoopConfig,
     binary_entropy,
@@ -16,8 +18,6 @@ from synthsod.sod.coop.model import (
     recover,
     warmup_weight,
 )
-from synthsod.sod.coop.ebm import EnergyModel
-from synthsod.errors import SynthsodError
 
 SIZE = 16
 
@@ -59,8 +59,9 @@ def test_recovery_takes_gradient_only_from_visible_pixels(parts):
     changed_visible = targets.clone()
     changed_visible[..., 0, 0] = 1 - changed_visible[..., 0, 0]
     assert not torch.allclose(grad_for(changed_visible), grad_for(targets))
-    recovered = recover(lvm, parts[1], images, targets * visible, visible, CoopConfig(),
-                        generator=torch.Generator().manual_seed(0))
+    recovered = recover(
+        lvm, parts[1], images, targets * visible, visible, CoopConfig(), generator=torch.Generator().manual_seed(0)
+    )
     assert recovered.shape == targets.shape
     with pytest.raises(SynthsodError, match="visibility mask"):
         recover(lvm, parts[1], images, targets, visible[:, :, :8], CoopConfig())
@@ -76,8 +77,17 @@ def test_one_cooperative_step_moves_both_models_the_right_way(parts):
     ebm.eval()  # fixed batch-norm statistics: the energy is then a function of each pair alone
     gap_before = (ebm(targets, images).mean() - ebm(samples, images).mean()).item()
     for step in range(5):
-        losses = coop_step(lvm, ebm, opt_lvm, opt_ebm, images, targets, cfg, ce_weight=1.0,
-                           generator=torch.Generator().manual_seed(step))
+        losses = coop_step(
+            lvm,
+            ebm,
+            opt_lvm,
+            opt_ebm,
+            images,
+            targets,
+            cfg,
+            ce_weight=1.0,
+            generator=torch.Generator().manual_seed(step),
+        )
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
     assert any(not torch.equal(a, b) for a, b in zip(before_lvm, lvm.parameters()))
     gap_after = (ebm(targets, images).mean() - ebm(samples, images).mean()).item()
@@ -101,8 +111,9 @@ def test_recovery_keeps_the_annotated_labels_and_fills_the_rest_from_the_models(
     lvm, ebm, images, targets = parts
     visible = torch.zeros_like(targets)
     visible[..., ::5, ::5] = 1  # points
-    recovered = recover(lvm, ebm.eval(), images, targets * visible, visible, CoopConfig(),
-                        generator=torch.Generator().manual_seed(0))
+    recovered = recover(
+        lvm, ebm.eval(), images, targets * visible, visible, CoopConfig(), generator=torch.Generator().manual_seed(0)
+    )
     assert torch.equal(recovered[visible == 1], targets[visible == 1])
     hidden = recovered[visible == 0]
     assert 0 <= hidden.min() and hidden.max() <= 1 and hidden.std() > 0

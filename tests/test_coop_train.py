@@ -9,19 +9,27 @@ import pandas as pd
 import pytest
 import torch
 
+from synthsod.data.prepare import load_gray
+from synthsod.errors import SynthsodError
 from synthsod.sod.coop.model import CoopSaliency
 from synthsod.sod.coop.train import train_coop
-from synthsod.errors import SynthsodError
 from synthsod.sod.point_labels import PointLabelled
-from synthsod.data.prepare import load_gray
 from synthsod.sod.predict import refine_predictions, write_predictions
 from synthsod.sod.train import Recipe, load_sod_model, normalise, save_sod_model
 
 SIZE = 32
-MODEL = dict(image_size=SIZE, backbone="resnet18", channels=16,
-             config={"ebm_steps": 2, "lvm_steps": 2, "draws": 2})
-RECIPE = dict(optimizer="adam", lr=1e-3, backbone_lr=1e-3, weight_decay=0.0, batch_size=2, steps=4,
-              schedule="constant", sizes=[SIZE], checkpoint_every=2)
+MODEL = dict(image_size=SIZE, backbone="resnet18", channels=16, config={"ebm_steps": 2, "lvm_steps": 2, "draws": 2})
+RECIPE = dict(
+    optimizer="adam",
+    lr=1e-3,
+    backbone_lr=1e-3,
+    weight_decay=0.0,
+    batch_size=2,
+    steps=4,
+    schedule="constant",
+    sizes=[SIZE],
+    checkpoint_every=2,
+)
 
 
 class ToyData(torch.utils.data.Dataset):
@@ -95,8 +103,12 @@ def test_a_saved_coop_model_predicts_maps_uncertainty_and_refines_other_maps(tmp
         cv2.imwrite(str(path), np.full((40 + 8 * i, 36, 3), 60 * i, np.uint8))
         rows.append({"id": f"im{i}", "image": str(path)})
     manifest = pd.DataFrame(rows)
-    assert write_predictions(loaded, manifest, tmp_path / "pred", SIZE, None, batch_size=2,
-                             uncertainty_dir=tmp_path / "unc") == 3
+    assert (
+        write_predictions(
+            loaded, manifest, tmp_path / "pred", SIZE, None, batch_size=2, uncertainty_dir=tmp_path / "unc"
+        )
+        == 3
+    )
     for i in range(3):
         assert load_gray(tmp_path / "pred" / f"im{i}.png").shape == (40 + 8 * i, 36)
         assert load_gray(tmp_path / "unc" / f"im{i}.png").shape == (40 + 8 * i, 36)
@@ -109,8 +121,17 @@ def test_a_saved_coop_model_predicts_maps_uncertainty_and_refines_other_maps(tmp
         cv2.imwrite(str(base / f"im{i}.png"), np.full((40 + 8 * i, 36), 128, np.uint8))
     assert refine_predictions(loaded, manifest, base, tmp_path / "refined") == 3
     refined = load_gray(tmp_path / "refined" / "im0.png").astype(float)
-    image = torch.from_numpy(cv2.resize(cv2.imread(str(tmp_path / "im0.png"))[..., ::-1], (SIZE, SIZE),
-                                        interpolation=cv2.INTER_AREA).copy()).permute(2, 0, 1).float() / 127.5 - 1
+    image = (
+        torch.from_numpy(
+            cv2.resize(
+                cv2.imread(str(tmp_path / "im0.png"))[..., ::-1], (SIZE, SIZE), interpolation=cv2.INTER_AREA
+            ).copy()
+        )
+        .permute(2, 0, 1)
+        .float()
+        / 127.5
+        - 1
+    )
     expected = loaded.refine(normalise(image[None]), torch.full((1, 1, SIZE, SIZE), 128 / 255))
     expected = cv2.resize(expected[0, 0].numpy(), (36, 40), interpolation=cv2.INTER_LINEAR) * 255
     assert np.abs(refined - expected).max() <= 1.0

@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from synthsod.synthesis.demo import MaskRule, demo_mask, keep_large_components, to_uint8, write_demo_split
+from synthsod.data.prepare import check_pairs
 from synthsod.generators import create_generator, sample_latents
 from synthsod.generators.tiny import write_tiny_biggan
-from synthsod.data.prepare import check_pairs
+from synthsod.synthesis.demo import MaskRule, demo_mask, keep_large_components, to_uint8, write_demo_split
 
 
 def _disk(size=64, centre=(32, 32), radius=12):
@@ -72,8 +72,18 @@ def tiny_generator(tmp_path_factory):
 
 def test_demo_split_is_a_clean_duts_layout_folder(tiny_generator, tmp_path):
     rule = MaskRule(blur_sigma=2.0, min_fg=0.05, max_fg=0.6)
-    tried = write_demo_split(tiny_generator, tmp_path / "images", tmp_path / "masks", size=6, first_index=100,
-                             seed=0, truncation=0.6, classes=None, rule=rule, batch_size=4)
+    tried = write_demo_split(
+        tiny_generator,
+        tmp_path / "images",
+        tmp_path / "masks",
+        size=6,
+        first_index=100,
+        seed=0,
+        truncation=0.6,
+        classes=None,
+        rule=rule,
+        batch_size=4,
+    )
     images = sorted((tmp_path / "images").iterdir())
     assert len(images) == 6 and tried >= 6
     assert all(p.suffix == ".jpg" and p.stem.startswith("demo_") for p in images)
@@ -116,8 +126,8 @@ def test_layout_rule_is_fitted_deterministically_and_sets_the_mask_size(tiny_gen
 
 
 def test_luminance_masker_matches_demo_mask_and_unknown_source_is_refused(tiny_generator):
-    from synthsod.synthesis.demo import DemoMasker
     from synthsod.errors import SynthsodError
+    from synthsod.synthesis.demo import DemoMasker
 
     rule = MaskRule(source="luminance")
     masker = DemoMasker(tiny_generator, rule, seed=0, truncation=0.6, classes=None)

@@ -10,6 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from synthsod.errors import SynthsodError
+from synthsod.generators import create_generator, sample_latents
+from synthsod.generators.tiny import write_tiny_biggan
 from synthsod.sodgan.den import (
     DEN,
     DENConfig,
@@ -23,9 +26,6 @@ from synthsod.sodgan.den import (
     reconstruction_error,
     train_den,
 )
-from synthsod.errors import SynthsodError
-from synthsod.generators import create_generator, sample_latents
-from synthsod.generators.tiny import write_tiny_biggan
 
 TRUNCATION = 0.6
 
@@ -121,8 +121,9 @@ def test_gaussian_kl_on_known_gaussians():
     # Against torch.distributions, elementwise and broadcasting.
     m1, m2 = torch.randn(7, dtype=torch.float64), torch.randn(7, dtype=torch.float64)
     lv1, lv2 = torch.randn(7, dtype=torch.float64), torch.randn(7, dtype=torch.float64)
-    expected = torch.distributions.kl_divergence(torch.distributions.Normal(m1, (0.5 * lv1).exp()),
-                                                 torch.distributions.Normal(m2, (0.5 * lv2).exp()))
+    expected = torch.distributions.kl_divergence(
+        torch.distributions.Normal(m1, (0.5 * lv1).exp()), torch.distributions.Normal(m2, (0.5 * lv2).exp())
+    )
     torch.testing.assert_close(gaussian_kl(m1, lv1, m2, lv2), expected)
     x = torch.randn(7, dtype=torch.float64)
     torch.testing.assert_close(gaussian_nll(x, m2, lv2), -torch.distributions.Normal(m2, (0.5 * lv2).exp()).log_prob(x))
@@ -178,8 +179,9 @@ def test_den_learns_to_invert_the_tiny_generator(generator, capsys):
     train, _ = tiny_samples(generator, seed=0, n=64)
     held_out, _ = tiny_samples(generator, seed=1, n=16)
     cfg = DENConfig(steps=60, batch_size=16, adv_weight=0.0, checkpoint_every=1000)
-    untrained = invert(build_den(generator, cfg, TRUNCATION, seed=0), generator, held_out, truncation=TRUNCATION,
-                       refine_steps=0)
+    untrained = invert(
+        build_den(generator, cfg, TRUNCATION, seed=0), generator, held_out, truncation=TRUNCATION, refine_steps=0
+    )
     frozen = {k: v.clone() for k, v in generator.net.state_dict().items()}
     started = time.perf_counter()
     den, metrics = fit_den(generator, train, cfg, truncation=TRUNCATION, seed=0)
@@ -190,10 +192,12 @@ def test_den_learns_to_invert_the_tiny_generator(generator, capsys):
     trained = invert(den, generator, held_out, truncation=TRUNCATION, refine_steps=0)
     refined = invert(den, generator, held_out, truncation=TRUNCATION, refine_steps=20)
     mean_image = ((held_out - train.mean(0, keepdim=True)) ** 2).flatten(1).mean(1)
-    report = (f"DEN held-out MSE: untrained {untrained.encoder_error.mean():.4f},"
-              f" trained {trained.encoder_error.mean():.4f} (train-set mean image {mean_image.mean():.4f}),"
-              f" refined {refined.recon_error.mean():.4f};"
-              f" {cfg.steps} steps in {train_s:.1f} s; final metrics {metrics}")
+    report = (
+        f"DEN held-out MSE: untrained {untrained.encoder_error.mean():.4f},"
+        f" trained {trained.encoder_error.mean():.4f} (train-set mean image {mean_image.mean():.4f}),"
+        f" refined {refined.recon_error.mean():.4f};"
+        f" {cfg.steps} steps in {train_s:.1f} s; final metrics {metrics}"
+    )
     with capsys.disabled():
         print("\n" + report)
     assert np.all(np.isfinite(trained.encoder_error))
@@ -227,8 +231,9 @@ class _ItemDataset(torch.utils.data.Dataset):
 
 def test_vae_mode_trains_and_stays_in_the_bound(generator):
     images, _ = tiny_samples(generator, seed=2, n=8)
-    cfg = DENConfig(mode="vae", steps=3, batch_size=4, adv_weight=0.01, checkpoint_every=1000,
-                    backbone="mobilenetv3_small_050")
+    cfg = DENConfig(
+        mode="vae", steps=3, batch_size=4, adv_weight=0.01, checkpoint_every=1000, backbone="mobilenetv3_small_050"
+    )
     # Items at half the generator's resolution are resized on the fly (as a ManifestDataset of another size).
     dataset = _ItemDataset(F.avg_pool2d(images, 2))
     den, metrics = fit_den(generator, dataset, cfg, truncation=TRUNCATION, seed=0)
@@ -253,12 +258,14 @@ def _tensors(state) -> dict:
 def test_a_resumed_run_ends_with_the_same_weights(generator, tmp_path):
     images, _ = tiny_samples(generator, seed=3, n=8)
     # ELBO weighting and the discriminator on, so every part of the state is exercised.
-    cfg = dict(steps=4, batch_size=4, adv_weight=0.01, weighting="elbo", checkpoint_every=2,
-               backbone="mobilenetv3_small_050")
+    cfg = dict(
+        steps=4, batch_size=4, adv_weight=0.01, weighting="elbo", checkpoint_every=2, backbone="mobilenetv3_small_050"
+    )
     whole, split = tmp_path / "whole.pt", tmp_path / "split.pt"
     train_den(generator, images, DENConfig(**cfg), truncation=TRUNCATION, checkpoint_path=whole, seed=5)
-    first = train_den(generator, images, DENConfig(**{**cfg, "steps": 2}), truncation=TRUNCATION,
-                      checkpoint_path=split, seed=5)
+    first = train_den(
+        generator, images, DENConfig(**{**cfg, "steps": 2}), truncation=TRUNCATION, checkpoint_path=split, seed=5
+    )
     second = train_den(generator, images, DENConfig(**cfg), truncation=TRUNCATION, checkpoint_path=split, seed=5)
     assert (first["resumed_from"], second["resumed_from"]) == (0, 2)
     a, b = torch.load(whole, weights_only=False), torch.load(split, weights_only=False)

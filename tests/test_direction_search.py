@@ -45,10 +45,11 @@ YY, XX = np.mgrid[0:SIZE, 0:SIZE] / SIZE
 def scene(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A smooth colour field in [0.2, 0.8] and a disk, both set by the scene latent u [6]."""
     phase = 3 * np.tanh(u[:3])
-    image = np.stack([0.5 + 0.3 * np.sin(2 * np.pi * (XX * (1 + c) + YY * (2 - c)) / 1.5 + phase[c])
-                      for c in range(3)], axis=-1)
+    image = np.stack(
+        [0.5 + 0.3 * np.sin(2 * np.pi * (XX * (1 + c) + YY * (2 - c)) / 1.5 + phase[c]) for c in range(3)], axis=-1
+    )
     cy, cx, radius = 0.5 + 0.2 * np.tanh(u[3]), 0.5 + 0.2 * np.tanh(u[4]), 0.25 + 0.08 * np.tanh(u[5])
-    return image, (YY - cy) ** 2 + (XX - cx) ** 2 < radius ** 2
+    return image, (YY - cy) ** 2 + (XX - cx) ** 2 < radius**2
 
 
 def towards(image: np.ndarray, operator, amount: float) -> np.ndarray:
@@ -73,7 +74,8 @@ def render(z: np.ndarray, class_ids=None) -> np.ndarray:
 def pool(n: int = 16, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.concatenate([rng.standard_normal((n, SCENE_DIMS)), np.zeros((n, Z_DIM - SCENE_DIMS))], 1).astype(
-        np.float32)
+        np.float32
+    )
 
 
 def candidates(seed: int = 1) -> np.ndarray:
@@ -88,8 +90,9 @@ def matched_error(pair: AffinePair, truth) -> float:
     true_biases = np.stack([b for _, b in truth])
     errors = []
     for order in ([0, 1], [1, 0]):
-        errors.append(max(np.abs(pair.matrices[order] - true_matrices).max(),
-                          np.abs(pair.biases[order] - true_biases).max()))
+        errors.append(
+            max(np.abs(pair.matrices[order] - true_matrices).max(), np.abs(pair.biases[order] - true_biases).max())
+        )
     return float(min(errors))
 
 
@@ -176,14 +179,19 @@ def test_restoration_gradient_matches_finite_differences():
         plus, minus = weights.copy(), weights.copy()
         plus[index] += eps
         minus[index] -= eps
-        numeric = (restoration_gradient(AffinePair(plus), base, shifted)[0]
-                   - restoration_gradient(AffinePair(minus), base, shifted)[0]) / (2 * eps)
+        numeric = (
+            restoration_gradient(AffinePair(plus), base, shifted)[0]
+            - restoration_gradient(AffinePair(minus), base, shifted)[0]
+        ) / (2 * eps)
         assert grad[index] == pytest.approx(numeric, rel=1e-2, abs=1e-4)
 
 
 def test_pair_classes_and_restoration_follow_the_better_operator():
-    pair = AffinePair(np.stack([np.vstack([np.eye(3), np.full((1, 3), 0.2)]),
-                                np.vstack([0.5 * np.eye(3), np.zeros((1, 3))])]).astype(np.float32))
+    pair = AffinePair(
+        np.stack([np.vstack([np.eye(3), np.full((1, 3), 0.2)]), np.vstack([0.5 * np.eye(3), np.zeros((1, 3))])]).astype(
+            np.float32
+        )
+    )
     base = np.array([[0.2, 0.4, 0.6], [0.8, 0.6, 0.4]], np.float32)
     shifted = np.array([[0.4, 0.6, 0.8], [0.4, 0.3, 0.2]], np.float32)  # first by A1, second by A2
     assert pair.classes(base, shifted).tolist() == [0, 1]
@@ -196,14 +204,17 @@ def test_pair_classes_and_restoration_follow_the_better_operator():
 
 
 def table(distance, loss, share) -> pd.DataFrame:
-    return pd.DataFrame({"direction": range(len(distance)), "restoration_loss": loss, "distance": distance,
-                         "share": share})
+    return pd.DataFrame(
+        {"direction": range(len(distance)), "restoration_loss": loss, "distance": distance, "share": share}
+    )
 
 
 def test_ranking_discards_by_share_then_shortlists_by_distance_then_orders_by_loss():
-    scores = table(distance=[0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.95, 0.95, 0.2, 0.1, 0.05],
-                   loss=[0.5, 0.1, 0.3, 0.01, 0.2, 0.2, 0.2, 0.001, 0.001, 0.2, 0.2, 0.2],
-                   share=[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.99, 0.005, 0.5, 0.5, 0.989])
+    scores = table(
+        distance=[0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.95, 0.95, 0.2, 0.1, 0.05],
+        loss=[0.5, 0.1, 0.3, 0.01, 0.2, 0.2, 0.2, 0.001, 0.001, 0.2, 0.2, 0.2],
+        share=[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.99, 0.005, 0.5, 0.5, 0.989],
+    )
     ranked = rank_directions(scores, SearchConfig(top_fraction=0.3, top=2)).set_index("direction")
     assert ranked["discarded"].tolist() == [False] * 7 + [True, True] + [False] * 3
     # 10 kept -> ceil(0.3 x 10) = 3 by distance: 0, 1, 2; ordered by loss: 1, 2 (top 2), 0 unranked
@@ -214,8 +225,9 @@ def test_ranking_discards_by_share_then_shortlists_by_distance_then_orders_by_lo
 
 
 def test_ranking_breaks_distance_ties_by_index_and_can_choose_nothing():
-    tied = rank_directions(table([0.5, 0.5, 0.5], [0.1, 0.1, 0.1], [0.5, 0.5, 0.5]),
-                           SearchConfig(top_fraction=0.34, top=10))
+    tied = rank_directions(
+        table([0.5, 0.5, 0.5], [0.1, 0.1, 0.1], [0.5, 0.5, 0.5]), SearchConfig(top_fraction=0.34, top=10)
+    )
     assert tied["top_distance"].tolist() == [True, True, False] and tied["rank"].tolist()[:2] == [1, 2]
     none = rank_directions(table([0.5, 0.4], [0.1, 0.1], [1.0, 0.0]), SearchConfig())
     assert none["discarded"].all() and not none["chosen"].any() and none["rank"].isna().all()
@@ -232,8 +244,8 @@ def test_figure_rows_are_image_shift_restoration_and_classes(searched):
     shifted = render_pool(render, z[:1] + 5 * directions[SEGMENTING], None)
     first = picture[:SIZE, :SIZE].astype(int)
     assert np.abs(first - np.rint(base[0] * 255)).max() <= 1
-    assert np.abs(picture[SIZE + gutter:2 * SIZE + gutter, :SIZE] - np.rint(shifted[0] * 255)).max() <= 1
-    mask = picture[3 * (SIZE + gutter):, :SIZE]
+    assert np.abs(picture[SIZE + gutter : 2 * SIZE + gutter, :SIZE] - np.rint(shifted[0] * 255)).max() <= 1
+    mask = picture[3 * (SIZE + gutter) :, :SIZE]
     classes = result.pairs[SEGMENTING].classes(base[0], shifted[0])
     assert np.array_equal(mask[..., 0] == 255, classes == 0) and set(np.unique(mask)) <= {0, 255}
 
@@ -249,8 +261,12 @@ def test_candidates_load_from_npy_and_bad_files_name_the_file(tmp_path):
     np.save(good, np.eye(3, 5))
     loaded = load_candidates(good)
     assert loaded.dtype == np.float32 and loaded.shape == (3, 5)
-    cases = {"vector.npy": np.ones(5), "ints.npy": np.ones((2, 5), np.int64), "zero.npy": np.zeros((2, 5)),
-             "nan.npy": np.full((2, 5), np.nan)}
+    cases = {
+        "vector.npy": np.ones(5),
+        "ints.npy": np.ones((2, 5), np.int64),
+        "zero.npy": np.zeros((2, 5)),
+        "nan.npy": np.full((2, 5), np.nan),
+    }
     for name, value in cases.items():
         np.save(tmp_path / name, value)
         with pytest.raises(SynthsodError, match=name):

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from synthsod.core.checkpoint import step_generator
 from synthsod.directions.discovery import (
     Deformator,
     DiscoveryConfig,
@@ -20,16 +21,23 @@ from synthsod.directions.discovery import (
     random_shifts,
     save_directions,
 )
-from synthsod.core.checkpoint import step_generator
 from synthsod.errors import SynthsodError
 from synthsod.generators import BigGANGenerator
-from synthsod.generators.tiny import build_tiny_biggan
 from synthsod.generators.latents import LatentSource
+from synthsod.generators.tiny import build_tiny_biggan
 
 # A BigGAN-deep small enough to build in ~2 s: 32 px, z_dim 16, 10 classes (~70 k parameters).
-SMALL_BIGGAN = dict(output_dim=32, z_dim=16, class_embed_dim=16, channel_width=4, num_classes=10,
-                    layers=[(False, 16, 16), (True, 16, 8), (True, 8, 4), (True, 4, 2), (False, 2, 1)],
-                    attention_layer_position=3, eps=1e-4, n_stats=51)
+SMALL_BIGGAN = dict(
+    output_dim=32,
+    z_dim=16,
+    class_embed_dim=16,
+    channel_width=4,
+    num_classes=10,
+    layers=[(False, 16, 16), (True, 16, 8), (True, 8, 4), (True, 4, 2), (False, 2, 1)],
+    attention_layer_position=3,
+    eps=1e-4,
+    n_stats=51,
+)
 CLASSES = np.array([1, 4, 7])
 # timm's smallest ResNet keeps the BigGAN runs fast; the default ResNet-18 is built in one test.
 FAST = dict(directions=4, batch_size=4, lr=1e-3, backbone="test_resnet", truncation=0.4)
@@ -53,14 +61,17 @@ def gram_error(directions: torch.Tensor | np.ndarray) -> float:
 
 
 # --- configuration ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("changes, key", [
-    ({"deformator": "rotation"}, "deformator"),
-    ({"directions": 0}, "directions"),
-    ({"steps": 0}, "steps"),
-    ({"shift_min": 7.0, "shift_max": 6.0}, "shift_min"),
-    ({"lr": 0.0}, "lr"),
-    ({"truncation": 1.5}, "truncation"),
-])
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({"deformator": "rotation"}, "deformator"),
+        ({"directions": 0}, "directions"),
+        ({"steps": 0}, "steps"),
+        ({"shift_min": 7.0, "shift_max": 6.0}, "shift_min"),
+        ({"lr": 0.0}, "lr"),
+        ({"truncation": 1.5}, "truncation"),
+    ],
+)
 def test_config_rejects_bad_values_naming_the_key(changes, key):
     with pytest.raises(SynthsodError, match=key):
         DiscoveryConfig(**changes)
@@ -194,14 +205,26 @@ def test_default_resnet18_reconstructor_runs_a_step(generator):
 
 
 def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(generator, tmp_path, caplog):
-    straight = discover_directions(generator, DiscoveryConfig(**FAST, steps=6, checkpoint_every=2), CLASSES,
-                                   checkpoint_path=tmp_path / "straight.pt")
-    first = discover_directions(generator, DiscoveryConfig(**FAST, steps=3, checkpoint_every=2), CLASSES,
-                                checkpoint_path=tmp_path / "resumed.pt")
+    straight = discover_directions(
+        generator,
+        DiscoveryConfig(**FAST, steps=6, checkpoint_every=2),
+        CLASSES,
+        checkpoint_path=tmp_path / "straight.pt",
+    )
+    first = discover_directions(
+        generator,
+        DiscoveryConfig(**FAST, steps=3, checkpoint_every=2),
+        CLASSES,
+        checkpoint_path=tmp_path / "resumed.pt",
+    )
     assert len(first.history) == 3
     with caplog.at_level(logging.INFO, logger="synthsod.directions.discovery"):
-        resumed = discover_directions(generator, DiscoveryConfig(**FAST, steps=6, checkpoint_every=2), CLASSES,
-                                      checkpoint_path=tmp_path / "resumed.pt")
+        resumed = discover_directions(
+            generator,
+            DiscoveryConfig(**FAST, steps=6, checkpoint_every=2),
+            CLASSES,
+            checkpoint_path=tmp_path / "resumed.pt",
+        )
     assert "resuming from step 3 of 6" in caplog.text
     assert resumed.resumed_from == 3
     assert np.array_equal(straight.directions, resumed.directions)
@@ -214,15 +237,21 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(generator, tmp_p
     assert not np.array_equal(first.directions, resumed.directions)
 
     # a checkpoint at or past the end trains nothing; one made with other settings is refused
-    again = discover_directions(generator, DiscoveryConfig(**FAST, steps=6), CLASSES,
-                                checkpoint_path=tmp_path / "resumed.pt")
+    again = discover_directions(
+        generator, DiscoveryConfig(**FAST, steps=6), CLASSES, checkpoint_path=tmp_path / "resumed.pt"
+    )
     assert np.array_equal(again.directions, straight.directions) and again.history == straight.history
     with pytest.raises(SynthsodError, match="lr"):
-        discover_directions(generator, DiscoveryConfig(**{**FAST, "lr": 5e-4}, steps=8), CLASSES,
-                            checkpoint_path=tmp_path / "resumed.pt")
+        discover_directions(
+            generator,
+            DiscoveryConfig(**{**FAST, "lr": 5e-4}, steps=8),
+            CLASSES,
+            checkpoint_path=tmp_path / "resumed.pt",
+        )
     with pytest.raises(SynthsodError, match="classes"):
-        discover_directions(generator, DiscoveryConfig(**FAST, steps=8), np.array([2, 3]),
-                            checkpoint_path=tmp_path / "resumed.pt")
+        discover_directions(
+            generator, DiscoveryConfig(**FAST, steps=8), np.array([2, 3]), checkpoint_path=tmp_path / "resumed.pt"
+        )
 
 
 # --- learning on a toy generator -------------------------------------------------------------------
@@ -243,8 +272,9 @@ class LinearGenerator:
 
 
 def test_discovery_learns_to_tell_the_directions_apart():
-    cfg = DiscoveryConfig(directions=4, steps=200, batch_size=16, lr=1e-3, backbone="test_resnet",
-                          checkpoint_every=1000)
+    cfg = DiscoveryConfig(
+        directions=4, steps=200, batch_size=16, lr=1e-3, backbone="test_resnet", checkpoint_every=1000
+    )
     history = discover_directions(LinearGenerator(), cfg, np.arange(3)).history
     # each step's accuracy is measured on a fresh batch, before the step trains on it; chance is 0.25
     late_accuracy = np.mean([row["accuracy"] for row in history[-50:]])
@@ -257,8 +287,10 @@ def test_discovery_learns_to_tell_the_directions_apart():
 # --- files -----------------------------------------------------------------------------------------
 def test_save_and_load_directions_round_trip(tmp_path):
     directions = torch.linalg.qr(torch.randn(16, 5, generator=torch.Generator().manual_seed(0))).Q.T.numpy()
-    history = [{"step": 1, "loss": 2.0, "accuracy": 0.25, "shift_error": 3.0},
-               {"step": 2, "loss": 1.5, "accuracy": 0.5, "shift_error": 2.0}]
+    history = [
+        {"step": 1, "loss": 2.0, "accuracy": 0.25, "shift_error": 3.0},
+        {"step": 2, "loss": 1.5, "accuracy": 0.5, "shift_error": 2.0},
+    ]
     result = DiscoveryResult(directions, history, DiscoveryConfig(directions=5, deformator="linear"))
     save_directions(tmp_path / "dirs" / "directions.pt", result, "tiny")
     payload = torch.load(tmp_path / "dirs" / "directions.pt", weights_only=True)
@@ -275,20 +307,23 @@ def test_save_and_load_directions_round_trip(tmp_path):
         load_directions(tmp_path / "found.npy", z_dim=128)
 
 
-@pytest.mark.parametrize("name, content, reason", [
-    ("vector.npy", np.ones(16), "matrix"),
-    ("cube.npy", np.ones((2, 3, 4)), "matrix"),
-    ("ints.npy", np.ones((3, 16), dtype=np.int64), "floats"),
-    ("nan.npy", np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN"),
-    ("zero.npy", np.array([[1.0, 0.0], [0.0, 0.0]]), "zero"),
-    ("empty.npy", np.zeros((0, 16)), "matrix"),
-    ("text.npy", b"not an array\n", "cannot read"),
-    ("text.pt", b"not a torch file\n", "cannot read"),
-    ("nodirs.pt", {"weights": torch.ones(2, 2)}, "cannot read"),
-    ("vector.pt", {"directions": torch.ones(16)}, "matrix"),
-    ("directions.npz", np.ones((2, 2)), "must be a .npy matrix"),
-    ("directions.csv", b"1,0\n0,1\n", "must be a .npy matrix"),
-])
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("vector.npy", np.ones(16), "matrix"),
+        ("cube.npy", np.ones((2, 3, 4)), "matrix"),
+        ("ints.npy", np.ones((3, 16), dtype=np.int64), "floats"),
+        ("nan.npy", np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN"),
+        ("zero.npy", np.array([[1.0, 0.0], [0.0, 0.0]]), "zero"),
+        ("empty.npy", np.zeros((0, 16)), "matrix"),
+        ("text.npy", b"not an array\n", "cannot read"),
+        ("text.pt", b"not a torch file\n", "cannot read"),
+        ("nodirs.pt", {"weights": torch.ones(2, 2)}, "cannot read"),
+        ("vector.pt", {"directions": torch.ones(16)}, "matrix"),
+        ("directions.npz", np.ones((2, 2)), "must be a .npy matrix"),
+        ("directions.csv", b"1,0\n0,1\n", "must be a .npy matrix"),
+    ],
+)
 def test_bad_direction_files_are_refused_naming_the_file(tmp_path, name, content, reason):
     path = tmp_path / name
     if isinstance(content, bytes):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from synthsod.synthesis.demo import MaskRule, demo_mask, to_uint8
-from synthsod.sodgan.dq import QualityDiscriminator, adversarial_loss, dq_step, pair_input
 from synthsod.errors import SynthsodError
 from synthsod.generators import create_generator, sample_latents
 from synthsod.generators.tiny import write_tiny_biggan
+from synthsod.sodgan.dq import QualityDiscriminator, adversarial_loss, dq_step, pair_input
+from synthsod.synthesis.demo import MaskRule, demo_mask, to_uint8
 
 TRUNCATION = 0.6
 
@@ -114,8 +114,10 @@ def test_dq_learns_to_reject_masks_of_other_images(demo_pairs):
     real = dq.score(test_images, test_masks)
     fake = dq.score(test_images, test_masks[(torch.arange(48) + 1) % 48])
     auc = roc_auc(real, fake)
-    print(f"D_q: held-out AUC {auc:.3f}, mean score real {float(real.mean()):.3f} vs mismatched "
-          f"{float(fake.mean()):.3f}, trained in {elapsed:.1f} s")
+    print(
+        f"D_q: held-out AUC {auc:.3f}, mean score real {float(real.mean()):.3f} vs mismatched "
+        f"{float(fake.mean()):.3f}, trained in {elapsed:.1f} s"
+    )
     assert auc >= 0.75
     assert float(real.mean()) > float(fake.mean()) + 0.15
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthsod.sod.coop.ebm import EnergyModel, langevin
 from synthsod.errors import SynthsodError
+from synthsod.sod.coop.ebm import EnergyModel, langevin
 
 
 def test_noise_free_langevin_on_a_quadratic_moves_to_its_minimum_at_the_expected_rate():

@@ -27,7 +27,7 @@ def folders(tmp_path):
     pairs = {}
     for i in range(4):
         mask = np.zeros((20, 24), np.uint8)
-        mask[4 + i:14, 5:18] = 255
+        mask[4 + i : 14, 5:18] = 255
         saliency = np.clip(mask * 0.8 + rng.integers(0, 60, mask.shape), 0, 255).astype(np.uint8)
         _write(gt, f"im{i}.png", mask)
         _write(pred, f"im{i}.png", saliency)
@@ -73,8 +73,9 @@ def test_prediction_of_another_size_is_resized_to_its_ground_truth(folders):
     assert result.resized == 1 and result.evaluated == 4
     reference = SODMetrics()  # the same metrics with im0's prediction brought back to its mask's size
     for stem, (s, mask) in pairs.items():
-        reference.step(cv2.resize(large, mask.shape[::-1], interpolation=cv2.INTER_LINEAR) if stem == "im0" else s,
-                       mask)
+        reference.step(
+            cv2.resize(large, mask.shape[::-1], interpolation=cv2.INTER_LINEAR) if stem == "im0" else s, mask
+        )
     assert result.metrics == pytest.approx(reference.results(), abs=1e-12)
 
 

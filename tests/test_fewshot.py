@@ -10,11 +10,13 @@ from synthsod.sodgan.fewshot import apply_class_file, select_fewshot
 @pytest.fixture()
 def latents():
     # class 0: a (0.3), b (0.1); class 1: c (0.2); class 2: d (0.9), e (0.05)
-    return pd.DataFrame({
-        "id": ["d", "b", "a", "e", "c"],
-        "class": [2, 0, 0, 2, 1],
-        "recon_error": [0.9, 0.1, 0.3, 0.05, 0.2],
-    })
+    return pd.DataFrame(
+        {
+            "id": ["d", "b", "a", "e", "c"],
+            "class": [2, 0, 0, 2, 1],
+            "recon_error": [0.9, 0.1, 0.3, 0.05, 0.2],
+        }
+    )
 
 
 def test_best_per_class_keeps_the_best_pair_of_each_class(latents):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from synthsod.core.images import to_gray
 from synthsod.errors import SynthsodError
 from synthsod.synthesis.filters import (
     drop_small_components,
@@ -14,7 +15,6 @@ from synthsod.synthesis.filters import (
     quantile_threshold,
     smoothed_histogram,
 )
-from synthsod.core.images import to_gray
 
 
 def test_to_gray_uses_the_luma_weights():
@@ -27,9 +27,9 @@ def test_to_gray_uses_the_luma_weights():
 
 def test_components_are_edge_connected_by_default():
     mask = np.zeros((10, 10), bool)
-    mask[:5, :5] = True           # 25 px
-    mask[5, 5] = True             # touches the block only at a corner
-    mask[8:10, 8:10] = True       # 4 px: 0.16 x 25
+    mask[:5, :5] = True  # 25 px
+    mask[5, 5] = True  # touches the block only at a corner
+    mask[8:10, 8:10] = True  # 4 px: 0.16 x 25
     cleaned, kept = drop_small_components(mask, 0.2)
     assert kept == 1 and cleaned.sum() == 25 and not cleaned[5, 5]
     cleaned8, kept8 = drop_small_components(mask, 0.2, connectivity=8)
@@ -66,10 +66,10 @@ def test_smoothed_histogram_repeats_the_edge_buckets():
 
 
 def test_interior_peaks_ties_and_empty_buckets():
-    assert interior_peaks([5, 1, 0, 0, 1, 5]).tolist() == []           # two modes, zero valley: no peak
-    assert interior_peaks([1, 2, 2, 1]).tolist() == [1, 2]              # plateau counts (>=, as E-BigBiGAN)
+    assert interior_peaks([5, 1, 0, 0, 1, 5]).tolist() == []  # two modes, zero valley: no peak
+    assert interior_peaks([1, 2, 2, 1]).tolist() == [1, 2]  # plateau counts (>=, as E-BigBiGAN)
     assert interior_peaks([1, 2, 2, 1], strict=True).tolist() == []
-    assert interior_peaks([3, 3, 3, 3]).tolist() == [1, 2]              # flat histogram: all interior
+    assert interior_peaks([3, 3, 3, 3]).tolist() == [1, 2]  # flat histogram: all interior
     assert interior_peaks([3, 3, 3, 3], strict=True).tolist() == []
     assert interior_peaks([0, 1, 3, 1, 0]).tolist() == [2]
 
@@ -78,12 +78,12 @@ def test_histogram_filter_keeps_contrastive_images_and_rejects_the_rest():
     rng = np.random.default_rng(0)
     bimodal = np.where(rng.random((32, 32)) < 0.4, 0.02, 0.97)
     assert histogram_ok(bimodal)
-    grey = np.full((32, 32), 0.5)                     # one interior mode
+    grey = np.full((32, 32), 0.5)  # one interior mode
     assert not histogram_ok(grey)
-    flat = np.linspace(0, 1, 1200).reshape(30, 40)    # uniform: a flat run, rejected unless strict
+    flat = np.linspace(0, 1, 1200).reshape(30, 40)  # uniform: a flat run, rejected unless strict
     assert not histogram_ok(flat)
     assert histogram_ok(flat, strict=True)
-    dark = np.full((8, 8), 0.01)                      # all mass in the first bucket: no interior peak
+    dark = np.full((8, 8), 0.01)  # all mass in the first bucket: no interior peak
     assert histogram_ok(dark)
 
 

@@ -13,6 +13,7 @@ from synthsod.data import scenes
 from synthsod.errors import SynthsodError
 from synthsod.generators.base import GeneratorOutput
 from synthsod.generators.biggan import BigGANGenerator
+from synthsod.generators.latents import sample_latents
 from synthsod.generators.quality import (
     SceneClassifier,
     classify,
@@ -28,7 +29,6 @@ from synthsod.generators.quality import (
     write_quality,
 )
 from synthsod.generators.train import build_trainable_biggan, export_generator, scene_biggan_config
-from synthsod.generators.latents import sample_latents
 
 K = scenes.NUM_CLASSES
 
@@ -148,16 +148,24 @@ class SceneOracle(BigGANGenerator):
     def generate(self, z, class_ids, truncation, with_features=False):
         code_scale = 1.0 / truncation  # undo the truncation: codes follow the world's prior
         shown = {1.0: class_ids, 0.5: (np.asarray(class_ids) + 1) % K, 0.25: np.zeros_like(class_ids)}[truncation]
-        images = np.stack([scenes.render(int(c), np.asarray(code) * code_scale, 64).image
-                           for c, code in zip(shown, z)])
+        images = np.stack([scenes.render(int(c), np.asarray(code) * code_scale, 64).image for c, code in zip(shown, z)])
         return GeneratorOutput(images=images_to_tensor(images), features={})
 
 
 def test_evaluate_generator_scores_a_perfect_a_misclassed_and_a_collapsed_generator():
     calls = []
-    report = evaluate_generator(SceneOracle(), world_seed=0, num_classes=K, truncations=(1.0, 0.5, 0.25),
-                                n_train=400, n_test=100, n_samples=64, classifier_steps=120, seed=0,
-                                progress=lambda stage, done, total: calls.append((stage, done, total)))
+    report = evaluate_generator(
+        SceneOracle(),
+        world_seed=0,
+        num_classes=K,
+        truncations=(1.0, 0.5, 0.25),
+        n_train=400,
+        n_test=100,
+        n_samples=64,
+        classifier_steps=120,
+        seed=0,
+        progress=lambda stage, done, total: calls.append((stage, done, total)),
+    )
     assert report["chance"] == pytest.approx(1 / K)
     assert report["classifier"]["heldout_accuracy"] > 0.5  # measured 0.77
     perfect, misclassed, collapsed = (report["truncations"][k] for k in ("1.0", "0.5", "0.25"))
@@ -175,8 +183,17 @@ def test_evaluate_generator_scores_a_perfect_a_misclassed_and_a_collapsed_genera
 
 
 def test_evaluate_generator_report_on_a_random_generator(random_generator, tmp_path):
-    report = evaluate_generator(random_generator, world_seed=1, num_classes=K, truncations=(1.0, 0.5),
-                                n_train=32, n_test=16, n_samples=12, classifier_steps=3, seed=0)
+    report = evaluate_generator(
+        random_generator,
+        world_seed=1,
+        num_classes=K,
+        truncations=(1.0, 0.5),
+        n_train=32,
+        n_test=16,
+        n_samples=12,
+        classifier_steps=3,
+        seed=0,
+    )
     assert set(report) >= {"classifier", "truncations", "frechet_distance_real_vs_real", "chance"}
     assert set(report["classifier"]) >= {"train_scenes", "heldout_accuracy"}
     assert report["classifier"]["train_scenes"] == 32
@@ -194,16 +211,25 @@ def test_evaluate_generator_report_on_a_random_generator(random_generator, tmp_p
 
 def test_evaluate_generator_rejects_a_class_count_mismatch(random_generator):
     with pytest.raises(SynthsodError, match="classes"):
-        evaluate_generator(random_generator, world_seed=0, num_classes=K + 1, n_train=2, n_test=2,
-                           n_samples=2, classifier_steps=0)
+        evaluate_generator(
+            random_generator, world_seed=0, num_classes=K + 1, n_train=2, n_test=2, n_samples=2, classifier_steps=0
+        )
 
 
 # --- the sample grid --------------------------------------------------------------------------------
 def test_sample_grid_writes_one_labelled_row_per_class(random_generator, tmp_path):
     per_class, scale, side = 3, 2, 64 * 2
     path = tmp_path / "grid.png"
-    grid = sample_grid(random_generator, path, num_classes=K, class_names=scenes.CLASS_NAMES,
-                       per_class=per_class, truncation=0.5, seed=4, scale=scale)
+    grid = sample_grid(
+        random_generator,
+        path,
+        num_classes=K,
+        class_names=scenes.CLASS_NAMES,
+        per_class=per_class,
+        truncation=0.5,
+        seed=4,
+        scale=scale,
+    )
     margin = label_width(scenes.CLASS_NAMES)
     expected_shape = (K * side, margin + per_class * side, 3)
     on_disk = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -215,11 +241,11 @@ def test_sample_grid_writes_one_labelled_row_per_class(random_generator, tmp_pat
     ids = np.repeat(np.arange(K), per_class)
     images = tensor_to_images(generate_images(random_generator, z, ids, 0.5))
     for c, j in [(0, 0), (5, 2), (K - 1, per_class - 1)]:
-        tile = grid[c * side:(c + 1) * side, margin + j * side:margin + (j + 1) * side]
+        tile = grid[c * side : (c + 1) * side, margin + j * side : margin + (j + 1) * side]
         np.testing.assert_array_equal(tile, images[c * per_class + j].repeat(scale, 0).repeat(scale, 1))
     # each row's label: dark text on a white margin
     for row in range(K):
-        label = grid[row * side:(row + 1) * side, :margin]
+        label = grid[row * side : (row + 1) * side, :margin]
         assert (label < 100).any() and (label == 255).mean() > 0.5
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temporary left behind
 

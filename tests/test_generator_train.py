@@ -11,19 +11,32 @@ import pytest
 import torch
 import yaml
 
+from synthsod.core.checkpoint import step_generator
 from synthsod.data import scenes
 from synthsod.errors import SynthsodError
 from synthsod.generators import create_generator
 from synthsod.generators.biggan import load_biggan
 from synthsod.generators.train import (
-    DISCRIMINATOR, GANTrainConfig, diff_augment, load_discriminator, pretrain_set, save_scene_gan,
+    DISCRIMINATOR,
+    GANTrainConfig,
+    diff_augment,
+    load_discriminator,
+    pretrain_set,
+    save_scene_gan,
     train_scene_gan,
 )
-from synthsod.core.checkpoint import step_generator
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = GANTrainConfig(channel_width=4, d_width=4, batch_size=4, steps_reconstruct=2, steps_adversarial=2,
-                       checkpoint_every=1, pretrain_size=12, calibration_batch=4)
+SMALL = GANTrainConfig(
+    channel_width=4,
+    d_width=4,
+    batch_size=4,
+    steps_reconstruct=2,
+    steps_adversarial=2,
+    checkpoint_every=1,
+    pretrain_size=12,
+    calibration_batch=4,
+)
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +133,13 @@ def test_a_damaged_weights_file_is_refused(tmp_path):
 
 def test_the_shipped_generator_draws_objects_of_the_class_it_is_asked_for():
     """A judge trained on real scenes labels class-conditional samples with their class (chance: 1/8)."""
-    from synthsod.generators.quality import (balanced_latents, classify, generate_images, real_scenes,
-                                             train_scene_classifier)
+    from synthsod.generators.quality import (
+        balanced_latents,
+        classify,
+        generate_images,
+        real_scenes,
+        train_scene_classifier,
+    )
 
     weights, sha256 = _shipped()
     generator = create_generator("scene", str(weights), sha256=sha256)

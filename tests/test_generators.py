@@ -21,8 +21,9 @@ from synthsod.generators.biggan import (
     tap_shapes,
     truncation_position,
 )
-from synthsod.generators.weights import locate_weights
 from synthsod.generators.tiny import build_tiny_biggan, initialise_random_biggan, write_tiny_biggan
+from synthsod.generators.weights import locate_weights
+
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
@@ -36,8 +37,16 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "truncation, row, weight",
-    [(0.58, 29, 0.0), (0.14, 7, 0.0), (0.28, 14, 0.0), (0.4, 20, 0.0), (1.0, 50, 0.0), (0.02, 1, 0.0),
-     (0.57, 28, 0.5), (0.401, 20, 0.05)],
+    [
+        (0.58, 29, 0.0),
+        (0.14, 7, 0.0),
+        (0.28, 14, 0.0),
+        (0.4, 20, 0.0),
+        (1.0, 50, 0.0),
+        (0.02, 1, 0.0),
+        (0.57, 28, 0.5),
+        (0.401, 20, 0.05),
+    ],
 )
 def test_truncation_position_reads_the_right_rows(truncation, row, weight):
     got_row, got_weight = truncation_position(truncation, 51)
@@ -169,8 +178,10 @@ def test_weights_are_found_in_the_package_cache_without_network(tmp_path, monkey
 
     cache = tmp_path / "cache"
     cache.mkdir()
-    for name, url in [("aaa", PRETRAINED_MODEL_ARCHIVE_MAP["biggan-deep-128"]),
-                      ("bbb", PRETRAINED_CONFIG_ARCHIVE_MAP["biggan-deep-128"])]:
+    for name, url in [
+        ("aaa", PRETRAINED_MODEL_ARCHIVE_MAP["biggan-deep-128"]),
+        ("bbb", PRETRAINED_CONFIG_ARCHIVE_MAP["biggan-deep-128"]),
+    ]:
         (cache / name).write_bytes(b"x")
         (cache / f"{name}.json").write_text(json.dumps({"url": url, "etag": None}))
     monkeypatch.setenv("PYTORCH_PRETRAINED_BIGGAN_CACHE", str(cache))
@@ -192,7 +203,9 @@ def test_tiny_model_is_deterministic_finite_and_calibrated():
     a, b = build_tiny_biggan(seed=3), build_tiny_biggan(seed=3)
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), name
-    assert not torch.equal(build_tiny_biggan(seed=4).state_dict()["embeddings.weight"], a.state_dict()["embeddings.weight"])
+    assert not torch.equal(
+        build_tiny_biggan(seed=4).state_dict()["embeddings.weight"], a.state_dict()["embeddings.weight"]
+    )
     norm = a.generator.layers[3].bn_1
     assert not torch.allclose(norm.running_means[10], norm.running_means[40])  # per-truncation statistics
     assert not torch.allclose(norm.running_vars[10], torch.ones_like(norm.running_vars[10]))

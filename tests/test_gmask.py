@@ -10,7 +10,6 @@ import pytest
 import torch
 from pytorch_pretrained_biggan import BigGANConfig
 
-from synthsod.synthesis.demo import DemoMasker, MaskRule, demo_mask, to_uint8
 from synthsod.errors import SynthsodError
 from synthsod.generators import create_generator, sample_latents
 from synthsod.generators.biggan import PRETRAINED_CONFIGS, default_taps, tap_shapes
@@ -34,6 +33,7 @@ from synthsod.sodgan.gmask import (
     upsample_mean_weights,
     upsampled_mean,
 )
+from synthsod.synthesis.demo import DemoMasker, MaskRule, demo_mask, to_uint8
 
 TRUNCATION = 0.6
 
@@ -105,7 +105,9 @@ def test_upsampled_mean_is_exact_without_the_full_map(size, resolution):
 
 def test_upsampled_mean_weights_are_uniform_only_for_integer_factors():
     # Integer factors (BigGAN's taps): GAP(U(m)) is the plain mean of m. Others weigh rows unevenly.
-    assert torch.allclose(upsample_mean_weights(4, 64, dtype=torch.float64), torch.full((4,), 0.25, dtype=torch.float64))
+    assert torch.allclose(
+        upsample_mean_weights(4, 64, dtype=torch.float64), torch.full((4,), 0.25, dtype=torch.float64)
+    )
     uneven = upsample_mean_weights(3, 10, dtype=torch.float64)
     assert torch.allclose(uneven, torch.tensor([0.335, 0.33, 0.335], dtype=torch.float64))
     x = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
@@ -210,8 +212,9 @@ def _expected_head_parameters(name: str, c_in: int) -> int:
     return c_in * CNN_EMBED + CNN_EMBED + sum(9 * a * b + b for a, b in zip(widths[:-1], widths[1:]))
 
 
-@pytest.mark.parametrize("name, n_layers", [("mlp-s", 3), ("mlp-m", 4), ("mlp-l", 5),
-                                            ("cnn-s", 3), ("cnn-m", 5), ("cnn-l", 7)])
+@pytest.mark.parametrize(
+    "name, n_layers", [("mlp-s", 3), ("mlp-m", 4), ("mlp-l", 5), ("cnn-s", 3), ("cnn-m", 5), ("cnn-l", 7)]
+)
 def test_heads_shapes_and_parameter_counts(name, n_layers):
     head = create_head(name, 40)
     assert sum(p.numel() for p in head.parameters()) == _expected_head_parameters(name, 40)
@@ -311,7 +314,10 @@ def tiny_generator(tmp_path_factory):
     return create_generator("tiny", directory)
 
 
-def few_shot_pairs(generator, seed: int, n: int, rule: MaskRule = MaskRule()) -> list[dict]:
+DEMO_RULE = MaskRule()
+
+
+def few_shot_pairs(generator, seed: int, n: int, rule: MaskRule = DEMO_RULE) -> list[dict]:
     """n pairs whose mask is the demo rule applied to G(z) itself: labels perfectly aligned with features."""
     z, ids = sample_latents(seed, range(4 * n), generator.z_dim, TRUNCATION, np.arange(generator.num_classes))
     images = generator.generate(z, ids, TRUNCATION, with_features=False).images
@@ -319,8 +325,14 @@ def few_shot_pairs(generator, seed: int, n: int, rule: MaskRule = MaskRule()) ->
     for i, image in enumerate(to_uint8(images)):
         mask = demo_mask(image, rule)
         if rule.min_fg <= mask.mean() <= rule.max_fg:
-            pairs.append({"z": z[i], "class_id": int(ids[i]), "image": images[i],
-                          "mask": torch.from_numpy(mask[None].astype(np.float32))})
+            pairs.append(
+                {
+                    "z": z[i],
+                    "class_id": int(ids[i]),
+                    "image": images[i],
+                    "mask": torch.from_numpy(mask[None].astype(np.float32)),
+                }
+            )
         if len(pairs) == n:
             return pairs
     raise AssertionError("not enough samples pass the demo mask rule")
@@ -335,8 +347,15 @@ def test_resumed_training_ends_with_the_same_weights(tiny_generator, tmp_path):
     def run(steps: int, checkpoint, with_dq: bool):
         torch.manual_seed(3)
         dq = QualityDiscriminator() if with_dq else None
-        return train_gmask(tiny_generator, pairs, truncation=TRUNCATION, cfg=GMaskConfig(**{**cfg, "steps": steps}),
-                           dq=dq, checkpoint_path=checkpoint, seed=11)
+        return train_gmask(
+            tiny_generator,
+            pairs,
+            truncation=TRUNCATION,
+            cfg=GMaskConfig(**{**cfg, "steps": steps}),
+            dq=dq,
+            checkpoint_path=checkpoint,
+            seed=11,
+        )
 
     for with_dq in (False, True):
         whole = run(4, None, with_dq)
@@ -355,16 +374,30 @@ def test_resumed_training_ends_with_the_same_weights(tiny_generator, tmp_path):
 def test_resuming_with_other_settings_is_refused(tiny_generator, tmp_path):
     pairs = few_shot_pairs(tiny_generator, seed=5, n=4)
     path = tmp_path / "gmask.pt"
-    train_gmask(tiny_generator, pairs, truncation=TRUNCATION, checkpoint_path=path,
-                cfg=GMaskConfig(steps=1, batch_size=2, pixels_per_image=16))
+    train_gmask(
+        tiny_generator,
+        pairs,
+        truncation=TRUNCATION,
+        checkpoint_path=path,
+        cfg=GMaskConfig(steps=1, batch_size=2, pixels_per_image=16),
+    )
     with pytest.raises(SynthsodError, match="delete it"):
-        train_gmask(tiny_generator, pairs, truncation=TRUNCATION, checkpoint_path=path,
-                    cfg=GMaskConfig(steps=2, batch_size=2, pixels_per_image=16, lr=1e-4))
+        train_gmask(
+            tiny_generator,
+            pairs,
+            truncation=TRUNCATION,
+            checkpoint_path=path,
+            cfg=GMaskConfig(steps=2, batch_size=2, pixels_per_image=16, lr=1e-4),
+        )
 
 
 def test_pairs_must_match_the_generator_resolution(tiny_generator):
-    pair = {"z": np.zeros(128, np.float32), "class_id": 1, "image": torch.zeros(3, 32, 32),
-            "mask": torch.zeros(1, 32, 32)}
+    pair = {
+        "z": np.zeros(128, np.float32),
+        "class_id": 1,
+        "image": torch.zeros(3, 32, 32),
+        "mask": torch.zeros(1, 32, 32),
+    }
     with pytest.raises(SynthsodError, match="resolution"):
         train_gmask(tiny_generator, [pair, pair], truncation=TRUNCATION, cfg=GMaskConfig(steps=1, batch_size=2))
 
@@ -385,9 +418,18 @@ def test_feature_cache_serves_what_the_generator_computes(tiny_generator):
     from synthsod.sodgan.gmask import _Trainer, stack_pairs
 
     data = stack_pairs(few_shot_pairs(tiny_generator, seed=5, n=6), tiny_generator.resolution)
-    trainers = [_Trainer(tiny_generator, data, TRUNCATION, GMaskConfig(batch_size=3, pixels_per_image=64,
-                                                                          feature_cache_mb=mb), None,
-                         torch.device("cpu"), seed=4) for mb in (0, 100)]
+    trainers = [
+        _Trainer(
+            tiny_generator,
+            data,
+            TRUNCATION,
+            GMaskConfig(batch_size=3, pixels_per_image=64, feature_cache_mb=mb),
+            None,
+            torch.device("cpu"),
+            seed=4,
+        )
+        for mb in (0, 100)
+    ]
     assert trainers[0].cache is None and trainers[1].cache is not None
     index = torch.tensor([4, 0, 2])
     fresh, cached = (t.generate(index) for t in trainers)
@@ -403,8 +445,11 @@ def layout_pairs(generator, masker: DemoMasker, seed: int, n: int) -> list[dict]
     z, ids = sample_latents(seed, range(3 * n), generator.z_dim, TRUNCATION, np.arange(generator.num_classes))
     out = generator.generate(z, ids, TRUNCATION)
     masks = torch.from_numpy(masker(out)[:, None]).float()
-    pairs = [{"z": z[i], "class_id": int(ids[i]), "image": out.images[i], "mask": masks[i]}
-             for i in range(3 * n) if 0.05 <= float(masks[i].mean()) <= 0.6]
+    pairs = [
+        {"z": z[i], "class_id": int(ids[i]), "image": out.images[i], "mask": masks[i]}
+        for i in range(3 * n)
+        if 0.05 <= float(masks[i].mean()) <= 0.6
+    ]
     assert len(pairs) >= n, "not enough samples with a plausible mask size"
     return pairs[:n]
 
@@ -427,9 +472,12 @@ def test_gmask_learns_planted_saliency_from_few_shots(tiny_generator):
     _, probs = predict_masks(result["gmask"], tiny_generator, z, [p["class_id"] for p in held_out], TRUNCATION)
     targets = torch.stack([p["mask"] for p in held_out])
     metrics = mask_metrics(probs, targets)
-    trivial = max(mask_metrics(torch.ones_like(targets), targets)["iou"],
-                  mask_metrics(torch.zeros_like(targets), targets)["iou"])
-    print(f"G_mask planted saliency: held-out IoU {metrics['iou']:.3f} Dice {metrics['dice']:.3f} "
-          f"(trivial IoU {trivial:.3f}) in {elapsed:.1f} s")
+    trivial = max(
+        mask_metrics(torch.ones_like(targets), targets)["iou"], mask_metrics(torch.zeros_like(targets), targets)["iou"]
+    )
+    print(
+        f"G_mask planted saliency: held-out IoU {metrics['iou']:.3f} Dice {metrics['dice']:.3f} "
+        f"(trivial IoU {trivial:.3f}) in {elapsed:.1f} s"
+    )
     assert metrics["iou"] >= 0.8
     assert metrics["iou"] >= trivial + 0.3

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from synthsod.core import gpu
-from synthsod.errors import SynthsodError
 from synthsod.core.gpu import Lease, autocast, gpu_lease, torch_device
+from synthsod.errors import SynthsodError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,9 +50,7 @@ def test_slurm_allocation_is_used_without_lock(tmp_path):
         # No lock was taken: neither gpu 0 nor gpu 3 is busy for a non-SLURM lessee.
         with gpu_lease(locks, device_count=1, wait_s=0, environ={}) as other:
             assert other == Lease("cuda", "0", "lock")
-        with gpu_lease(
-            locks, device_count=1, wait_s=0, environ={"CUDA_VISIBLE_DEVICES": "3"}
-        ) as other:
+        with gpu_lease(locks, device_count=1, wait_s=0, environ={"CUDA_VISIBLE_DEVICES": "3"}) as other:
             assert other.gpu == "3"
     assert slurm_env == {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "3"}
 
@@ -182,11 +180,7 @@ def test_count_gpus_without_nvml_or_nvidia_smi(monkeypatch):
 
 def test_count_gpus_parses_nvidia_smi(tmp_path, monkeypatch):
     fake = tmp_path / "nvidia-smi"
-    fake.write_text(
-        "#!/bin/sh\n"
-        "echo 'GPU 0: NVIDIA H100 (UUID: GPU-a)'\n"
-        "echo 'GPU 1: NVIDIA H100 (UUID: GPU-b)'\n"
-    )
+    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: GPU-a)'\necho 'GPU 1: NVIDIA H100 (UUID: GPU-b)'\n")
     fake.chmod(0o755)
     monkeypatch.setattr(torch.cuda, "_device_count_nvml", lambda: -1, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))

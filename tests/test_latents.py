@@ -15,13 +15,16 @@ def test_classes_all_ids_ranges_and_discard():
     assert len(kept) == 1000 - 144 - 1 and 150 in kept and 151 not in kept and 294 not in kept and 295 in kept
 
 
-@pytest.mark.parametrize("spec, match", [
-    ({"include": ["5-3"]}, "range"),
-    ({"include": [1000]}, "within"),
-    ({"include": ["cat"]}, "range"),
-    ({"include": [True]}, "range"),
-    ({"include": [1, 2], "discard": ["0-9"]}, "no class"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ({"include": ["5-3"]}, "range"),
+        ({"include": [1000]}, "within"),
+        ({"include": ["cat"]}, "range"),
+        ({"include": [True]}, "range"),
+        ({"include": [1, 2], "discard": ["0-9"]}, "no class"),
+    ],
+)
 def test_bad_class_specs_are_explained(spec, match):
     with pytest.raises(SynthsodError, match=match):
         resolve_classes(spec, 1000)

@@ -10,8 +10,19 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "synthsod"
 # Stages in DAG order; a module may import its own stage and earlier ones. workflow / cli are the glue.
-STAGES = ["errors", "names", "core", "data", "generators", "sodgan", "directions", "synthesis", "sod",
-          "evaluation", "reporting"]
+STAGES = [
+    "errors",
+    "names",
+    "core",
+    "data",
+    "generators",
+    "sodgan",
+    "directions",
+    "synthesis",
+    "sod",
+    "evaluation",
+    "reporting",
+]
 GLUE = {"workflow", "cli", "__main__", "synthsod"}  # "synthsod": the package's own __init__
 RANK = {"errors": 0, **{stage: i for i, stage in enumerate(STAGES)}}
 
@@ -48,8 +59,11 @@ def test_no_module_imports_a_later_stage_or_the_glue():
 
 def test_stage_packages_import_nothing_heavy():
     packages = [p.parent.name for p in PACKAGE.glob("*/__init__.py")]
-    code = ("import sys\n" + "".join(f"import synthsod.{p}\n" for p in packages)
-            + "heavy = sorted({'torch', 'cv2', 'matplotlib', 'tensorflow', 'pandas'} & set(sys.modules))\n"
-              "print(','.join(heavy))")
+    code = (
+        "import sys\n"
+        + "".join(f"import synthsod.{p}\n" for p in packages)
+        + "heavy = sorted({'torch', 'cv2', 'matplotlib', 'tensorflow', 'pandas'} & set(sys.modules))\n"
+        "print(','.join(heavy))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert len(packages) >= 9 and out == "", out

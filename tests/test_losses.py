@@ -43,7 +43,7 @@ def structure_reference(logits: np.ndarray, masks: np.ndarray) -> float:
         weight = np.empty_like(m)
         for r in range(h):
             for c in range(w):
-                weight[r, c] = 1 + 5 * abs(padded[r:r + 31, c:c + 31].sum() / 31**2 - m[r, c])
+                weight[r, c] = 1 + 5 * abs(padded[r : r + 31, c : c + 31].sum() / 31**2 - m[r, c])
         p = 1 / (1 + np.exp(-x))
         bce = -(m * np.log(p) + (1 - m) * np.log(1 - p))
         wbce = (weight * bce).sum() / weight.sum()
@@ -72,7 +72,7 @@ def test_structure_loss_weights_boundary_errors_per_pixel():
     good = torch.where(masks > 0.5, 6.0, -6.0)
     near, far = good.clone(), good.clone()
     near[..., 20, 45] = -6.0  # wrong on the object's edge
-    far[..., 45, 45] = -6.0   # wrong in the object's middle
+    far[..., 45, 45] = -6.0  # wrong in the object's middle
     assert structure_loss(near, masks) > structure_loss(far, masks)
     assert bce_loss(near, masks) == pytest.approx(bce_loss(far, masks).item())  # plain BCE cannot tell
 
@@ -103,7 +103,8 @@ def test_cas_loss_value_on_a_two_region_toy():
     assert cas_loss(probs.log(), masks, alpha=0.1).item() == pytest.approx(expected)
     # one region only (empty ground truth): no discriminator term, only the uniformer
     assert cas_loss(probs.log(), torch.zeros_like(masks), alpha=0.1).item() == pytest.approx(
-        0.1 * ((probs[0, :, 0] - probs[0, :, 0].mean(dim=1, keepdim=True)) ** 2).sum().item() / 4)
+        0.1 * ((probs[0, :, 0] - probs[0, :, 0].mean(dim=1, keepdim=True)) ** 2).sum().item() / 4
+    )
 
 
 def test_cas_loss_gradient_on_a_two_region_toy():
@@ -128,8 +129,13 @@ def test_cace_ignores_which_label_is_which():
     assert cace_loss(logits, masks).item() == pytest.approx(cace_loss(logits, 1 - masks).item())
     confident = torch.where(masks > 0.5, 5.0, -5.0).double()
     assert cace_loss(-confident, masks).item() == pytest.approx(bce_loss(confident, masks).item())
-    per_image = [min(F.binary_cross_entropy_with_logits(logits[i], masks[i]).item(),
-                     F.binary_cross_entropy_with_logits(logits[i], 1 - masks[i]).item()) for i in range(2)]
+    per_image = [
+        min(
+            F.binary_cross_entropy_with_logits(logits[i], masks[i]).item(),
+            F.binary_cross_entropy_with_logits(logits[i], 1 - masks[i]).item(),
+        )
+        for i in range(2)
+    ]
     assert cace_loss(logits, masks).item() == pytest.approx(np.mean(per_image))
 
 

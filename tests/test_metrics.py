@@ -16,8 +16,9 @@ SIZE = (24, 32)
 
 def _cases() -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     rng = np.random.default_rng(0)
-    random_pairs = [((rng.random(SIZE) * 255).astype(np.uint8), ((rng.random(SIZE) > 0.7) * 255).astype(np.uint8))
-                    for _ in range(4)]
+    random_pairs = [
+        ((rng.random(SIZE) * 255).astype(np.uint8), ((rng.random(SIZE) > 0.7) * 255).astype(np.uint8)) for _ in range(4)
+    ]
     blob = np.zeros(SIZE, np.uint8)
     blob[6:18, 8:20] = 255
     soft_gt = (rng.random(SIZE) * 255).astype(np.uint8)  # soft ground truth: binarised at > 128
@@ -44,9 +45,17 @@ def reference(pairs) -> dict[str, float]:
         for metric in (fm, em, sm, wfm, mae):
             metric.step(pred, gt)
     f, e = fm.get_results()["fm"], em.get_results()["em"]
-    return {"mae": mae.get_results()["mae"], "max_f": f["curve"].max(), "mean_f": f["curve"].mean(),
-            "adp_f": f["adp"], "s_measure": sm.get_results()["sm"], "max_e": e["curve"].max(),
-            "mean_e": e["curve"].mean(), "adp_e": e["adp"], "weighted_f": wfm.get_results()["wfm"]}
+    return {
+        "mae": mae.get_results()["mae"],
+        "max_f": f["curve"].max(),
+        "mean_f": f["curve"].mean(),
+        "adp_f": f["adp"],
+        "s_measure": sm.get_results()["sm"],
+        "max_e": e["curve"].max(),
+        "mean_e": e["curve"].mean(),
+        "adp_e": e["adp"],
+        "weighted_f": wfm.get_results()["wfm"],
+    }
 
 
 def brute_force_binary(pairs) -> tuple[float, float]:

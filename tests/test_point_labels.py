@@ -13,10 +13,12 @@ from synthsod.sod.point_labels import PointLabelled, id_rng, point_visibility, r
 def test_points_are_distinct_and_come_from_the_seed_and_id_only():
     a = random_points((8, 8), 64, id_rng(0, "img1"))
     assert len({tuple(p) for p in a}) == 64  # every pixel once: no repeats
-    np.testing.assert_array_equal(random_points((20, 30), 5, id_rng(0, "img1")),
-                                  random_points((20, 30), 5, id_rng(0, "img1")))
-    assert not np.array_equal(random_points((20, 30), 5, id_rng(0, "img1")),
-                              random_points((20, 30), 5, id_rng(0, "img2")))
+    np.testing.assert_array_equal(
+        random_points((20, 30), 5, id_rng(0, "img1")), random_points((20, 30), 5, id_rng(0, "img1"))
+    )
+    assert not np.array_equal(
+        random_points((20, 30), 5, id_rng(0, "img1")), random_points((20, 30), 5, id_rng(0, "img2"))
+    )
     with pytest.raises(SynthsodError, match="cannot draw 65 distinct points in a 8x8 image"):
         random_points((8, 8), 65, id_rng(0, "x"))
 

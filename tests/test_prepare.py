@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from synthsod.errors import SynthsodError
 from synthsod.data.prepare import (
     CHECKS,
     MANIFEST_COLUMNS,
@@ -22,6 +21,7 @@ from synthsod.data.prepare import (
     load_mask_binary,
     prepare_dataset,
 )
+from synthsod.errors import SynthsodError
 
 SIZE = 16  # all test images are 16x16 unless a test needs otherwise
 
@@ -104,8 +104,7 @@ def messy(tmp_path: Path) -> tuple[Path, Path]:
     save(rgb_image(), images / "size.jpg")
     save(top_rows_mask(4, size=(SIZE, 12)), masks / "size.png")
     save(rgb_image(), images / "zeroone.jpg")
-    save(Image.fromarray((np.asarray(top_rows_mask(4)) > 0).astype(np.uint8), "L"),
-         masks / "zeroone.png")
+    save(Image.fromarray((np.asarray(top_rows_mask(4)) > 0).astype(np.uint8), "L"), masks / "zeroone.png")
     save(rgb_image(), images / "black.jpg")
     save(top_rows_mask(0), masks / "black.png")
     # ignored: not an image extension, hidden (macOS resource fork), a sub-folder
@@ -133,8 +132,13 @@ def test_kept_ids_and_manifest_values(messy: tuple[Path, Path]) -> None:
     assert row.loc["good_a", "mask"] == str(masks / "good_a.png")
     assert (table["width"] == SIZE).all() and (table["height"] == SIZE).all()
     assert row["image_mode"].to_dict() == {
-        "both": "P", "good_a": "RGB", "good_b": "RGB", "good_c": "RGB",
-        "gray": "L", "rgba": "RGBA", "soft": "RGB",
+        "both": "P",
+        "good_a": "RGB",
+        "good_b": "RGB",
+        "good_c": "RGB",
+        "gray": "L",
+        "rgba": "RGBA",
+        "soft": "RGB",
     }
     assert row["mask_soft"].to_dict() == {k: k in ("both", "soft") for k in KEPT}
     assert row.loc["good_a", "fg_fraction"] == pytest.approx(4 / 16)
@@ -205,9 +209,7 @@ def test_truncated_jpeg_and_garbage_png_are_corrupt(tmp_path: Path) -> None:
     (tmp_path / "masks" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
     table, problems = check_pairs(tmp_path / "images", tmp_path / "masks")
     assert table.empty and list(table.columns) == list(MANIFEST_COLUMNS)
-    assert [(Path(p.file).name, p.action) for p in problems] == [
-        ("a.jpg", "skipped"), ("b.png", "skipped")
-    ]
+    assert [(Path(p.file).name, p.action) for p in problems] == [("a.jpg", "skipped"), ("b.png", "skipped")]
     assert all(p.reason.startswith("unreadable or corrupt file") for p in problems)
     with pytest.raises(SynthsodError, match="a.jpg"):
         load_image_rgb(tmp_path / "images" / "a.jpg")
@@ -266,17 +268,18 @@ def test_missing_or_empty_folder_is_an_error(tmp_path: Path) -> None:
 
 def test_format_problems_table() -> None:
     assert format_problems([]) == "no problems found"
-    text = format_problems([
-        Problem("imgs/a.jpg", "image has no mask", "skipped"),
-        Problem("m/long_name.png", "mask is not binary", "binarised"),
-    ])
+    text = format_problems(
+        [
+            Problem("imgs/a.jpg", "image has no mask", "skipped"),
+            Problem("m/long_name.png", "mask is not binary", "binarised"),
+        ]
+    )
     lines = text.splitlines()
     assert lines[0].split() == ["action", "file", "reason"]
     assert lines[1].split(None, 2) == ["skipped", "imgs/a.jpg", "image has no mask"]
     assert lines[2].split(None, 2) == ["binarised", "m/long_name.png", "mask is not binary"]
     # columns aligned: every reason starts at the same offset
-    assert len({line.index(word) for line, word in
-                zip(lines, ["reason", "image has", "mask is"])}) == 1
+    assert len({line.index(word) for line, word in zip(lines, ["reason", "image has", "mask is"])}) == 1
 
 
 # --- prepare_dataset -------------------------------------------------------------------------
@@ -299,10 +302,17 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_prepare_under_limit_writes_manifest_and_csv(tmp_path: Path) -> None:
     images, masks = four_pairs_one_bad(tmp_path)
     out = tmp_path / "out"
-    summary = prepare_dataset("toy", images, masks, out / "manifest.parquet",
-                              out / "bad_inputs.csv", max_bad_fraction=0.2)  # 1/5 = 0.2: at limit
-    assert (summary.name, summary.n_pairs_found, summary.n_kept, summary.n_skipped,
-            summary.n_converted, summary.n_binarised) == ("toy", 5, 4, 1, 1, 0)
+    summary = prepare_dataset(
+        "toy", images, masks, out / "manifest.parquet", out / "bad_inputs.csv", max_bad_fraction=0.2
+    )  # 1/5 = 0.2: at limit
+    assert (
+        summary.name,
+        summary.n_pairs_found,
+        summary.n_kept,
+        summary.n_skipped,
+        summary.n_converted,
+        summary.n_binarised,
+    ) == ("toy", 5, 4, 1, 1, 0)
     manifest = pd.read_parquet(out / "manifest.parquet")
     assert manifest["id"].tolist() == ["a", "b", "c", "e_gray"]
     assert list(manifest.columns) == list(MANIFEST_COLUMNS)
@@ -319,8 +329,9 @@ def test_prepare_under_limit_writes_manifest_and_csv(tmp_path: Path) -> None:
 def test_prepare_clean_dataset_writes_csv_header(tmp_path: Path) -> None:
     good_pair(tmp_path, "a")
     csv_path = tmp_path / "bad_inputs.csv"
-    prepare_dataset("clean", tmp_path / "images", tmp_path / "masks",
-                    tmp_path / "manifest.parquet", csv_path, max_bad_fraction=0.0)
+    prepare_dataset(
+        "clean", tmp_path / "images", tmp_path / "masks", tmp_path / "manifest.parquet", csv_path, max_bad_fraction=0.0
+    )
     assert csv_path.read_text() == "file,reason,action\n"
 
 
@@ -347,5 +358,6 @@ def test_prepare_over_limit_raises_and_writes_nothing(tmp_path: Path) -> None:
 def test_prepare_rejects_bad_limit(tmp_path: Path) -> None:
     good_pair(tmp_path, "a")
     with pytest.raises(SynthsodError, match="max_bad_fraction"):
-        prepare_dataset("x", tmp_path / "images", tmp_path / "masks",
-                        tmp_path / "m.parquet", tmp_path / "b.csv", max_bad_fraction=5)
+        prepare_dataset(
+            "x", tmp_path / "images", tmp_path / "masks", tmp_path / "m.parquet", tmp_path / "b.csv", max_bad_fraction=5
+        )

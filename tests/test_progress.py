@@ -158,8 +158,18 @@ def test_sod_training_shows_its_steps_and_loss():
 
     images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     data = [{"image": image, "mask": (image[:1] > 0).float()} for image in images]
-    recipe = Recipe(optimizer="adam", lr=1e-3, backbone_lr=1e-3, weight_decay=0.0, batch_size=2, steps=3,
-                    schedule="step", step_size=3, gamma=0.2, sizes=[16])
+    recipe = Recipe(
+        optimizer="adam",
+        lr=1e-3,
+        backbone_lr=1e-3,
+        weight_decay=0.0,
+        batch_size=2,
+        steps=3,
+        schedule="step",
+        step_size=3,
+        gamma=0.2,
+        sizes=[16],
+    )
     out = io.StringIO()
     with progress_to(out):
         train_sod("unet", "ce", data, recipe, model_kwargs={"base": 4, "depth": 2}, seed=3)
@@ -171,14 +181,28 @@ def test_sampling_counts_kept_pairs_and_candidates():
     from synthsod.synthesis.sampling import Candidate, FilterSpec, sample_shard
 
     def propose(indices):  # every third candidate has an empty mask, which the size filter rejects
-        return [Candidate(index=i, z=np.zeros(2, np.float32), class_id=0, image=np.zeros((8, 8, 3), np.uint8),
-                          mask=np.zeros((8, 8), bool) if i % 3 == 0 else np.tri(8, dtype=bool),
-                          histogram_gray=np.zeros((8, 8))) for i in indices]
+        return [
+            Candidate(
+                index=i,
+                z=np.zeros(2, np.float32),
+                class_id=0,
+                image=np.zeros((8, 8, 3), np.uint8),
+                mask=np.zeros((8, 8), bool) if i % 3 == 0 else np.tri(8, dtype=bool),
+                histogram_gray=np.zeros((8, 8)),
+            )
+            for i in indices
+        ]
 
     out = io.StringIO()
     with progress_to(out):
-        sample_shard(propose, FilterSpec(size={"min": 0.1, "max": 0.9}), rows=5, block=range(100, 200),
-                     batch_size=3, where="run r shard 0")
+        sample_shard(
+            propose,
+            FilterSpec(size={"min": 0.1, "max": 0.9}),
+            rows=5,
+            block=range(100, 200),
+            batch_size=3,
+            where="run r shard 0",
+        )
     lines = lines_of(out)
     assert len(lines) == 1  # a fast shard: its final line only
     assert re.match(r"run r shard 0: 100%\|##########\| 5/5 \[.*(pair/s|s/pair), candidates=7\]$", lines[0]), lines

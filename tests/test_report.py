@@ -12,7 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import DemoRun
 
 pytestmark = pytest.mark.workflow
@@ -71,22 +70,32 @@ def test_report_holds_every_section_with_its_figures(report_html: Path) -> None:
 
 
 def _chromium() -> str | None:
-    return next((path for name in ("chromium", "chromium-browser", "google-chrome")
-                 if (path := shutil.which(name))), None)
+    return next(
+        (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
+    )
 
 
 def _headless(browser: str, *args: str) -> subprocess.CompletedProcess:
     # --no-sandbox: CI runs as root; the virtual time budget lets the report's JavaScript finish rendering
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--virtual-time-budget=15000", *args]
+    command = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--virtual-time-budget=15000",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False)
 
 
 def test_report_opens_in_headless_chromium(report_html: Path, tmp_path: Path) -> None:
     browser = _chromium()
     if browser is None:
-        pytest.skip("no Chromium here (Debian package `chromium`, which .ci/run installs as root): "
-                    "the report is not opened in a browser")
+        pytest.skip(
+            "no Chromium here (Debian package `chromium`, which .ci/run installs as root): "
+            "the report is not opened in a browser"
+        )
     dom = _headless(browser, "--dump-dom", report_html.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     rendered = re.sub(r"<script\b.*?</script>", "", dom.stdout, flags=re.S)  # what the page built, not its code

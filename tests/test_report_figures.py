@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthsod.reporting.dataset_stats import DatasetStats, collect, colour_contrast
 from synthsod.errors import SynthsodError
+from synthsod.evaluation.summary import summary_table, write_summary
+from synthsod.reporting.dataset_stats import DatasetStats, collect, colour_contrast
 from synthsod.reporting.figures import (
     DATASET_FIGURES,
     dataset_figures,
@@ -25,7 +26,6 @@ from synthsod.reporting.figures import (
     training_figure,
 )
 from synthsod.synthesis.shards import pair_tile, tile_grid, write_manifest, write_shard
-from synthsod.evaluation.summary import summary_table, write_summary
 
 
 def _image(colour, size=8):
@@ -74,7 +74,9 @@ def test_centre_map_sizes_and_centroid() -> None:
 
 
 def test_centre_map_is_resized_to_the_grid_and_classes_count_largest_first() -> None:
-    pairs = [(_image((9, 9, 9), 32), np.pad(np.ones((16, 16), bool), ((0, 16), (0, 16))), c) for c in (5, 1, 5, 5, 1, 7)]
+    pairs = [
+        (_image((9, 9, 9), 32), np.pad(np.ones((16, 16), bool), ((0, 16), (0, 16))), c) for c in (5, 1, 5, 5, 1, 7)
+    ]
     stats = collect("toy", pairs, grid=4, limit=5)
     assert stats.count == 5
     assert np.allclose(stats.centre, np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]))
@@ -86,16 +88,33 @@ def test_centre_map_is_resized_to_the_grid_and_classes_count_largest_first() -> 
 
 
 def _row(index, mask, filters=("components", "size"), class_id=0):
-    return {"id": f"run-{index:016d}", "image": np.full((16, 16, 3), 40 * index % 255, np.uint8), "mask": mask,
-            "seed": 0, "index": index, "generator": "tiny", "class": class_id, "truncation": 0.4,
-            "latent": [0.0], "direction": None, "shift": None, "dq_score": None,
-            "mask_fraction": float(mask.mean()), "components": 1, "filters": list(filters)}
+    return {
+        "id": f"run-{index:016d}",
+        "image": np.full((16, 16, 3), 40 * index % 255, np.uint8),
+        "mask": mask,
+        "seed": 0,
+        "index": index,
+        "generator": "tiny",
+        "class": class_id,
+        "truncation": 0.4,
+        "latent": [0.0],
+        "direction": None,
+        "shift": None,
+        "dq_score": None,
+        "mask_fraction": float(mask.mean()),
+        "components": 1,
+        "filters": list(filters),
+    }
 
 
 def test_rejected_examples_are_grouped_by_the_last_filter_in_filter_order(tmp_path: Path) -> None:
     mask = _disk_mask()
-    rows = [_row(0, mask, ("components", "size", "dq")), _row(1, mask, ("components",)),
-            _row(2, mask, ("components", "size", "dq")), _row(3, mask, ("components", "size", "dq"))]
+    rows = [
+        _row(0, mask, ("components", "size", "dq")),
+        _row(1, mask, ("components",)),
+        _row(2, mask, ("components", "size", "dq")),
+        _row(3, mask, ("components", "size", "dq")),
+    ]
     write_shard(tmp_path / "a.parquet", rows[:2])
     write_shard(tmp_path / "b.parquet", rows[2:])
     examples = rejected_examples([tmp_path / "a.parquet", tmp_path / "b.parquet"], per_filter=2)
@@ -130,8 +149,11 @@ def test_dataset_pairs_read_images_masks_and_the_given_classes(tmp_path: Path) -
 def test_read_filter_report_names_the_file_when_it_is_not_a_report(tmp_path: Path) -> None:
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"candidates": 10, "kept": 6, "rejected": {"size": 3, "dq": 1}}))
-    assert read_filter_report(good) == {"candidates": 10, "kept": 6,
-                                        "rejected": {"components": 0, "size": 3, "histogram": 0, "dq": 1}}
+    assert read_filter_report(good) == {
+        "candidates": 10,
+        "kept": 6,
+        "rejected": {"components": 0, "size": 3, "histogram": 0, "dq": 1},
+    }
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     with pytest.raises(SynthsodError, match="bad.json: not a filter report"):
@@ -154,13 +176,23 @@ def test_training_curves_smooth_each_term_and_run_on_across_rounds() -> None:
 
 def test_figures_are_written_as_pngs(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    stats = [collect(name, [(rng.integers(0, 255, (16, 16, 3), np.uint8), _disk_mask(radius=r), c)
-                            for r, c in zip((3, 5, 6), classes)], grid=8)
-             for name, classes in (("synthetic", (1, 2, 3)), ("real", (None, None, None)))]
+    stats = [
+        collect(
+            name,
+            [
+                (rng.integers(0, 255, (16, 16, 3), np.uint8), _disk_mask(radius=r), c)
+                for r, c in zip((3, 5, 6), classes)
+            ],
+            grid=8,
+        )
+        for name, classes in (("synthetic", (1, 2, 3)), ("real", (None, None, None)))
+    ]
     out = {name: tmp_path / f"{name}.png" for name in DATASET_FIGURES}
     dataset_figures(stats, out)
-    filter_counts_figure({"a": {"candidates": 10, "kept": 6, "rejected": {"components": 0, "size": 3, "histogram": 0,
-                                                                        "dq": 1}}}, tmp_path / "filters.png")
+    filter_counts_figure(
+        {"a": {"candidates": 10, "kept": 6, "rejected": {"components": 0, "size": 3, "histogram": 0, "dq": 1}}},
+        tmp_path / "filters.png",
+    )
     training_figure({"t": pd.DataFrame({"step": range(5), "ebm": range(5), "lvm": range(5)})}, tmp_path / "train.png")
     for path in [*out.values(), tmp_path / "filters.png", tmp_path / "train.png"]:
         image = cv2.imread(str(path))
@@ -176,10 +208,29 @@ def test_tile_grid_pads_the_last_row_and_resizes_odd_tiles() -> None:
 
 
 def test_summary_html_has_the_metrics_and_ratio_tables(tmp_path: Path) -> None:
-    metrics = {k: 0.5 for k in ("mae", "max_f", "mean_f", "adp_f", "s_measure", "max_e", "mean_e", "adp_e",
-                                "weighted_f", "iou", "accuracy", "auc")}
-    table = summary_table([{"training": "real", "benchmark": "B", "metrics": metrics},
-                           {"training": "syn", "benchmark": "B", "metrics": {**metrics, "max_f": 0.25}}])
+    metrics = {
+        k: 0.5
+        for k in (
+            "mae",
+            "max_f",
+            "mean_f",
+            "adp_f",
+            "s_measure",
+            "max_e",
+            "mean_e",
+            "adp_e",
+            "weighted_f",
+            "iou",
+            "accuracy",
+            "auc",
+        )
+    }
+    table = summary_table(
+        [
+            {"training": "real", "benchmark": "B", "metrics": metrics},
+            {"training": "syn", "benchmark": "B", "metrics": {**metrics, "max_f": 0.25}},
+        ]
+    )
     write_summary(table, tmp_path / "s.csv", tmp_path / "s.md", "real", tmp_path / "s.html")
     page = (tmp_path / "s.html").read_text()
     assert page.count("<table") == 2 and "Ratio to `real`" in page

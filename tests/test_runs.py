@@ -12,31 +12,42 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from synthsod.sod.datasets import ShardDataset
-from synthsod.directions.contrast import contrast_direction
-from synthsod.sodgan.dq import QualityDiscriminator, save_dq
-from synthsod.errors import SynthsodError
 from synthsod.core.images import LUMA
-from synthsod.synthesis.filters import quantile_threshold
+from synthsod.directions.contrast import contrast_direction
+from synthsod.directions.files import save_direction
+from synthsod.errors import SynthsodError
 from synthsod.generators import create_generator
 from synthsod.generators.biggan import save_pretrained
-from synthsod.generators.tiny import build_tiny_biggan
-from synthsod.sodgan.gmask import GMask, GMaskConfig, save_gmask
 from synthsod.generators.latents import LatentSource
+from synthsod.generators.tiny import build_tiny_biggan
+from synthsod.sod.datasets import ShardDataset
+from synthsod.sodgan.dq import QualityDiscriminator, save_dq
+from synthsod.sodgan.gmask import GMask, GMaskConfig, save_gmask
+from synthsod.synthesis.filters import quantile_threshold
 from synthsod.synthesis.runs import RunFiles, calibrate, open_run, write_run_shard
 from synthsod.synthesis.sampling import cheap_filters, shard_rows
-from synthsod.directions.files import save_direction
 from synthsod.synthesis.shards import read_shard, verify_run, write_manifest
 
 TRUNCATION = 0.4
 RUN = {
-    "generator": "tiny", "pairs": 7, "rows_per_shard": 3, "truncation": TRUNCATION,
+    "generator": "tiny",
+    "pairs": 7,
+    "rows_per_shard": 3,
+    "truncation": TRUNCATION,
     "classes": {"include": "all", "discard": []},
     "latents": {"source": "prior", "alpha": 0.2, "dataset": None},
     "mask": {"method": "gmask", "threshold": 0.5, "direction": "contrast", "shift": 5.0, "compare": "base"},
-    "filters": {"components": {"fraction": 0.2, "connectivity": 4}, "size": {"min": 0.0, "max": 1.0},
-                "histogram": None, "dq": {"threshold": 0.0, "keep_top": None, "calibration": 16}},
-    "image_format": "png", "jpeg_quality": 95, "batch_size": 4, "max_candidates_factor": 20, "seed": 3,
+    "filters": {
+        "components": {"fraction": 0.2, "connectivity": 4},
+        "size": {"min": 0.0, "max": 1.0},
+        "histogram": None,
+        "dq": {"threshold": 0.0, "keep_top": None, "calibration": 16},
+    },
+    "image_format": "png",
+    "jpeg_quality": 95,
+    "batch_size": 4,
+    "max_candidates_factor": 20,
+    "seed": 3,
 }
 GENERATOR = {"model": "tiny", "taps": None}
 
@@ -65,12 +76,20 @@ def world(tmp_path_factory):
     save_dq(root / "dq.pt", QualityDiscriminator(input_size=64), "mobilenetv3_small_100")
     save_dq(root / "no_dq.pt", None, "mobilenetv3_small_100")
     z = np.random.default_rng(0).standard_normal((5, generator.z_dim)).astype(np.float32) * 0.5
-    pq.write_table(pa.table({"id": [f"im{i}" for i in range(5)], "z": list(z), "class": [7, 7, 9, 9, 9],
-                             "truncation": [0.6] * 5}), root / "latents.parquet")
-    save_direction(root / "contrast.npy", contrast_direction(generator, TRUNCATION, np.arange(1000), samples=4,
-                                                             iterations=3))
-    files = RunFiles(weights=str(root / "tiny"), gmask=str(root / "gmask.pt"), dq=str(root / "dq.pt"),
-                     latents=str(root / "latents.parquet"), direction=str(root / "contrast.npy"))
+    pq.write_table(
+        pa.table({"id": [f"im{i}" for i in range(5)], "z": list(z), "class": [7, 7, 9, 9, 9], "truncation": [0.6] * 5}),
+        root / "latents.parquet",
+    )
+    save_direction(
+        root / "contrast.npy", contrast_direction(generator, TRUNCATION, np.arange(1000), samples=4, iterations=3)
+    )
+    files = RunFiles(
+        weights=str(root / "tiny"),
+        gmask=str(root / "gmask.pt"),
+        dq=str(root / "dq.pt"),
+        latents=str(root / "latents.parquet"),
+        direction=str(root / "contrast.npy"),
+    )
     return root, files, generator
 
 
@@ -78,9 +97,17 @@ def write_shards(name, run, files, out_dir, shards, sampler=None):
     sampler = sampler or open_run(name, run, GENERATOR, files)
     for k in shards:
         stem = f"shard-{k:05d}"
-        write_run_shard(sampler, k, shard_rows(run["pairs"], run["rows_per_shard"], k), files,
-                        {"shard": out_dir / f"{stem}.parquet", "stats": out_dir / "stats" / f"{stem}.json",
-                         "rejected": out_dir / "rejected" / f"{stem}.parquet"})
+        write_run_shard(
+            sampler,
+            k,
+            shard_rows(run["pairs"], run["rows_per_shard"], k),
+            files,
+            {
+                "shard": out_dir / f"{stem}.parquet",
+                "stats": out_dir / "stats" / f"{stem}.json",
+                "rejected": out_dir / "rejected" / f"{stem}.parquet",
+            },
+        )
     return sampler
 
 
@@ -92,7 +119,7 @@ def test_one_job_or_three_jobs_write_the_same_shards_and_a_verified_run(world, t
     root, files, _ = world
     run = run_config()
     write_shards("r", run, files, tmp_path / "one", [0, 1, 2])  # one job writes every shard
-    for k in (2, 0, 1):                                        # three jobs, any order
+    for k in (2, 0, 1):  # three jobs, any order
         write_shards("r", run, files, tmp_path / "three", [k])
     assert digests(tmp_path / "one") == digests(tmp_path / "three") and len(digests(tmp_path / "one")) == 3
 
@@ -143,12 +170,13 @@ def test_keep_top_calibration_fixes_the_threshold_and_the_shards_respect_it(worl
 
 def test_direction_run_on_inverted_latents_records_its_provenance(world, tmp_path):
     root, files, _ = world
-    run = run_config(truncation=None, latents__source="inverted",
-                     mask={"method": "direction", "threshold": 0.5, "direction": "contrast", "shift": 5.0,
-                           "compare": "base"},
-                     filters={"components": {"fraction": 0.2, "connectivity": 4}, "size": None,
-                              "histogram": None, "dq": None},
-                     classes={"include": [9], "discard": []})
+    run = run_config(
+        truncation=None,
+        latents__source="inverted",
+        mask={"method": "direction", "threshold": 0.5, "direction": "contrast", "shift": 5.0, "compare": "base"},
+        filters={"components": {"fraction": 0.2, "connectivity": 4}, "size": None, "histogram": None, "dq": None},
+        classes={"include": [9], "discard": []},
+    )
     write_shards("e", run, files, tmp_path, [0])
     rows = read_shard(tmp_path / "shard-00000.parquet").to_pylist()
     assert len(rows) == 3
@@ -160,8 +188,9 @@ def test_direction_run_on_inverted_latents_records_its_provenance(world, tmp_pat
 
 def test_a_too_strict_filter_stops_the_shard_with_a_clear_error(world, tmp_path):
     root, files, _ = world
-    run = run_config(filters__size={"min": 0.0, "max": 1.0}, filters__dq={"threshold": 0.999, "keep_top": None,
-                                                                           "calibration": 16})
+    run = run_config(
+        filters__size={"min": 0.0, "max": 1.0}, filters__dq={"threshold": 0.999, "keep_top": None, "calibration": 16}
+    )
     run["max_candidates_factor"] = 1
     with pytest.raises(SynthsodError, match="only .* pairs kept after 3 candidates"):
         write_shards("r", run, files, tmp_path, [0])  # a random D_q scores ~0.5: 0.999 keeps none
@@ -179,20 +208,23 @@ def test_contrast_direction_is_unit_deterministic_and_lights_the_image_unevenly(
     classes = np.arange(1000)
     h = contrast_direction(generator, TRUNCATION, classes, samples=6, iterations=5, seed=1)
     assert h.shape == (generator.z_dim,) and np.linalg.norm(h) == pytest.approx(1.0, abs=1e-5)
-    np.testing.assert_array_equal(h, contrast_direction(generator, TRUNCATION, classes, samples=6,
-                                                        iterations=5, seed=1))
+    np.testing.assert_array_equal(
+        h, contrast_direction(generator, TRUNCATION, classes, samples=6, iterations=5, seed=1)
+    )
     z, ids = LatentSource(1, generator.z_dim, TRUNCATION, classes).draw(range(6))  # the search's samples
     luma = torch.tensor(LUMA, dtype=torch.float32)[None, :, None, None]
 
     def gray_change(direction, eps=1e-2):
         """d gray(G(z + t direction)) / dt at t = 0, by a central difference: [6, H, W]."""
+
         def gray(t):
             images = generator.generate(z + t * direction, ids, TRUNCATION, with_features=False).images
             return (images * luma).sum(dim=1)
+
         return (gray(eps) - gray(-eps)) / (2 * eps)
 
     change = gray_change(h)
     random_h = np.random.default_rng(0).standard_normal(generator.z_dim).astype(np.float32)
     random_change = gray_change(random_h / np.linalg.norm(random_h))
     assert change.mean(dim=(1, 2)).abs().max() < 0.1 * change.std()  # no whole-image brightening
-    assert change.std() > 2 * random_change.std()                      # far more uneven than chance
+    assert change.std() > 2 * random_change.std()  # far more uneven than chance

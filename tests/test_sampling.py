@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from synthsod.directions.files import load_direction, save_direction
+from synthsod.directions.shift import shift_masks, unit_shift
 from synthsod.errors import SynthsodError
 from synthsod.generators.latents import LatentSource, restrict_table, sample_latents
 from synthsod.synthesis.sampling import (
@@ -19,8 +21,6 @@ from synthsod.synthesis.sampling import (
     shard_rows,
     shift_proposer,
 )
-from synthsod.directions.files import load_direction, save_direction
-from synthsod.directions.shift import shift_masks, unit_shift
 
 SIZE = 8
 
@@ -113,8 +113,9 @@ def test_shift_proposer_uses_the_shifted_render_for_masks_and_stores_the_base_im
     candidate = propose([0])[0]
     assert candidate.mask[:, 0].all() and not candidate.mask[:, 1:].any()  # only the left column brightened
     assert candidate.direction == "h" and candidate.shift == 0.5
-    np.testing.assert_array_equal(candidate.image, np.clip(np.rint((render(candidate.z[None], None)[0] + 1)
-                                                                   * 127.5), 0, 255).astype(np.uint8))
+    np.testing.assert_array_equal(
+        candidate.image, np.clip(np.rint((render(candidate.z[None], None)[0] + 1) * 127.5), 0, 255).astype(np.uint8)
+    )
     with pytest.raises(SynthsodError, match="3 dimensions"):
         shift_proposer(render, source, np.ones(3), shift=1.0)
 
@@ -128,6 +129,7 @@ def _mask(fraction_rows: int) -> np.ndarray:
 
 def fake_proposer(log=None):
     """Candidate i: empty mask when i % 3 == 0 (rejected by size), a two-blob mask otherwise."""
+
     def propose(indices):
         if log is not None:
             log.append(list(indices))
@@ -136,10 +138,18 @@ def fake_proposer(log=None):
             mask = np.zeros((SIZE, SIZE), bool) if i % 3 == 0 else _mask(4)
             if i % 3 == 2:
                 mask[7, 7] = True  # a one-pixel speck the components filter removes
-            out.append(Candidate(index=int(i), z=np.full(2, i, np.float32), class_id=1,
-                                 image=np.full((SIZE, SIZE, 3), i % 256, np.uint8), mask=mask,
-                                 histogram_gray=np.linspace(0, 1, SIZE * SIZE).reshape(SIZE, SIZE)))
+            out.append(
+                Candidate(
+                    index=int(i),
+                    z=np.full(2, i, np.float32),
+                    class_id=1,
+                    image=np.full((SIZE, SIZE, 3), i % 256, np.uint8),
+                    mask=mask,
+                    histogram_gray=np.linspace(0, 1, SIZE * SIZE).reshape(SIZE, SIZE),
+                )
+            )
         return out
+
     return propose
 
 
@@ -157,8 +167,11 @@ def test_shard_keeps_the_first_passing_candidates_whatever_the_batch_size(batch_
 
 
 def test_shard_fails_clearly_when_the_block_runs_out():
-    with pytest.raises(SynthsodError, match=r"run r shard 0: only 6 of 50 pairs kept after 9 candidates \(kept rate "
-                                            r"66.7%.*raise max_candidates_factor"):
+    with pytest.raises(
+        SynthsodError,
+        match=r"run r shard 0: only 6 of 50 pairs kept after 9 candidates \(kept rate "
+        r"66.7%.*raise max_candidates_factor",
+    ):
         sample_shard(fake_proposer(), SPEC, rows=50, block=range(9), batch_size=4, where="run r shard 0")
 
 
@@ -192,9 +205,17 @@ def test_histogram_filter_rejects_interior_peaks_in_the_chain():
     def propose(indices):
         peaked = np.full((SIZE, SIZE), 0.5)  # one interior bucket holds everything
         extremes = np.where(np.arange(SIZE * SIZE).reshape(SIZE, SIZE) % 2, 0.0, 1.0)
-        return [Candidate(index=i, z=np.zeros(2, np.float32), class_id=None,
-                          image=np.zeros((SIZE, SIZE, 3), np.uint8), mask=_mask(4),
-                          histogram_gray=peaked if i == 0 else extremes) for i in indices]
+        return [
+            Candidate(
+                index=i,
+                z=np.zeros(2, np.float32),
+                class_id=None,
+                image=np.zeros((SIZE, SIZE, 3), np.uint8),
+                mask=_mask(4),
+                histogram_gray=peaked if i == 0 else extremes,
+            )
+            for i in indices
+        ]
 
     spec = FilterSpec(histogram={"bins": 12, "window": 3, "strict": False})
     assert [reason for _, reason in judge(propose, [0, 1], spec, None, None)] == ["histogram", None]

@@ -8,9 +8,9 @@ import pytest
 from scipy import ndimage
 
 from synthsod.data import scenes
-from synthsod.evaluation.baselines import otsu_saliency
-from synthsod.errors import SynthsodError
 from synthsod.data.prepare import prepare_dataset
+from synthsod.errors import SynthsodError
+from synthsod.evaluation.baselines import otsu_saliency
 
 
 def test_a_scene_depends_on_seed_and_index_only():
@@ -42,7 +42,7 @@ def test_the_mask_is_exactly_the_rendered_object(index):
     interior = ndimage.binary_erosion(first.mask, iterations=1)
     outside = ~ndimage.binary_dilation(first.mask, iterations=1)
     assert interior.any() and not changed[interior].any()  # fully covered pixels show only the object
-    assert changed[outside].mean() > 0.9                    # pixels off the object are background
+    assert changed[outside].mean() > 0.9  # pixels off the object are background
 
 
 def test_scenes_cover_every_class_and_the_size_range():
@@ -59,7 +59,7 @@ def test_scenes_cover_every_class_and_the_size_range():
 def test_splits_are_disjoint_index_ranges():
     ranges = [set(scenes.split_indices(name, 5000)) for name in scenes.SPLIT_OFFSETS]
     for i, a in enumerate(ranges):
-        for b in ranges[i + 1:]:
+        for b in ranges[i + 1 :]:
             assert not a & b
     assert list(scenes.split_indices("test", 3, first=2)) == [2 * scenes.SPLIT_STRIDE + 2 + k for k in range(3)]
     with pytest.raises(SynthsodError, match="leave"):
@@ -76,16 +76,24 @@ def test_bad_class_or_code_is_a_clear_error():
 
 
 def test_a_written_split_goes_through_prepare_dataset(tmp_path):
-    count = scenes.write_duts_split(tmp_path / "S" / "images", tmp_path / "S" / "masks", seed=0, split="test",
-                                    size=6, first=10)
+    count = scenes.write_duts_split(
+        tmp_path / "S" / "images", tmp_path / "S" / "masks", seed=0, split="test", size=6, first=10
+    )
     assert count == 6
-    summary = prepare_dataset("S", tmp_path / "S" / "images", tmp_path / "S" / "masks", tmp_path / "m.parquet",
-                              tmp_path / "bad.csv", max_bad_fraction=0.0)
+    summary = prepare_dataset(
+        "S",
+        tmp_path / "S" / "images",
+        tmp_path / "S" / "masks",
+        tmp_path / "m.parquet",
+        tmp_path / "bad.csv",
+        max_bad_fraction=0.0,
+    )
     assert summary.line() and "6" in summary.line()
     stems = sorted(p.stem for p in (tmp_path / "S" / "masks").iterdir())
     assert stems == [f"scene_{2 * scenes.SPLIT_STRIDE + 10 + k:07d}" for k in range(6)]
     # the mask files hold exactly the scenes' masks
     from synthsod.data.prepare import load_mask_binary
+
     first = scenes.scene(0, 2 * scenes.SPLIT_STRIDE + 10)
     assert np.array_equal(load_mask_binary(tmp_path / "S" / "masks" / f"{stems[0]}.png"), first.mask)
 

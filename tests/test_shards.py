@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from synthsod.cli import main
-from synthsod.sod.datasets import ShardDataset, image_to_tensor
 from synthsod.errors import SynthsodError
+from synthsod.sod.datasets import ShardDataset, image_to_tensor
 from synthsod.synthesis.shards import (
     MANIFEST_NAME,
     SCHEMA,
@@ -58,9 +58,7 @@ def make_row(i: int) -> dict:
     }
 
 
-def make_run(
-    run_dir: Path, sizes: tuple[int, ...] = (3, 2), **kwargs
-) -> tuple[list[Path], list[dict]]:
+def make_run(run_dir: Path, sizes: tuple[int, ...] = (3, 2), **kwargs) -> tuple[list[Path], list[dict]]:
     """Shards of ``sizes`` rows each plus a manifest; returns the shard paths and all rows."""
     paths, rows, start = [], [], 0
     for n, size in enumerate(sizes):
@@ -92,8 +90,19 @@ def test_png_round_trip_through_pyarrow_and_dataset(tmp_path: Path) -> None:
         np.testing.assert_array_equal(decoded["mask"], row["mask"] > 0)
         assert record["image"]["path"] == f"{row['id']}.png"
         np.testing.assert_array_equal(np.float32(record["latent"]), row["latent"])
-        for name in ("seed", "index", "generator", "class", "truncation", "direction", "shift",
-                     "dq_score", "mask_fraction", "components", "filters"):
+        for name in (
+            "seed",
+            "index",
+            "generator",
+            "class",
+            "truncation",
+            "direction",
+            "shift",
+            "dq_score",
+            "mask_fraction",
+            "components",
+            "filters",
+        ):
             assert record[name] == row[name], name
 
     dataset = ShardDataset(tmp_path)
@@ -158,9 +167,7 @@ def test_schema_is_fixed_and_carries_hf_features(tmp_path: Path) -> None:
     features = json.loads(schema.metadata[b"huggingface"])["info"]["features"]
     assert list(features) == schema.names
     assert features["image"] == {"_type": "Image"} and features["mask"] == {"_type": "Image"}
-    assert features["latent"] == {
-        "feature": {"dtype": "float32", "_type": "Value"}, "_type": "Sequence"
-    }
+    assert features["latent"] == {"feature": {"dtype": "float32", "_type": "Value"}, "_type": "Sequence"}
     assert features["id"] == {"dtype": "string", "_type": "Value"}
     assert schema.field("image").type == pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
@@ -281,7 +288,7 @@ def test_preview_grid_shows_image_and_overlay(tmp_path: Path) -> None:
     grid = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
     assert grid.shape == (2 * 2 * SIZE, 2 * SIZE, 3)  # 2x2 tiles, each image above its overlay
     np.testing.assert_array_equal(grid[:SIZE, :SIZE], rows[0]["image"])
-    overlay = grid[SIZE:2 * SIZE, :SIZE]
+    overlay = grid[SIZE : 2 * SIZE, :SIZE]
     foreground = rows[0]["mask"] > 0
     np.testing.assert_array_equal(overlay[~foreground], rows[0]["image"][~foreground])
     assert not np.array_equal(overlay[foreground], rows[0]["image"][foreground])

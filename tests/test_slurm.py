@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import REPO, DemoRun, make_workdir, small_config
 
 pytestmark = pytest.mark.workflow
@@ -154,8 +153,9 @@ def digests(root: Path, pattern: str) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.glob(pattern))}
 
 
-def test_demo_dag_on_slurm_requests_gpus_and_matches_the_local_run(slurm_cluster, demo_run: DemoRun,
-                                                                  tmp_path: Path) -> None:
+def test_demo_dag_on_slurm_requests_gpus_and_matches_the_local_run(
+    slurm_cluster, demo_run: DemoRun, tmp_path: Path
+) -> None:
     workdir = make_workdir(tmp_path / "slurm_run", small_config())
     result = workdir.run("--profile", str(REPO / "profiles" / "slurm-local"), timeout=TIMEOUT_S)
     assert result.returncode == 0, result.describe()
@@ -174,5 +174,6 @@ def test_demo_dag_on_slurm_requests_gpus_and_matches_the_local_run(slurm_cluster
     for pattern in ("results/synthetic/*/shard-*.parquet", "results/demo/*/*/*", "results/directions/*/ranking.csv"):
         expected = digests(local, pattern)
         assert expected and digests(cluster, pattern) == expected, pattern
-    pd.testing.assert_frame_equal(pd.read_csv(cluster / "results/eval/summary.csv"),
-                                  pd.read_csv(local / "results/eval/summary.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(cluster / "results/eval/summary.csv"), pd.read_csv(local / "results/eval/summary.csv")
+    )

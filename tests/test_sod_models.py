@@ -29,7 +29,8 @@ def test_f3net_loss_weighs_predictions_and_side_outputs_as_f3net(f3net):
     masks = (torch.rand(2, 1, 64, 64) > 0.5).float()
     outputs = f3net.train()(torch.randn(2, 3, 64, 64))
     expected = (structure_loss(outputs[0], masks) + structure_loss(outputs[1], masks)) / 2 + sum(
-        w * structure_loss(o, masks) for w, o in zip(F3NET_SIDE_WEIGHTS, outputs[2:]))
+        w * structure_loss(o, masks) for w, o in zip(F3NET_SIDE_WEIGHTS, outputs[2:])
+    )
     loss = f3net_loss(outputs, masks)
     assert loss.item() == pytest.approx(expected.item())
     loss.backward()

@@ -32,8 +32,19 @@ class ToyData(torch.utils.data.Dataset):
         return {"image": self.images[i], "mask": self.masks[i]}
 
 
-SMALL = dict(optimizer="adam", lr=1e-3, backbone_lr=1e-3, weight_decay=0.0, batch_size=2, steps=6,
-             schedule="step", step_size=3, gamma=0.2, sizes=[16, 32], checkpoint_every=2)
+SMALL = dict(
+    optimizer="adam",
+    lr=1e-3,
+    backbone_lr=1e-3,
+    weight_decay=0.0,
+    batch_size=2,
+    steps=6,
+    schedule="step",
+    step_size=3,
+    gamma=0.2,
+    sizes=[16, 32],
+    checkpoint_every=2,
+)
 
 
 def test_triangular_schedule_is_f3nets_per_epoch_triangle():
@@ -53,7 +64,9 @@ def test_each_epoch_visits_every_sample_once():
 def test_augment_crops_flips_and_resizes_the_batch_to_one_size():
     images = torch.arange(2 * 3 * 20 * 20, dtype=torch.float32).reshape(2, 3, 20, 20)
     masks = (images[:, :1] > images.mean()).float()
-    out_images, out_masks = augment(images, masks, Recipe(sizes=[8], crop_fraction=0.5), torch.Generator().manual_seed(1))
+    out_images, out_masks = augment(
+        images, masks, Recipe(sizes=[8], crop_fraction=0.5), torch.Generator().manual_seed(1)
+    )
     assert out_images.shape == (2, 3, 8, 8) and out_masks.shape == (2, 1, 8, 8)
     assert 0 <= out_masks.min() and out_masks.max() <= 1
 
@@ -103,7 +116,12 @@ def test_a_saved_model_loads_back_with_its_saliency_channel(tmp_path, loss, chan
 
 def test_training_lowers_the_loss_on_a_learnable_toy():
     values = []
-    train_sod("unet", "ce", ToyData(n=8), Recipe(**{**SMALL, "steps": 40, "schedule": "constant", "lr": 1e-2,
-                                                     "sizes": [32]}),
-              model_kwargs={"base": 4, "depth": 2}, on_step=lambda step, value: values.append(value))
+    train_sod(
+        "unet",
+        "ce",
+        ToyData(n=8),
+        Recipe(**{**SMALL, "steps": 40, "schedule": "constant", "lr": 1e-2, "sizes": [32]}),
+        model_kwargs={"base": 4, "depth": 2},
+        on_step=lambda step, value: values.append(value),
+    )
     assert sum(values[-5:]) / 5 < 0.7 * sum(values[:5]) / 5

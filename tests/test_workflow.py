@@ -24,10 +24,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from PIL import Image
-
-from synthsod.cli import main
-
 from conftest import (
     REPO,
     RUN_TIMEOUT_S,
@@ -41,6 +37,9 @@ from conftest import (
     small_config,
     write_yaml,
 )
+from PIL import Image
+
+from synthsod.cli import main
 
 pytestmark = pytest.mark.workflow
 
@@ -89,9 +88,9 @@ def job_stats(output: str) -> dict[str, int]:
         start = next(i for i, line in enumerate(lines) if line.strip() == "Job stats:")
     except StopIteration:
         return {}
-    assert lines[start + 1].split() == ["job", "count"], lines[start:start + 3]
+    assert lines[start + 1].split() == ["job", "count"], lines[start : start + 3]
     stats: dict[str, int] = {}
-    for line in lines[start + 3:]:
+    for line in lines[start + 3 :]:
         name, count = line.split()
         if name == "total":
             assert int(count) == sum(stats.values())
@@ -121,14 +120,18 @@ BAD_CONFIGS = {
     # id: (keys, value, strings the error must contain: the key's place and what is wrong)
     "unknown-top-level-key": (("benchmark",), ["DEMO-TE"], ["'benchmark' was unexpected"]),
     "unknown-nested-key": (
-        ("prepare", "max_bad_fracton"), 0.1, ["'max_bad_fracton' was unexpected", "instance['prepare']"],
+        ("prepare", "max_bad_fracton"),
+        0.1,
+        ["'max_bad_fracton' was unexpected", "instance['prepare']"],
     ),
     "wrong-type": (
-        ("prepare", "threads"), "two",
+        ("prepare", "threads"),
+        "two",
         ["'two' is not of type 'integer'", "instance['prepare']['threads']"],
     ),
     "out-of-range": (
-        ("demo", "splits", "DEMO-TR", "size"), -3,
+        ("demo", "splits", "DEMO-TR", "size"),
+        -3,
         ["-3 is less than the minimum of 1", "instance['demo']['splits']['DEMO-TR']['size']"],
     ),
 }
@@ -166,13 +169,36 @@ def test_invalid_config_real_run_writes_nothing(tmp_path: Path) -> None:
 def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
     root = demo_run.workdir.path
     stats = job_stats(demo_run.result.output)
-    assert stats == {"tiny_generator": 1, "demo_split": 2, "prepare_dataset": 4, "den_train": 1,
-                     "scene_split": 2, "scene_baseline": 1, "generator_quality": 1,
-                     "den_invert": 1, "fewshot_select": 1, "gmask_train": 1, "direction_contrast": 1,
-                     "directions_discover": 1, "directions_rank": 1,
-                     "sample_calibrate": 1, "sample": 4, "shard_manifest": 2, "sod_train": 3, "atal_train": 1,
-                     "sod_predict": 3, "coop_predict": 1, "ebm_refine": 1, "evaluate": 5, "summarize": 1,
-                     "report_run": 2, "report_filters": 1, "report_dataset": 1, "report_training": 1, "all": 1}, stats
+    assert stats == {
+        "tiny_generator": 1,
+        "demo_split": 2,
+        "prepare_dataset": 4,
+        "den_train": 1,
+        "scene_split": 2,
+        "scene_baseline": 1,
+        "generator_quality": 1,
+        "den_invert": 1,
+        "fewshot_select": 1,
+        "gmask_train": 1,
+        "direction_contrast": 1,
+        "directions_discover": 1,
+        "directions_rank": 1,
+        "sample_calibrate": 1,
+        "sample": 4,
+        "shard_manifest": 2,
+        "sod_train": 3,
+        "atal_train": 1,
+        "sod_predict": 3,
+        "coop_predict": 1,
+        "ebm_refine": 1,
+        "evaluate": 5,
+        "summarize": 1,
+        "report_run": 2,
+        "report_filters": 1,
+        "report_dataset": 1,
+        "report_training": 1,
+        "all": 1,
+    }, stats
     for name in ("pytorch_model.bin", "config.json"):
         assert (root / "results/generators/tiny" / name).stat().st_size > 0
     for split, size in SMALL_SPLIT_SIZES.items():
@@ -215,16 +241,25 @@ def test_direction_search_ranks_every_discovered_direction(demo_run: DemoRun) ->
     assert history["step"].tolist() == list(range(1, config["discover"]["steps"] + 1))
     ranking = pd.read_csv(root / "ranking.csv")
     assert ranking["direction"].tolist() == list(range(config["discover"]["directions"]))
-    assert list(ranking.columns) == ["direction", "restoration_loss", "distance", "share", "discarded",
-                                     "top_distance", "rank", "chosen"]
+    assert list(ranking.columns) == [
+        "direction",
+        "restoration_loss",
+        "distance",
+        "share",
+        "discarded",
+        "top_distance",
+        "rank",
+        "chosen",
+    ]
     ranked = ranking.dropna(subset=["rank"]).sort_values("rank")
     assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1)) and ranking["chosen"].sum() == 1
     chosen = int(ranked["direction"].iloc[0])
     summary = json.loads((root / "search.json").read_text())
     assert summary["chosen"] == chosen and [r["direction"] for r in summary["ranked"]] == ranked["direction"].tolist()
     direction = np.load(root / "search.npy")
-    assert np.allclose(direction, summary["sign"] * directions[chosen].numpy() / directions[chosen].norm().item(),
-                       atol=1e-6)
+    assert np.allclose(
+        direction, summary["sign"] * directions[chosen].numpy() / directions[chosen].norm().item(), atol=1e-6
+    )
     assert [p.name for p in image_files(root / "top")] == [f"rank-{int(r):02d}.png" for r in ranked["rank"]]
 
 
@@ -253,27 +288,41 @@ SODGAN = [_job("den_train", gen="tiny"), *INVERT]  # the chain that learns from 
 
 def _sod(sod: str) -> list[str]:
     """A SOD training, its prediction and evaluation on the demo benchmark (the summary comes once)."""
-    return [_job("sod_train", sod=sod), _job("sod_predict", sod=sod, bench="DEMO-TE"),
-            _job("evaluate", sod=sod, bench="DEMO-TE")]
+    return [
+        _job("sod_train", sod=sod),
+        _job("sod_predict", sod=sod, bench="DEMO-TE"),
+        _job("evaluate", sod=sod, bench="DEMO-TE"),
+    ]
 
 
 def _refined(base: str, coop: str = "coop") -> list[str]:
     """A training's predictions refined by a coop model's EBM, and their evaluation."""
-    return [_job("ebm_refine", base=base, coop=coop, bench="DEMO-TE"),
-            _job("evaluate", sod=f"{base}+{coop}", bench="DEMO-TE")]
+    return [
+        _job("ebm_refine", base=base, coop=coop, bench="DEMO-TE"),
+        _job("evaluate", sod=f"{base}+{coop}", bench="DEMO-TE"),
+    ]
 
 
 REFINED = _refined("unet-synthetic")  # sod.unet-synthetic.refine_with: [coop]
-COOP = [_job("sod_train", sod="coop"), _job("coop_predict", sod="coop", bench="DEMO-TE"),
-        _job("evaluate", sod="coop", bench="DEMO-TE"), *REFINED]
+COOP = [
+    _job("sod_train", sod="coop"),
+    _job("coop_predict", sod="coop", bench="DEMO-TE"),
+    _job("evaluate", sod="coop", bench="DEMO-TE"),
+    *REFINED,
+]
 SYN = [*_sod("unet-synthetic"), *REFINED, *COOP[:3]]  # every training on the synthetic runs
 ATAL = [_job("atal_train", sod="unet-atal"), *_sod("unet-atal")[1:]]
 REAL = [*_sod("unet-real"), *ATAL]  # every training on DEMO-TR
-BENCH = [*(_job(rule, sod=sod, bench="DEMO-TE") for sod in ("unet-synthetic", "unet-real", "unet-atal")
-           for rule in ("sod_predict", "evaluate")), *COOP[1:]]
+BENCH = [
+    *(
+        _job(rule, sod=sod, bench="DEMO-TE")
+        for sod in ("unet-synthetic", "unet-real", "unet-atal")
+        for rule in ("sod_predict", "evaluate")
+    ),
+    *COOP[1:],
+]
 DOWNSTREAM = ["summarize", "all"]
 DIRECTIONS = [_job("directions_discover", gen="tiny"), _job("directions_rank", gen="tiny")]
-
 
 
 def with_report(jobs: list[str]) -> list[str]:
@@ -281,8 +330,9 @@ def with_report(jobs: list[str]) -> list[str]:
     its manifest; the dataset statistics every manifest, DEMO-TR and the DEN's latents; the training
     curves every training."""
     rules = {job.split("[")[0] for job in jobs}
-    figures = [_job("report_run", run=run) for run in ("sodgan", "ebigbigan")
-               if _job("shard_manifest", run=run) in jobs]
+    figures = [
+        _job("report_run", run=run) for run in ("sodgan", "ebigbigan") if _job("shard_manifest", run=run) in jobs
+    ]
     if figures:
         figures.append("report_filters")
     if figures or "den_invert" in rules or _job("prepare_dataset", dataset="DEMO-TR") in jobs:
@@ -295,55 +345,80 @@ def with_report(jobs: list[str]) -> list[str]:
 # id: (config change or None, the jobs a dry run must list: exactly these, before the report's figures)
 PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] = {
     "no-change": (None, []),
-    "prepare.max_bad_fraction": ((("prepare", "max_bad_fraction"), 0.2),
-                                 [*PREPARE_BOTH, *PREPARE_SCENES, *SODGAN, *SYN, *REAL, *DOWNSTREAM]),
+    "prepare.max_bad_fraction": (
+        (("prepare", "max_bad_fraction"), 0.2),
+        [*PREPARE_BOTH, *PREPARE_SCENES, *SODGAN, *SYN, *REAL, *DOWNSTREAM],
+    ),
     "demo.splits.DEMO-TE.size": (
         (("demo", "splits", "DEMO-TE", "size"), SMALL_SPLIT_SIZES["DEMO-TE"] + 1),
         [_job("demo_split", split="DEMO-TE"), _job("prepare_dataset", dataset="DEMO-TE"), *BENCH, *DOWNSTREAM],
     ),
-    "demo.mask.blur_sigma": ((("demo", "mask", "blur_sigma"), 3.0),
-                             [*DEMO_BOTH, *PREPARE_BOTH, *SODGAN, *SYN, *REAL, *DOWNSTREAM]),
+    "demo.mask.blur_sigma": (
+        (("demo", "mask", "blur_sigma"), 3.0),
+        [*DEMO_BOTH, *PREPARE_BOTH, *SODGAN, *SYN, *REAL, *DOWNSTREAM],
+    ),
     "generators.tiny.seed": (
         (("generators", "tiny", "seed"), 1),
-        [_job("tiny_generator", gen="tiny"), _job("direction_contrast", gen="tiny"), *DIRECTIONS, *DEMO_BOTH,
-         *PREPARE_BOTH,
-         *SODGAN, *SYN, *REAL, *DOWNSTREAM],
+        [
+            _job("tiny_generator", gen="tiny"),
+            _job("direction_contrast", gen="tiny"),
+            *DIRECTIONS,
+            *DEMO_BOTH,
+            *PREPARE_BOTH,
+            *SODGAN,
+            *SYN,
+            *REAL,
+            *DOWNSTREAM,
+        ],
     ),
     "den.steps": ((("den", "steps"), 6), [*SODGAN, *SYN, *DOWNSTREAM]),
     # the scene world: a split, the generator's evaluation, the baseline, each alone
-    "scenes.splits.SCENE-TE.size": ((("scenes", "splits", "SCENE-TE", "size"), 9),
-                                    [_job("scene_split", split="SCENE-TE"), _job("prepare_dataset", dataset="SCENE-TE"),
-                                     "scene_baseline", "all"]),
+    "scenes.splits.SCENE-TE.size": (
+        (("scenes", "splits", "SCENE-TE", "size"), 9),
+        [_job("scene_split", split="SCENE-TE"), _job("prepare_dataset", dataset="SCENE-TE"), "scene_baseline", "all"],
+    ),
     "scenes.quality.samples": ((("scenes", "quality", "samples"), 24), [_job("generator_quality", gen="scene"), "all"]),
     "scenes.baseline.recipe.steps": ((("scenes", "baseline", "recipe", "steps"), 4), ["scene_baseline", "all"]),
     # training settings of shipped weights are not read; weights: null trains the generator in the DAG
     "generators.scene.train.lr_d": ((("generators", "scene", "train"), {"lr_d": 1e-3}), []),
-    "generators.scene.weights=null": ((("generators", "scene", "weights"), None),
-                                      [_job("generator_train", gen="scene"), _job("generator_quality", gen="scene"),
-                                       "all"]),
+    "generators.scene.weights=null": (
+        (("generators", "scene", "weights"), None),
+        [_job("generator_train", gen="scene"), _job("generator_quality", gen="scene"), "all"],
+    ),
     "den.invert.refine_steps": ((("den", "invert", "refine_steps"), 3), [*INVERT, *SYN, *DOWNSTREAM]),
     "fewshot.size": ((("fewshot", "size"), 5), [*FEWSHOT, *SYN, *DOWNSTREAM]),
     "gmask.head": ((("gmask", "head"), "mlp-m"), [*GMASK, *SYN, *DOWNSTREAM]),
     # a run's size only adds shards: the calibration and the finished shards stay
-    "runs.sodgan.pairs": ((("runs", "sodgan", "pairs"), 8),
-                          [_job("sample", run="sodgan", shard="00002"), _job("shard_manifest", run="sodgan"),
-                           *SYN, *DOWNSTREAM]),
+    "runs.sodgan.pairs": (
+        (("runs", "sodgan", "pairs"), 8),
+        [_job("sample", run="sodgan", shard="00002"), _job("shard_manifest", run="sodgan"), *SYN, *DOWNSTREAM],
+    ),
     "runs.ebigbigan.mask.shift": ((("runs", "ebigbigan", "mask", "shift"), 4.0), [*EBIG_RUN, *SYN, *DOWNSTREAM]),
-    "directions.contrast.iterations": ((("directions", "contrast", "iterations"), 6),
-                                       [_job("direction_contrast", gen="tiny"), *EBIG_RUN, *SYN, *DOWNSTREAM]),
+    "directions.contrast.iterations": (
+        (("directions", "contrast", "iterations"), 6),
+        [_job("direction_contrast", gen="tiny"), *EBIG_RUN, *SYN, *DOWNSTREAM],
+    ),
     "directions.discover.steps": ((("directions", "discover", "steps"), 3), [*DIRECTIONS, "all"]),
     "directions.search.top": ((("directions", "search", "top"), 3), [DIRECTIONS[1], "all"]),
     # the searched direction feeds a run: only that run and what trains on it re-run
-    "runs.ebigbigan.mask.direction=search": ((("runs", "ebigbigan", "mask", "direction"), "search"),
-                                             [*EBIG_RUN, *SYN, *DOWNSTREAM]),
+    "runs.ebigbigan.mask.direction=search": (
+        (("runs", "ebigbigan", "mask", "direction"), "search"),
+        [*EBIG_RUN, *SYN, *DOWNSTREAM],
+    ),
     "sod.unet-real.recipe.steps": ((("sod", "unet-real", "recipe", "steps"), 4), [*_sod("unet-real"), *DOWNSTREAM]),
-    "sod.unet-real.eval_size": ((("sod", "unet-real", "eval_size"), 48),
-                                [*_sod("unet-real")[1:], *DOWNSTREAM]),  # the trained model stays
+    "sod.unet-real.eval_size": (
+        (("sod", "unet-real", "eval_size"), 48),
+        [*_sod("unet-real")[1:], *DOWNSTREAM],
+    ),  # the trained model stays
     "sod.unet-atal.active.budget": ((("sod", "unet-atal", "active", "budget"), 9), [*ATAL, *DOWNSTREAM]),
     # ATAL's choice of the few-shot set: the trained unet-atal ranks the DEMO-TR images
-    "fewshot.strategy=uncertain": ((("fewshot",), {"strategy": "uncertain", "size": 6, "class_file": None, "seed": 0,
-                                                   "uncertainty": {"model": "unet-atal"}}),
-                                   [*FEWSHOT, *SYN, *DOWNSTREAM]),
+    "fewshot.strategy=uncertain": (
+        (
+            ("fewshot",),
+            {"strategy": "uncertain", "size": 6, "class_file": None, "seed": 0, "uncertainty": {"model": "unet-atal"}},
+        ),
+        [*FEWSHOT, *SYN, *DOWNSTREAM],
+    ),
     # the uncertainty settings of a strategy not in use change nothing
     "fewshot.uncertainty.eps": ((("fewshot", "uncertainty", "eps"), 0.1), []),
     "sod_reference": ((("sod_reference",), "unet-synthetic"), DOWNSTREAM),
@@ -351,8 +426,10 @@ PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] =
     "sod.coop.coop.temperature": ((("sod", "coop", "coop", "temperature"), 0.5), [*COOP, *DOWNSTREAM]),
     # refinement rows come and go without touching any training or prediction
     "sod.unet-synthetic.refine_with": ((("sod", "unet-synthetic", "refine_with"), []), DOWNSTREAM),
-    "sod.unet-real.refine_with": ((("sod", "unet-real", "refine_with"), ["coop"]),
-                                  [*_refined("unet-real"), *DOWNSTREAM]),
+    "sod.unet-real.refine_with": (
+        (("sod", "unet-real", "refine_with"), ["coop"]),
+        [*_refined("unet-real"), *DOWNSTREAM],
+    ),
 }
 
 
@@ -463,9 +540,26 @@ def test_the_snakefile_parses_without_torch_tensorflow_matplotlib_or_opencv(tmp_
     configfile = write_yaml(tmp_path / "work" / "config.yaml", small_config())
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     env.pop("SNAKEMAKE_PROFILE", None)
-    proc = subprocess.run([str(SNAKEMAKE), "-s", str(SNAKEFILE), "--directory", str(configfile.parent), "-n",
-                           "--cores", "2", "--configfile", str(configfile)], cwd=configfile.parent, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [
+            str(SNAKEMAKE),
+            "-s",
+            str(SNAKEFILE),
+            "--directory",
+            str(configfile.parent),
+            "-n",
+            "--cores",
+            "2",
+            "--configfile",
+            str(configfile),
+        ],
+        cwd=configfile.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "blocked" not in output, output[-4000:]
     assert "generator_quality" in output  # the DAG was built, not skipped
@@ -497,16 +591,24 @@ def test_bad_dataset_fails_plainly_and_keeps_prepared_manifests(demo_run: DemoRu
     config["benchmarks"] = [*DEMO_SPLITS[1:], "BAD"]  # only BAD is new: its preparation and evaluations
     configfile = write_yaml(tmp_path / "bad.yaml", config)
 
-    kept = [workdir.path / "results/data" / s / name
-            for s in DEMO_SPLITS for name in ("manifest.parquet", "bad_inputs.csv")]
+    kept = [
+        workdir.path / "results/data" / s / name for s in DEMO_SPLITS for name in ("manifest.parquet", "bad_inputs.csv")
+    ]
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in kept}
     inputs_before = file_hashes(bad_root)
 
     result = workdir.run("--cores", "2", configfile=configfile)
 
     assert result.returncode != 0, result.describe()
-    assert job_stats(result.output) == {"prepare_dataset": 1, "sod_predict": 3, "coop_predict": 1, "ebm_refine": 1,
-                                        "evaluate": 5, "summarize": 1, "all": 1}, result.describe()
+    assert job_stats(result.output) == {
+        "prepare_dataset": 1,
+        "sod_predict": 3,
+        "coop_predict": 1,
+        "ebm_refine": 1,
+        "evaluate": 5,
+        "summarize": 1,
+        "all": 1,
+    }, result.describe()
     out = result.output
     assert "dataset 'BAD': 8 of 10 pairs are unusable" in out, result.describe()
     assert "incoming/BAD/images/p2.jpg: unreadable or corrupt file" in out, result.describe()
@@ -514,9 +616,7 @@ def test_bad_dataset_fails_plainly_and_keeps_prepared_manifests(demo_run: DemoRu
     log = (workdir.path / "results/logs/prepare_dataset/BAD.log").read_text()
     assert "dataset 'BAD'" in log and "corrupt" in log and "Traceback" not in log, log
 
-    assert not (workdir.path / "results/data/BAD").exists() or not any(
-        (workdir.path / "results/data/BAD").iterdir()
-    )
+    assert not (workdir.path / "results/data/BAD").exists() or not any((workdir.path / "results/data/BAD").iterdir())
     for path, (mtime_ns, content) in before.items():
         assert path.stat().st_mtime_ns == mtime_ns, path
         assert path.read_bytes() == content, path
@@ -559,9 +659,21 @@ def test_a_killed_sampling_run_resumes_to_the_same_bytes(demo_run: DemoRun, tmp_
     workdir = demo_run.workdir.copy_to(tmp_path / "killed")
     shutil.rmtree(workdir.path / "results/synthetic")
     proc = subprocess.Popen(
-        [str(SNAKEMAKE), "-s", str(SNAKEFILE), "--directory", str(workdir.path), "--cores", "1",
-         "--configfile", str(workdir.configfile)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            str(SNAKEMAKE),
+            "-s",
+            str(SNAKEFILE),
+            "--directory",
+            str(workdir.path),
+            "--cores",
+            "1",
+            "--configfile",
+            str(workdir.configfile),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while not list((workdir.path / "results/synthetic").glob("*/shard-*.parquet")):

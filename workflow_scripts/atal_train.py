@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from synthsod.sod.atal.train import ActiveSpec, train_active
-from synthsod.sod.datasets import training_set
 from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.core.io import atomic_path
+from synthsod.sod.atal.train import ActiveSpec, train_active
+from synthsod.sod.datasets import training_set
 from synthsod.sod.train import Recipe, save_sod_model
 from synthsod.workflow import run_rule
 
@@ -25,24 +25,40 @@ def main(smk):
     def write_round(round_index, table):
         with atomic_path(points_dir / f"round-{round_index}.parquet") as tmp:
             table.to_parquet(tmp, index=False)
-        log.info("%s round %d: %d points on %d images (%.1f per image)", smk.wildcards.sod, round_index, len(table),
-                 table["id"].nunique(), len(table) / table["id"].nunique())
+        log.info(
+            "%s round %d: %d points on %d images (%.1f per image)",
+            smk.wildcards.sod,
+            round_index,
+            len(table),
+            table["id"].nunique(),
+            len(table) / table["id"].nunique(),
+        )
 
     model_kwargs = dict(spec["model_options"])
     if spec["model"] == "f3net":
         model_kwargs["backbone_weights"] = spec["backbone_weights"]
     with gpu_lease() as lease:
-        model = train_active(spec["model"], spec["loss"], data, Recipe(**spec["recipe"]), ActiveSpec(**spec["active"]),
-                             seed=spec["seed"], model_kwargs=model_kwargs, device=torch_device(lease),
-                             on_round=write_round,
-                             on_step=lambda r, step, value: history.append({"round": r, "step": step, "loss": value}))
+        model = train_active(
+            spec["model"],
+            spec["loss"],
+            data,
+            Recipe(**spec["recipe"]),
+            ActiveSpec(**spec["active"]),
+            seed=spec["seed"],
+            model_kwargs=model_kwargs,
+            device=torch_device(lease),
+            on_round=write_round,
+            on_step=lambda r, step, value: history.append({"round": r, "step": step, "loss": value}),
+        )
     save_sod_model(smk.output.model, model, spec["model"], spec["loss"], model_kwargs, None)
     frame = pd.DataFrame(history, columns=["round", "step", "loss"])
     with atomic_path(smk.output.log_csv) as tmp:
         frame.to_csv(tmp, index=False)
     last_round = frame[frame["round"] == frame["round"].max()]["loss"]
-    return (f"{smk.wildcards.sod}: {frame['round'].nunique()} rounds on {len(data)} images; last round's loss "
-            f"{last_round.head(10).mean():.4f} -> {last_round.tail(10).mean():.4f}")
+    return (
+        f"{smk.wildcards.sod}: {frame['round'].nunique()} rounds on {len(data)} images; last round's loss "
+        f"{last_round.head(10).mean():.4f} -> {last_round.tail(10).mean():.4f}"
+    )
 
 
 run_rule(snakemake, main)  # noqa: F821

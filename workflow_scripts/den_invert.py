@@ -5,10 +5,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synthsod.sod.datasets import ManifestDataset
-from synthsod.sodgan.den import invert, load_den
 from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.core.io import atomic_path, write_json_atomic
+from synthsod.sod.datasets import ManifestDataset
+from synthsod.sodgan.den import invert, load_den
 from synthsod.workflow import load_generator, run_rule
 
 
@@ -19,20 +19,34 @@ def main(smk):
         generator = load_generator(smk, device)
         den = load_den(smk.input.model, generator, device)
         manifest = pd.read_parquet(smk.input.manifest)
-        result = invert(den, generator, ManifestDataset(manifest, generator.resolution),
-                        truncation=den.truncation, batch_size=spec["batch_size"],
-                        refine_steps=spec["refine_steps"], refine_lr=spec["refine_lr"],
-                        refine_lowpass=spec["refine_lowpass"])
-    table = pa.table({
-        "id": manifest["id"], "image": manifest["image"], "mask": manifest["mask"],
-        "z": pa.array(list(result.z), type=pa.list_(pa.float32())),
-        "class": result.class_id, "truncation": np.full(len(manifest), den.truncation),
-        "recon_error": result.recon_error, "encoder_error": result.encoder_error,
-    })
+        result = invert(
+            den,
+            generator,
+            ManifestDataset(manifest, generator.resolution),
+            truncation=den.truncation,
+            batch_size=spec["batch_size"],
+            refine_steps=spec["refine_steps"],
+            refine_lr=spec["refine_lr"],
+            refine_lowpass=spec["refine_lowpass"],
+        )
+    table = pa.table(
+        {
+            "id": manifest["id"],
+            "image": manifest["image"],
+            "mask": manifest["mask"],
+            "z": pa.array(list(result.z), type=pa.list_(pa.float32())),
+            "class": result.class_id,
+            "truncation": np.full(len(manifest), den.truncation),
+            "recon_error": result.recon_error,
+            "encoder_error": result.encoder_error,
+        }
+    )
     with atomic_path(smk.output.latents) as tmp:
         pq.write_table(table, tmp)
     summary = {
-        "images": len(manifest), "truncation": den.truncation, "refine_steps": spec["refine_steps"],
+        "images": len(manifest),
+        "truncation": den.truncation,
+        "refine_steps": spec["refine_steps"],
         "recon_error_encoder": float(result.encoder_error.mean()),
         "recon_error_refined": float(result.recon_error.mean()),
         "classes": int(len(np.unique(result.class_id))),

@@ -6,10 +6,10 @@ from dataclasses import fields
 
 import torch
 
-from synthsod.sod.datasets import ManifestDataset
-from synthsod.sodgan.den import DENConfig, build_den, fit_den, invert
 from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.core.io import write_json_atomic
+from synthsod.sod.datasets import ManifestDataset
+from synthsod.sodgan.den import DENConfig, build_den, fit_den, invert
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
 
 EVAL_IMAGES = 64  # the first images of the manifest measure the error before and after training
@@ -30,17 +30,27 @@ def main(smk):
             return float(invert(den, generator, probe, truncation=truncation).encoder_error.mean())
 
         before = encoder_error(build_den(generator, cfg, truncation, seed=seed, device=device))
-        den, metrics = fit_den(generator, images, cfg, truncation=truncation, device=device,
-                               checkpoint_path=checkpoint, seed=seed)
+        den, metrics = fit_den(
+            generator, images, cfg, truncation=truncation, device=device, checkpoint_path=checkpoint, seed=seed
+        )
         after = encoder_error(den)
     os.replace(checkpoint, smk.output.model)  # the final checkpoint is the model file (load_den reads it)
-    write_json_atomic(smk.output.metrics, {
-        "mode": cfg.mode, "train_images": len(images), "eval_images": len(probe),
-        "recon_error_untrained": before, "recon_error_trained": after, "error_ratio": after / before,
-        "training": metrics, "device": lease.device,
-    })
-    return (f"DEN ({cfg.mode}): reconstruction error {before:.4f} untrained -> {after:.4f} trained "
-            f"on {len(probe)} images")
+    write_json_atomic(
+        smk.output.metrics,
+        {
+            "mode": cfg.mode,
+            "train_images": len(images),
+            "eval_images": len(probe),
+            "recon_error_untrained": before,
+            "recon_error_trained": after,
+            "error_ratio": after / before,
+            "training": metrics,
+            "device": lease.device,
+        },
+    )
+    return (
+        f"DEN ({cfg.mode}): reconstruction error {before:.4f} untrained -> {after:.4f} trained on {len(probe)} images"
+    )
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -5,6 +5,9 @@ picture per ranked direction. Imports stay backend-neutral (BigBiGAN's env has n
 import logging
 from pathlib import Path
 
+from synthsod.core.gpu import gpu_lease
+from synthsod.core.io import write_json_atomic
+from synthsod.directions.files import save_direction
 from synthsod.directions.search import (
     SearchConfig,
     load_candidates,
@@ -13,11 +16,8 @@ from synthsod.directions.search import (
     write_ranking,
 )
 from synthsod.errors import SynthsodError
-from synthsod.core.gpu import gpu_lease
-from synthsod.core.io import write_json_atomic
 from synthsod.generators.latents import LatentSource, resolve_classes
 from synthsod.synthesis.runs import backend_renderer, open_backend
-from synthsod.directions.files import save_direction
 from synthsod.synthesis.shards import write_png
 from synthsod.workflow import run_rule
 
@@ -40,11 +40,19 @@ def main(smk):
         result = search_directions(render, z, ids, candidates, cfg)
         figures = shortlist_figures(render, z, ids, candidates, result, cfg)
     ranking = result.ranking
-    log.info("%s: %d candidate directions, %d discarded (>= %.0f%% of pixels in one class)\n%s", gen,
-             len(ranking), int(ranking["discarded"].sum()), 100 * cfg.discard_share, ranking.to_string(index=False))
+    log.info(
+        "%s: %d candidate directions, %d discarded (>= %.0f%% of pixels in one class)\n%s",
+        gen,
+        len(ranking),
+        int(ranking["discarded"].sum()),
+        100 * cfg.discard_share,
+        ranking.to_string(index=False),
+    )
     if result.chosen is None:
-        raise SynthsodError(f"{gen}: every candidate direction puts >= {cfg.discard_share:.0%} of the pixels in one "
-                            "class, so none segments; train the discovery longer or give other candidates")
+        raise SynthsodError(
+            f"{gen}: every candidate direction puts >= {cfg.discard_share:.0%} of the pixels in one "
+            "class, so none segments; train the discovery longer or give other candidates"
+        )
     out_dir = Path(smk.output.figures)
     out_dir.mkdir(parents=True, exist_ok=True)
     for rank, picture in figures.items():
@@ -53,14 +61,25 @@ def main(smk):
     chosen = int(ranked["direction"].iloc[0])
     save_direction(smk.output.direction, result.chosen)
     write_ranking(smk.output.ranking, ranking)
-    write_json_atomic(smk.output.summary, {
-        "generator": gen, "candidates": str(smk.input.candidates), "chosen": chosen, "sign": result.sign,
-        "brighter_share": result.brighter_share, "scale": cfg.scale,
-        "ranked": [{"rank": int(r), "direction": int(k), **result.pairs[int(k)].to_dict()}
-                   for r, k in zip(ranked["rank"], ranked["direction"])],
-    })
-    return (f"{gen}: direction {chosen} chosen (sign {result.sign:+d}; its shift brightens "
-            f"{100 * result.brighter_share:.0f}% of the pixels)")
+    write_json_atomic(
+        smk.output.summary,
+        {
+            "generator": gen,
+            "candidates": str(smk.input.candidates),
+            "chosen": chosen,
+            "sign": result.sign,
+            "brighter_share": result.brighter_share,
+            "scale": cfg.scale,
+            "ranked": [
+                {"rank": int(r), "direction": int(k), **result.pairs[int(k)].to_dict()}
+                for r, k in zip(ranked["rank"], ranked["direction"])
+            ],
+        },
+    )
+    return (
+        f"{gen}: direction {chosen} chosen (sign {result.sign:+d}; its shift brightens "
+        f"{100 * result.brighter_share:.0f}% of the pixels)"
+    )
 
 
 run_rule(snakemake, main)  # noqa: F821

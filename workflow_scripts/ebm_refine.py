@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from synthsod.sod.coop.model import CoopSaliency
-from synthsod.errors import SynthsodError
 from synthsod.core.gpu import gpu_lease, torch_device
+from synthsod.errors import SynthsodError
+from synthsod.sod.coop.model import CoopSaliency
 from synthsod.sod.predict import refine_predictions
 from synthsod.sod.train import load_sod_model
 from synthsod.workflow import run_rule

@@ -3,22 +3,31 @@
 import numpy as np
 import pandas as pd
 
-from synthsod.evaluation.evaluate import evaluate_manifest
 from synthsod.core.io import atomic_path, write_json_atomic
+from synthsod.evaluation.evaluate import evaluate_manifest
 from synthsod.workflow import run_rule
 
 
 def main(smk):
     result = evaluate_manifest(smk.input.predictions, pd.read_parquet(smk.input.manifest))
-    write_json_atomic(smk.output.metrics, {"training": smk.wildcards.sod, "benchmark": smk.wildcards.bench,
-                                           "images": result.evaluated, "resized": result.resized,
-                                           "metrics": result.metrics})
+    write_json_atomic(
+        smk.output.metrics,
+        {
+            "training": smk.wildcards.sod,
+            "benchmark": smk.wildcards.bench,
+            "images": result.evaluated,
+            "resized": result.resized,
+            "metrics": result.metrics,
+        },
+    )
     curves = pd.DataFrame({"threshold": np.arange(255, -1, -1), **result.curves})  # curves run from 255 down
     with atomic_path(smk.output.curves) as tmp:
         curves.to_csv(tmp, index=False)
     m = result.metrics
-    return (f"{smk.wildcards.sod} on {smk.wildcards.bench} ({result.evaluated} images): max F {m['max_f']:.4f}, "
-            f"MAE {m['mae']:.4f}, S {m['s_measure']:.4f}")
+    return (
+        f"{smk.wildcards.sod} on {smk.wildcards.bench} ({result.evaluated} images): max F {m['max_f']:.4f}, "
+        f"MAE {m['mae']:.4f}, S {m['s_measure']:.4f}"
+    )
 
 
 run_rule(snakemake, main)  # noqa: F821

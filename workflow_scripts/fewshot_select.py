@@ -2,15 +2,16 @@
 
 import pandas as pd
 
-from synthsod.sodgan.fewshot import apply_class_file, select_fewshot
 from synthsod.core.io import atomic_path
+from synthsod.sodgan.fewshot import apply_class_file, select_fewshot
 from synthsod.workflow import run_rule
 
 
 def uncertain_ids(latents, spec, model_file):
     """ATAL's image choice by a trained SOD model (torch is imported for this strategy only)."""
-    from synthsod.sod.atal.train import ActiveSpec, uncertain_ids as choose
     from synthsod.core.gpu import gpu_lease, torch_device
+    from synthsod.sod.atal.train import ActiveSpec
+    from synthsod.sod.atal.train import uncertain_ids as choose
     from synthsod.sod.train import load_sod_model
 
     options = spec["uncertainty"]
@@ -29,8 +30,10 @@ def main(smk):
     selection = select_fewshot(latents, spec["strategy"], spec["size"], spec["seed"], chosen)
     with atomic_path(smk.output.selection) as tmp:
         selection.to_parquet(tmp, index=False)
-    return (f"few-shot set: {len(selection)} of {len(latents)} pairs ({spec['strategy']}), "
-            f"{selection['class'].nunique()} classes, mean reconstruction error {selection['recon_error'].mean():.4f}")
+    return (
+        f"few-shot set: {len(selection)} of {len(latents)} pairs ({spec['strategy']}), "
+        f"{selection['class'].nunique()} classes, mean reconstruction error {selection['recon_error'].mean():.4f}"
+    )
 
 
 run_rule(snakemake, main)  # noqa: F821

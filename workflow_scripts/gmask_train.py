@@ -6,19 +6,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from synthsod.sod.datasets import ManifestDataset
-from synthsod.synthesis.demo import DemoMasker, MaskRule
-from synthsod.sodgan.dq import QualityDiscriminator, save_dq
-from synthsod.sodgan.gmask import GMaskConfig, mask_metrics, predict_masks, save_gmask, train_gmask
 from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.core.io import write_json_atomic
+from synthsod.sod.datasets import ManifestDataset
+from synthsod.sodgan.dq import QualityDiscriminator, save_dq
+from synthsod.sodgan.gmask import GMaskConfig, mask_metrics, predict_masks, save_gmask, train_gmask
+from synthsod.synthesis.demo import DemoMasker, MaskRule
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
 
 
 def pairs_of(rows: pd.DataFrame, resolution: int) -> list[dict]:
     data = ManifestDataset(rows, resolution)
-    return [{"z": np.asarray(row.z, np.float32), "class_id": int(row["class"]), **data[i]}
-            for i, (_, row) in enumerate(rows.iterrows())]
+    return [
+        {"z": np.asarray(row.z, np.float32), "class_id": int(row["class"]), **data[i]}
+        for i, (_, row) in enumerate(rows.iterrows())
+    ]
 
 
 def evaluate(gmask, generator, rows: pd.DataFrame, truncation: float, oracle: DemoMasker | None) -> dict:
@@ -31,8 +33,9 @@ def evaluate(gmask, generator, rows: pd.DataFrame, truncation: float, oracle: De
     real = torch.stack([item["mask"] for item in ManifestDataset(rows, generator.resolution)])
     metrics = {"pairs": len(rows), **mask_metrics(probs, real)}
     if oracle is not None:
-        truth = np.concatenate([oracle(generator.generate(z[lo:lo + 32], ids[lo:lo + 32], truncation))
-                                for lo in range(0, len(z), 32)])
+        truth = np.concatenate(
+            [oracle(generator.generate(z[lo : lo + 32], ids[lo : lo + 32], truncation)) for lo in range(0, len(z), 32)]
+        )
         metrics["oracle"] = mask_metrics(probs, torch.from_numpy(truth[:, None]).float())
     return metrics
 
@@ -48,30 +51,56 @@ def main(smk):
         device = torch_device(lease)
         generator = load_generator(smk, device)
         dq_spec = spec["dq"]
-        dq = (QualityDiscriminator(dq_spec["backbone"], dq_spec["backbone_weights"], dq_spec["input_size"],
-                                   seed=spec["seed"]).to(device)
-              if dq_spec["enabled"] else None)
-        result = train_gmask(generator, pairs_of(selection, generator.resolution), truncation=truncation, cfg=cfg,
-                             dq=dq, device=device, seed=spec["seed"],
-                             checkpoint_path=checkpoint_path(smk.output.gmask, smk.params))
+        dq = (
+            QualityDiscriminator(
+                dq_spec["backbone"], dq_spec["backbone_weights"], dq_spec["input_size"], seed=spec["seed"]
+            ).to(device)
+            if dq_spec["enabled"]
+            else None
+        )
+        result = train_gmask(
+            generator,
+            pairs_of(selection, generator.resolution),
+            truncation=truncation,
+            cfg=cfg,
+            dq=dq,
+            device=device,
+            seed=spec["seed"],
+            checkpoint_path=checkpoint_path(smk.output.gmask, smk.params),
+        )
         gmask = result["gmask"]
         demo = smk.params.oracle
-        oracle = None if demo is None else DemoMasker(generator, MaskRule(**demo["mask"]), seed=demo["seed"],
-                                                      truncation=demo["truncation"], classes=demo["classes"])
+        oracle = (
+            None
+            if demo is None
+            else DemoMasker(
+                generator,
+                MaskRule(**demo["mask"]),
+                seed=demo["seed"],
+                truncation=demo["truncation"],
+                classes=demo["classes"],
+            )
+        )
         metrics = {
             "train": evaluate(gmask, generator, selection, truncation, oracle),
             "heldout": evaluate(gmask, generator, heldout, truncation, oracle),
-            "parameters": gmask.num_parameters(), "steps": result["steps"], "final_losses": result["final"],
-            "config": asdict(cfg), "dq": dq is not None, "device": lease.device,
+            "parameters": gmask.num_parameters(),
+            "steps": result["steps"],
+            "final_losses": result["final"],
+            "config": asdict(cfg),
+            "dq": dq is not None,
+            "device": lease.device,
         }
     save_gmask(smk.output.gmask, gmask, cfg, generator=smk.wildcards.gen, truncation=truncation)
     save_dq(smk.output.dq, dq, dq_spec["backbone"], generator=smk.wildcards.gen, truncation=truncation)
     write_json_atomic(smk.output.metrics, metrics)
     checkpoint_path(smk.output.gmask, smk.params).unlink(missing_ok=True)
     held = metrics["heldout"]
-    return (f"G_mask: {metrics['parameters']} parameters; held-out IoU {held.get('iou', float('nan')):.3f}, "
-            f"Dice {held.get('dice', float('nan')):.3f} on {held.get('pairs', 0)} pairs"
-            + (f"; against the demo rule IoU {held['oracle']['iou']:.3f}" if "oracle" in held else ""))
+    return (
+        f"G_mask: {metrics['parameters']} parameters; held-out IoU {held.get('iou', float('nan')):.3f}, "
+        f"Dice {held.get('dice', float('nan')):.3f} on {held.get('pairs', 0)} pairs"
+        + (f"; against the demo rule IoU {held['oracle']['iou']:.3f}" if "oracle" in held else "")
+    )
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -6,9 +6,13 @@ from synthsod.workflow import run_rule
 
 def main(smk):
     summary = prepare_dataset(
-        smk.wildcards.dataset, smk.input.images, smk.input.masks,
-        smk.output.manifest, smk.output.bad_inputs,
-        max_bad_fraction=smk.params.prepare["max_bad_fraction"], threads=smk.threads,
+        smk.wildcards.dataset,
+        smk.input.images,
+        smk.input.masks,
+        smk.output.manifest,
+        smk.output.bad_inputs,
+        max_bad_fraction=smk.params.prepare["max_bad_fraction"],
+        threads=smk.threads,
     )
     return summary.line()
 

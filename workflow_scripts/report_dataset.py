@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from synthsod.reporting.dataset_stats import collect
 from synthsod.core.io import write_json_atomic
+from synthsod.reporting.dataset_stats import collect
 from synthsod.reporting.figures import DATASET_FIGURES, dataset_figures, dataset_pairs, run_pairs
 from synthsod.workflow import run_rule
 
@@ -16,8 +16,10 @@ log = logging.getLogger("synthsod")
 def main(smk):
     settings = smk.params.statistics
     options = dict(grid=settings["grid"], bins=settings["contrast_bins"], limit=settings["images"])
-    stats = [collect(run, run_pairs(Path(manifest).parent), **options)
-             for run, manifest in zip(smk.params.runs, smk.input.manifests)]
+    stats = [
+        collect(run, run_pairs(Path(manifest).parent), **options)
+        for run, manifest in zip(smk.params.runs, smk.input.manifests)
+    ]
     latents = pd.read_parquet(smk.input.classes, columns=["id", "class"])
     real = dataset_pairs(pd.read_parquet(smk.input.dataset), dict(zip(latents["id"], latents["class"])))
     stats.append(collect(smk.params.dataset, real, **options))

@@ -19,8 +19,14 @@ def run_files(smk) -> RunFiles:
     weights = first("weights")
     # BigGAN rules depend on pytorch_model.bin (or the package cache), BigBiGAN on saved_model.pb: their folder.
     weights_dir = None if weights is None else str(Path(weights).parent)
-    return RunFiles(weights=weights_dir, gmask=first("gmask"), dq=first("dq"), latents=first("latents"),
-                    direction=first("direction"), calibration=first("calibration"))
+    return RunFiles(
+        weights=weights_dir,
+        gmask=first("gmask"),
+        dq=first("dq"),
+        latents=first("latents"),
+        direction=first("direction"),
+        calibration=first("calibration"),
+    )
 
 
 def main(smk):
@@ -37,8 +43,10 @@ def main(smk):
         shard = int(smk.wildcards.shard)
         stats = write_run_shard(sampler, shard, run["rows"], files, smk.output)
     # no time here: run_rule adds the stage's (the sampling's alone stays in the stats file)
-    return (f"run {name} shard {shard}: kept {stats['kept']} of {stats['candidates']} candidates "
-            f"(rejected {stats['rejected']})")
+    return (
+        f"run {name} shard {shard}: kept {stats['kept']} of {stats['candidates']} candidates "
+        f"(rejected {stats['rejected']})"
+    )
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -6,9 +6,16 @@ from synthsod.workflow import run_rule
 
 def main(smk):
     world, split = smk.params.world, smk.params.split
-    count = write_duts_split(smk.output.images, smk.output.masks, seed=world["seed"], split=split["range"],
-                             size=split["size"], first=split["first"], resolution=world["size"],
-                             jpeg_quality=world["jpeg_quality"])
+    count = write_duts_split(
+        smk.output.images,
+        smk.output.masks,
+        seed=world["seed"],
+        split=split["range"],
+        size=split["size"],
+        first=split["first"],
+        resolution=world["size"],
+        jpeg_quality=world["jpeg_quality"],
+    )
     return f"scene split {smk.wildcards.split}: {count} scenes of range '{split['range']}'"
 
 

@@ -15,8 +15,10 @@ def main(smk):
     write_manifest(run_dir, smk.input.shards, config)
     report = merge_stats([json.loads(Path(path).read_text()) for path in smk.input.stats])
     write_json_atomic(smk.output.report, {"run": smk.wildcards.run, **report})
-    return (f"run {smk.wildcards.run}: {report['kept']} pairs kept of {report['candidates']} candidates "
-            f"({100 * (report['kept_rate'] or 0):.1f}%); rejected {report['rejected']}")
+    return (
+        f"run {smk.wildcards.run}: {report['kept']} pairs kept of {report['candidates']} candidates "
+        f"({100 * (report['kept_rate'] or 0):.1f}%); rejected {report['rejected']}"
+    )
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -19,8 +19,14 @@ def main(smk):
         Path(uncertainty_dir).mkdir(parents=True, exist_ok=True)
     with gpu_lease() as lease:
         model, channel = load_sod_model(smk.input.model, torch_device(lease))
-        count = write_predictions(model, pd.read_parquet(smk.input.manifest), out_dir, smk.params.eval_size, channel,
-                                  uncertainty_dir=uncertainty_dir)
+        count = write_predictions(
+            model,
+            pd.read_parquet(smk.input.manifest),
+            out_dir,
+            smk.params.eval_size,
+            channel,
+            uncertainty_dir=uncertainty_dir,
+        )
     return f"{smk.wildcards.sod} on {smk.wildcards.bench}: {count} saliency maps"
 
 

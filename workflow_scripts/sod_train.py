@@ -3,14 +3,14 @@
 import pandas as pd
 import torch
 
-from synthsod.sod.coop.train import train_coop
-from synthsod.sod.datasets import training_set
 from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.core.io import atomic_path
+from synthsod.names import COOP
+from synthsod.sod.coop.train import train_coop
+from synthsod.sod.datasets import training_set
 from synthsod.sod.point_labels import PointLabelled
 from synthsod.sod.predict import prediction_channel
 from synthsod.sod.train import Recipe, save_sod_model, train_sod
-from synthsod.names import COOP
 from synthsod.workflow import checkpoint_path, run_rule
 
 VALIDATION_PAIRS = 16  # training pairs on which a CAS model's saliency channel is chosen
@@ -31,17 +31,35 @@ def main(smk):
         device = torch_device(lease)
         if spec["model"] == COOP:
             model_kwargs.update(image_size=spec["eval_size"], config=spec["coop"])
-            model = train_coop(data, Recipe(**spec["recipe"]), seed=spec["seed"], model_kwargs=model_kwargs,
-                               device=device, checkpoint_path=checkpoint,
-                               on_step=lambda step, losses: history.append({"step": step, **losses}))
+            model = train_coop(
+                data,
+                Recipe(**spec["recipe"]),
+                seed=spec["seed"],
+                model_kwargs=model_kwargs,
+                device=device,
+                checkpoint_path=checkpoint,
+                on_step=lambda step, losses: history.append({"step": step, **losses}),
+            )
             channel = None
         else:
-            model = train_sod(spec["model"], spec["loss"], data, Recipe(**spec["recipe"]), seed=spec["seed"],
-                              model_kwargs=model_kwargs, device=device, checkpoint_path=checkpoint,
-                              on_step=lambda step, value: history.append({"step": step, "loss": value}))
+            model = train_sod(
+                spec["model"],
+                spec["loss"],
+                data,
+                Recipe(**spec["recipe"]),
+                seed=spec["seed"],
+                model_kwargs=model_kwargs,
+                device=device,
+                checkpoint_path=checkpoint,
+                on_step=lambda step, value: history.append({"step": step, "loss": value}),
+            )
             items = [data[i] for i in range(min(VALIDATION_PAIRS, len(data)))]
-            channel = prediction_channel(model, spec["loss"], torch.stack([it["image"] for it in items]),
-                                         torch.stack([it["mask"] for it in items]))
+            channel = prediction_channel(
+                model,
+                spec["loss"],
+                torch.stack([it["image"] for it in items]),
+                torch.stack([it["mask"] for it in items]),
+            )
     save_sod_model(smk.output.model, model, spec["model"], spec["loss"], model_kwargs, channel)
     frame = pd.DataFrame(history)
     with atomic_path(smk.output.log_csv) as tmp:

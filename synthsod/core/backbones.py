@@ -35,8 +35,9 @@ def create_backbone(name: str = "mobilenetv3_small_100", in_chans: int = 3, weig
     return _create(name, weights, num_classes=0, in_chans=in_chans)
 
 
-def create_feature_backbone(name: str = "resnet50", weights: str | None = None,
-                            out_indices: tuple[int, ...] = (1, 2, 3, 4)) -> nn.Module:
+def create_feature_backbone(
+    name: str = "resnet50", weights: str | None = None, out_indices: tuple[int, ...] = (1, 2, 3, 4)
+) -> nn.Module:
     """A timm feature pyramid: ``forward(x) -> [maps at out_indices]`` (ResNet: strides 4, 8, 16, 32).
 
     Without ``weights`` it starts from random weights and says so: SOD models are meant to start from

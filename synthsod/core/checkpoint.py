@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from synthsod.errors import SynthsodError
 from synthsod.core.io import atomic_path
+from synthsod.errors import SynthsodError
 
 Stateful = Any  # anything with state_dict() / load_state_dict(): modules, optimisers, schedulers
 

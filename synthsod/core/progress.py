@@ -88,14 +88,30 @@ class LineBar(tqdm):
         super().close()
 
 
-def progress(iterable: Iterable | None = None, *, total: float | None = None, desc: str | None = None,
-             unit: str = "it", initial: int = 0, every_s: float = LINE_EVERY_S) -> LineBar:
+def progress(
+    iterable: Iterable | None = None,
+    *,
+    total: float | None = None,
+    desc: str | None = None,
+    unit: str = "it",
+    initial: int = 0,
+    every_s: float = LINE_EVERY_S,
+) -> LineBar:
     """A :class:`LineBar` over ``iterable`` (or updated by hand: ``bar.update(n)``, then ``bar.close()`` or
     a ``with`` block). ``total`` defaults to ``len(iterable)``; ``initial`` counts work done before (a
     resumed training)."""
-    return LineBar(iterable, total=total, desc=desc, unit=unit, initial=initial, mininterval=every_s,
-                   miniters=1,  # a fixed count: tqdm's adaptive one would skip lines when a loop slows down
-                   leave=True, ascii=True, file=_Nowhere())
+    return LineBar(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        initial=initial,
+        mininterval=every_s,
+        miniters=1,  # a fixed count: tqdm's adaptive one would skip lines when a loop slows down
+        leave=True,
+        ascii=True,
+        file=_Nowhere(),
+    )
 
 
 @contextmanager
@@ -105,12 +121,15 @@ def progress_to(target: TextIO | logging.Logger) -> Iterator[None]:
     global _write_line
     previous = _write_line
     if isinstance(target, logging.Logger):
+
         def write(line: str) -> None:
             target.info("%s", line)
     else:
+
         def write(line: str) -> None:
             target.write(line + "\n")
             target.flush()
+
     _write_line = write
     try:
         yield

@@ -57,15 +57,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from synthsod.errors import SynthsodError
 from synthsod.core.io import atomic_path, write_bytes_atomic
 from synthsod.core.progress import progress
+from synthsod.errors import SynthsodError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 CHECKS = "decoded,paired,unique,size,rgb,binary,nonempty"
-MANIFEST_COLUMNS = (
-    "id", "image", "mask", "width", "height", "image_mode", "mask_soft", "fg_fraction", "checks"
-)
+MANIFEST_COLUMNS = ("id", "image", "mask", "width", "height", "image_mode", "mask_soft", "fg_fraction", "checks")
 PROBLEM_COLUMNS = ("file", "reason", "action")
 SKIPPED, CONVERTED, BINARISED = "skipped", "converted", "binarised"
 # pysodmetrics treats a ground-truth pixel as foreground when gt > 128.
@@ -198,10 +196,7 @@ def list_image_files(folder: str | os.PathLike, role: str) -> dict[str, list[str
         if ext.lower() in IMAGE_EXTENSIONS:
             by_stem.setdefault(stem, []).append(entry.name)
     if not by_stem:
-        raise SynthsodError(
-            f"{role} folder has no image files ({', '.join(IMAGE_EXTENSIONS)}): "
-            f"{os.fspath(folder)}"
-        )
+        raise SynthsodError(f"{role} folder has no image files ({', '.join(IMAGE_EXTENSIONS)}): {os.fspath(folder)}")
     return {stem: sorted(names) for stem, names in by_stem.items()}
 
 
@@ -216,15 +211,15 @@ def _join(folder: str | os.PathLike, name: str) -> str:
 
 def _duplicate_problems(folder: str | os.PathLike, stem: str, names: list[str]) -> list[Problem]:
     others = ", ".join(names)
-    return [
-        Problem(_join(folder, n), f"duplicate id '{stem}': the folder holds {others}", SKIPPED)
-        for n in names
-    ]
+    return [Problem(_join(folder, n), f"duplicate id '{stem}': the folder holds {others}", SKIPPED) for n in names]
 
 
 def _presence_problems(
-    stem: str, images: list[str] | None, masks: list[str] | None,
-    images_dir: str | os.PathLike, masks_dir: str | os.PathLike,
+    stem: str,
+    images: list[str] | None,
+    masks: list[str] | None,
+    images_dir: str | os.PathLike,
+    masks_dir: str | os.PathLike,
 ) -> list[Problem]:
     """Problems that need no decoding: missing partner and duplicate ids."""
     problems: list[Problem] = []
@@ -263,7 +258,7 @@ def _mask_stats(gray: np.ndarray) -> tuple[bool, int, float, float, int]:
     grey = counts[1:255]
     n_levels = int(np.count_nonzero(grey))
     soft_fraction = float(grey.sum()) / total
-    fg_fraction = float(counts[FG_THRESHOLD + 1:].sum()) / total
+    fg_fraction = float(counts[FG_THRESHOLD + 1 :].sum()) / total
     max_value = int(np.flatnonzero(counts).max())
     return n_levels > 0, n_levels, soft_fraction, fg_fraction, max_value
 
@@ -276,8 +271,11 @@ def _empty_reason(max_value: int) -> str:
 
 
 def _check_pair(
-    stem: str, images: list[str] | None, masks: list[str] | None,
-    images_dir: str | os.PathLike, masks_dir: str | os.PathLike,
+    stem: str,
+    images: list[str] | None,
+    masks: list[str] | None,
+    images_dir: str | os.PathLike,
+    masks_dir: str | os.PathLike,
 ) -> _PairResult:
     problems = _presence_problems(stem, images, masks, images_dir, masks_dir)
     if problems:
@@ -312,8 +310,15 @@ def _check_pair(
         problems.append(Problem(mask_path, reason, BINARISED))
     width, height = image.size
     row = {
-        "id": stem, "image": image_path, "mask": mask_path, "width": width, "height": height,
-        "image_mode": image.mode, "mask_soft": soft, "fg_fraction": fg_fraction, "checks": CHECKS,
+        "id": stem,
+        "image": image_path,
+        "mask": mask_path,
+        "width": width,
+        "height": height,
+        "image_mode": image.mode,
+        "mask_soft": soft,
+        "fg_fraction": fg_fraction,
+        "checks": CHECKS,
     }
     return _PairResult(row=row, problems=problems)
 
@@ -325,8 +330,15 @@ def _check_pair(
 def _manifest_frame(rows: list[dict]) -> pd.DataFrame:
     """Build the manifest with fixed dtypes, so an empty one still has the right schema."""
     dtypes = {
-        "id": "str", "image": "str", "mask": "str", "width": "int64", "height": "int64",
-        "image_mode": "str", "mask_soft": "bool", "fg_fraction": "float64", "checks": "str",
+        "id": "str",
+        "image": "str",
+        "mask": "str",
+        "width": "int64",
+        "height": "int64",
+        "image_mode": "str",
+        "mask_soft": "bool",
+        "fg_fraction": "float64",
+        "checks": "str",
     }
     frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     return frame.astype(dtypes).reset_index(drop=True)
@@ -396,9 +408,7 @@ def _problems_csv(problems: list[Problem]) -> bytes:
     return buf.getvalue().encode()
 
 
-def _too_many_bad_message(
-    summary: PrepareSummary, problems: list[Problem], max_bad_fraction: float
-) -> str:
+def _too_many_bad_message(summary: PrepareSummary, problems: list[Problem], max_bad_fraction: float) -> str:
     skipped = [p for p in problems if p.action == SKIPPED]
     lines = [
         f"dataset '{summary.name}': {summary.n_skipped} of {summary.n_pairs_found} pairs are "

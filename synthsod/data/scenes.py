@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 from scipy.special import ndtr
 
-from synthsod.errors import SynthsodError
 from synthsod.core.prior import TRUNCNORM_BOUND, truncated_normal
+from synthsod.errors import SynthsodError
 
 CODE_DIM = 128
 SUPERSAMPLE = 4
@@ -51,16 +51,34 @@ NUM_CLASSES = len(CLASSES)
 
 # Disjoint index ranges of the world, one per split (each split holds at most SPLIT_STRIDE scenes).
 SPLIT_STRIDE = 1_000_000
-SPLIT_OFFSETS = {"pretrain": 0, "train": SPLIT_STRIDE, "test": 2 * SPLIT_STRIDE,
-                 "eval": 3 * SPLIT_STRIDE, "eval-ref": 4 * SPLIT_STRIDE}
+SPLIT_OFFSETS = {
+    "pretrain": 0,
+    "train": SPLIT_STRIDE,
+    "test": 2 * SPLIT_STRIDE,
+    "eval": 3 * SPLIT_STRIDE,
+    "eval-ref": 4 * SPLIT_STRIDE,
+}
 
 # Which code coordinates drive what (start, stop); coordinates 123.. are unused.
 _NOISE_FREQS = [(fx, fy) for fx in range(0, 4) for fy in range(-3, 4) if (fx, fy) > (0, 0)]  # 24 vectors
 CODE_LAYOUT = {
-    "position": (0, 2), "area": (2, 3), "rotation": (3, 4), "shape": (4, 6), "blob": (6, 12),
-    "hue": (12, 13), "saturation": (13, 14), "value": (14, 15), "shading": (15, 17), "texture": (17, 20),
-    "background": (20, 23), "gradient": (23, 27), "noise_amp": (27, 28), "noise": (28, 76),
-    "noise_tint": (76, 79), "stripes": (79, 83), "distractors": (83, 107),
+    "position": (0, 2),
+    "area": (2, 3),
+    "rotation": (3, 4),
+    "shape": (4, 6),
+    "blob": (6, 12),
+    "hue": (12, 13),
+    "saturation": (13, 14),
+    "value": (14, 15),
+    "shading": (15, 17),
+    "texture": (17, 20),
+    "background": (20, 23),
+    "gradient": (23, 27),
+    "noise_amp": (27, 28),
+    "noise": (28, 76),
+    "noise_tint": (76, 79),
+    "stripes": (79, 83),
+    "distractors": (83, 107),
 }
 _N_DISTRACTORS, _DISTRACTOR_DIMS = 3, 8
 
@@ -151,8 +169,10 @@ def _shape_polygons(class_id: int, code: np.ndarray) -> tuple[list[np.ndarray], 
         return [_circle()], [_circle(radius=0.48 + 0.2 * p)]
     if name == "cross":
         w = 0.28 + 0.17 * p
-        return [np.array([[-1, -w], [1, -w], [1, w], [-1, w]], float),
-                np.array([[-w, -1], [w, -1], [w, 1], [-w, 1]], float)], []
+        return [
+            np.array([[-1, -w], [1, -w], [1, w], [-1, w]], float),
+            np.array([[-w, -1], [w, -1], [w, 1], [-w, 1]], float),
+        ], []
     if name == "crescent":
         offset = 0.35 + 0.3 * p
         return [_circle()], [_circle(radius=0.8 + 0.15 * q, centre=(offset, -0.15))]
@@ -164,16 +184,16 @@ def _shape_polygons(class_id: int, code: np.ndarray) -> tuple[list[np.ndarray], 
     raise AssertionError(name)
 
 
-def _fill(canvas_size: int, fills: Sequence[np.ndarray], holes: Sequence[np.ndarray],
-          transform) -> np.ndarray:
+def _fill(canvas_size: int, fills: Sequence[np.ndarray], holes: Sequence[np.ndarray], transform) -> np.ndarray:
     """Coverage [S, S] in [0, 1] of polygons mapped to canvas pixels by ``transform``, area-averaged."""
     big = canvas_size * SUPERSAMPLE
     canvas = np.zeros((big, big), np.uint8)
     shift = 4  # sub-pixel precision of cv2.fillPoly: coordinates in 1/16 pixel
 
     def draw(polygons, value):
-        points = [np.round(transform(poly) * big * (1 << shift) - 0.5 * (1 << shift)).astype(np.int32)
-                  for poly in polygons]
+        points = [
+            np.round(transform(poly) * big * (1 << shift) - 0.5 * (1 << shift)).astype(np.int32) for poly in polygons
+        ]
         for poly in points:  # one call each: fillPoly would XOR overlapping polygons (the cross)
             cv2.fillPoly(canvas, [poly], value, lineType=cv2.LINE_8, shift=shift)
 
@@ -207,6 +227,7 @@ def _similarity(cx: float, cy: float, radius: float, angle: float):
 
     def transform(poly: np.ndarray) -> np.ndarray:
         return poly @ rotation.T * radius + np.array([cx, cy])
+
     return transform
 
 
@@ -221,7 +242,9 @@ def _background(code: np.ndarray, size: int) -> np.ndarray:
     hue, sat, val = _uniform(_part(code, "background"))
     base = _hsv(360 * hue, 0.65 * sat, 0.15 + 0.75 * val)
     amp, angle, hue_shift, val_shift = _uniform(_part(code, "gradient"))
-    far = _hsv(360 * hue + 120 * (hue_shift - 0.5), 0.65 * sat, np.clip(0.15 + 0.75 * val + 0.6 * (val_shift - 0.5), 0, 1))
+    far = _hsv(
+        360 * hue + 120 * (hue_shift - 0.5), 0.65 * sat, np.clip(0.15 + 0.75 * val + 0.6 * (val_shift - 0.5), 0, 1)
+    )
     ramp = (x - 0.5) * np.cos(2 * np.pi * angle) + (y - 0.5) * np.sin(2 * np.pi * angle) + 0.5
     image = base + (0.9 * amp * ramp)[..., None] * (far - base)
     # Low-frequency noise: a Gaussian field over 24 frequency vectors (cos and sin), 1/f amplitudes.
@@ -237,13 +260,14 @@ def _background(code: np.ndarray, size: int) -> np.ndarray:
     s_amp, s_freq, s_angle, s_phase = _uniform(_part(code, "stripes"))
     amplitude = 0.16 * max(0.0, (s_amp - 0.4) / 0.6)
     if amplitude:
-        direction = (x * np.cos(np.pi * s_angle) + y * np.sin(np.pi * s_angle))
+        direction = x * np.cos(np.pi * s_angle) + y * np.sin(np.pi * s_angle)
         image = image + (amplitude * np.sin(2 * np.pi * ((2 + 6 * s_freq) * direction + s_phase)))[..., None]
     return image
 
 
-def _object_colour(class_id: int, code: np.ndarray, size: int, cx: float, cy: float, radius: float,
-                   angle: float) -> np.ndarray:
+def _object_colour(
+    class_id: int, code: np.ndarray, size: int, cx: float, cy: float, radius: float, angle: float
+) -> np.ndarray:
     _, class_hue, texture = CLASSES[class_id]
     hue = class_hue + 30 * (_uniform(_part(code, "hue"))[0] - 0.5)
     sat = 0.5 + 0.45 * _uniform(_part(code, "saturation"))[0]
@@ -260,7 +284,9 @@ def _object_colour(class_id: int, code: np.ndarray, size: int, cx: float, cy: fl
         light = light * (1.25 - 0.5 * (0.4 + 0.6 * t_amp) * np.clip(r, 0, 1.5))
     elif texture == "stripes":  # stripes along the object's own axis
         along = ((x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)) / max(radius, 1e-3)
-        light = light * (1.0 + (0.12 + 0.18 * t_amp) * np.sin(np.pi * (2.0 + 2.0 * t_freq) * along + 2 * np.pi * t_phase))
+        light = light * (
+            1.0 + (0.12 + 0.18 * t_amp) * np.sin(np.pi * (2.0 + 2.0 * t_freq) * along + 2 * np.pi * t_phase)
+        )
     elif texture == "linear":  # a strong ramp along the object's axis
         along = ((x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)) / max(radius, 1e-3)
         light = light * (1.0 + (0.15 + 0.2 * t_amp) * np.clip(along, -1, 1))
@@ -276,8 +302,17 @@ def _distractor_shapes(code: np.ndarray) -> list[tuple[float, float, float, floa
         if present < 0.5:
             continue
         radius = np.sqrt((0.005 + 0.02 * size) / np.pi)
-        shapes.append((0.08 + 0.84 * x, 0.08 + 0.84 * y, radius, 2 * np.pi * angle, kind > 0.5,
-                       0.5 + 0.5 * aspect, 0.16 * (contrast - 0.5)))
+        shapes.append(
+            (
+                0.08 + 0.84 * x,
+                0.08 + 0.84 * y,
+                radius,
+                2 * np.pi * angle,
+                kind > 0.5,
+                0.5 + 0.5 * aspect,
+                0.16 * (contrast - 0.5),
+            )
+        )
     return shapes
 
 
@@ -294,8 +329,11 @@ def render(class_id: int, code: np.ndarray, size: int = DEFAULT_SIZE) -> Scene:
     alpha = _fill(size, fills, holes, _similarity(cx, cy, radius, angle))
     # Distractors: small shapes a little lighter or darker than the background beneath them.
     for dx, dy, dr, da, square, aspect, contrast in _distractor_shapes(code):
-        poly = (np.array([[-1, -aspect], [1, -aspect], [1, aspect], [-1, aspect]], float) if square
-                else _circle(aspect=aspect, n=32))
+        poly = (
+            np.array([[-1, -aspect], [1, -aspect], [1, aspect], [-1, aspect]], float)
+            if square
+            else _circle(aspect=aspect, n=32)
+        )
         cover = _fill(size, [poly], [], _similarity(dx, dy, dr, da)) * (1.0 - alpha)
         image = image + (contrast * cover)[..., None]
     image = np.clip(image, 0, 1)
@@ -310,8 +348,17 @@ def render_batch(class_ids: Sequence[int], codes: np.ndarray, size: int = DEFAUL
     return np.stack([render(int(c), code, size).image for c, code in zip(class_ids, codes)])
 
 
-def write_duts_split(images_dir: str | Path, masks_dir: str | Path, *, seed: int, split: str, size: int,
-                     first: int = 0, resolution: int = DEFAULT_SIZE, jpeg_quality: int = 95) -> int:
+def write_duts_split(
+    images_dir: str | Path,
+    masks_dir: str | Path,
+    *,
+    seed: int,
+    split: str,
+    size: int,
+    first: int = 0,
+    resolution: int = DEFAULT_SIZE,
+    jpeg_quality: int = 95,
+) -> int:
     """Write scenes of ``split`` as ``scene_{index}.jpg`` / ``.png`` (DUTS layout); return how many.
 
     The folders are replaced whole, so a rerun never mixes two versions of a split.

@@ -9,11 +9,11 @@ with ``J_i`` the Jacobian of the grey-scaled image G(z_i) with respect to z and 
 each image's mean. A direction that brightens the whole image uniformly scores zero, one that lights
 some regions and darkens others scores high, and that split is what the mask rule
 ``gray(G(z + h)) > gray(G(z))`` reads out; to keep whole-image brightening out entirely, the search
-runs in the complement of the samples' mean-brightness gradients. Power iteration needs only products with ``M``: ``J v``
-by a central finite difference (two forward passes) and ``J^T u`` by one backward pass. The sign is
-chosen so that the shift brightens less than half of the image on average (the object, not the
-background, is foreground). It stands in for E-BigBiGAN's hand-picked h_bg until a direction search
-has run.
+runs in the complement of the samples' mean-brightness gradients. Power iteration needs only
+products with ``M``: ``J v`` by a central finite difference (two forward passes) and ``J^T u`` by one
+backward pass. The sign is chosen so that the shift brightens less than half of the image on
+average (the object, not the background, is foreground). It stands in for E-BigBiGAN's hand-picked
+h_bg until a direction search has run.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from synthsod.core.images import LUMA
+from synthsod.core.progress import progress
 from synthsod.generators import BigGANGenerator
 from synthsod.generators.latents import LatentSource
-from synthsod.core.progress import progress
 
 FINITE_DIFFERENCE_STEP = 1e-2
 
@@ -39,8 +39,15 @@ def _centred_gray(generator, z, one_hot, truncation) -> torch.Tensor:
     return gray - gray.mean(dim=(1, 2), keepdim=True)
 
 
-def contrast_direction(generator: BigGANGenerator, truncation: float, classes: np.ndarray, *,
-                       samples: int = 32, iterations: int = 20, seed: int = 0) -> np.ndarray:
+def contrast_direction(
+    generator: BigGANGenerator,
+    truncation: float,
+    classes: np.ndarray,
+    *,
+    samples: int = 32,
+    iterations: int = 20,
+    seed: int = 0,
+) -> np.ndarray:
     """Unit vector [z_dim]: the top eigenvector of the mean centred-grey Jacobian Gram matrix."""
     z_np, ids = LatentSource(seed, generator.z_dim, truncation, classes).draw(range(samples))
     z = torch.from_numpy(z_np).to(generator.device)
@@ -59,8 +66,10 @@ def contrast_direction(generator: BigGANGenerator, truncation: float, classes: n
     for _ in progress(range(iterations), desc="contrast direction", unit="iteration"):
         with torch.no_grad():  # J v by a central difference
             step = FINITE_DIFFERENCE_STEP * v
-            jv = (_centred_gray(generator, z + step, one_hot, truncation)
-                  - _centred_gray(generator, z - step, one_hot, truncation)) / (2 * FINITE_DIFFERENCE_STEP)
+            jv = (
+                _centred_gray(generator, z + step, one_hot, truncation)
+                - _centred_gray(generator, z - step, one_hot, truncation)
+            ) / (2 * FINITE_DIFFERENCE_STEP)
         z_var = z.clone().requires_grad_(True)
         (_centred_gray(generator, z_var, one_hot, truncation) * jv).sum().backward()  # J^T (J v), summed
         v = project(z_var.grad.sum(dim=0))

@@ -48,12 +48,12 @@ from torch import nn
 
 from synthsod.core.backbones import create_backbone, output_features
 from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
-from synthsod.errors import SynthsodError
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path, write_bytes_atomic
-from synthsod.generators.latents import LatentSource
 from synthsod.core.progress import progress
 from synthsod.directions.files import check_direction_matrix, load_direction_matrix
+from synthsod.errors import SynthsodError
+from synthsod.generators.latents import LatentSource
 
 log = logging.getLogger(__name__)
 
@@ -68,28 +68,34 @@ RESUMABLE_CHANGES = ("steps", "checkpoint_every")
 class DiscoveryConfig:
     """Settings of :func:`discover_directions` (the config's ``directions.discover``)."""
 
-    directions: int = 120          # K
-    deformator: str = "ortho"      # ortho | linear
-    steps: int = 100_000          # GANLatentDiscovery's default
+    directions: int = 120  # K
+    deformator: str = "ortho"  # ortho | linear
+    steps: int = 100_000  # GANLatentDiscovery's default
     batch_size: int = 32
-    lr: float = 1e-4               # Adam, deformator and reconstructor
+    lr: float = 1e-4  # Adam, deformator and reconstructor
     shift_max: float = 6.0
     shift_min: float = 0.5
-    shift_weight: float = 0.25     # weight of the L1 shift loss against the cross-entropy
+    shift_weight: float = 0.25  # weight of the L1 shift loss against the cross-entropy
     truncation: float = 0.4
-    backbone: str = "resnet18"     # timm name of the reconstructor
+    backbone: str = "resnet18"  # timm name of the reconstructor
     backbone_weights: str | None = None
     checkpoint_every: int = 100
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.deformator not in DEFORMATORS:
-            raise SynthsodError(f"directions.discover: deformator must be one of {DEFORMATORS}, "
-                                f"got {self.deformator!r}")
+            raise SynthsodError(
+                f"directions.discover: deformator must be one of {DEFORMATORS}, got {self.deformator!r}"
+            )
         checks = {
-            "directions": self.directions >= 1, "steps": self.steps >= 1, "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0, "shift_max": self.shift_max > 0, "shift_min": 0 <= self.shift_min <= self.shift_max,
-            "shift_weight": self.shift_weight >= 0, "truncation": 0 < self.truncation <= 1,
+            "directions": self.directions >= 1,
+            "steps": self.steps >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "shift_max": self.shift_max > 0,
+            "shift_min": 0 <= self.shift_min <= self.shift_max,
+            "shift_weight": self.shift_weight >= 0,
+            "truncation": 0 < self.truncation <= 1,
             "checkpoint_every": self.checkpoint_every >= 1,
         }
         bad = [key for key, ok in checks.items() if not ok]
@@ -116,8 +122,10 @@ class Deformator(nn.Module):
         if directions < 1:
             raise SynthsodError(f"deformator: need at least one direction, got {directions}")
         if kind == "ortho" and directions > z_dim:
-            raise SynthsodError(f"deformator 'ortho': {directions} directions do not fit in a {z_dim}-dimensional "
-                                "latent space (orthonormal directions need K <= z_dim; use 'linear' for more)")
+            raise SynthsodError(
+                f"deformator 'ortho': {directions} directions do not fit in a {z_dim}-dimensional "
+                "latent space (orthonormal directions need K <= z_dim; use 'linear' for more)"
+            )
         self.z_dim, self.num_directions, self.kind = int(z_dim), int(directions), kind
         rng = torch.Generator().manual_seed(int(seed))
         if kind == "ortho":
@@ -132,7 +140,7 @@ class Deformator(nn.Module):
         """[K, z_dim], unit rows (orthonormal for ``ortho``)."""
         if self.kind == "ortho":
             rotation = torch.linalg.matrix_exp(self.S - self.S.T)  # skew-symmetric -> orthogonal
-            return rotation[:, :self.num_directions].T
+            return rotation[:, : self.num_directions].T
         return (self.W / self.W.norm(dim=0, keepdim=True)).T
 
     def forward(self, indices: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
@@ -155,8 +163,9 @@ class Reconstructor(nn.Module):
         return self.classify(features), self.shift(features).squeeze(1)
 
 
-def random_shifts(generator: torch.Generator, batch: int, directions: int, shift_max: float = 6.0,
-                  shift_min: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+def random_shifts(
+    generator: torch.Generator, batch: int, directions: int, shift_max: float = 6.0, shift_min: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Direction indices [B] (uniform over 0..K-1) and shifts [B] with shift_min <= |ε| <= shift_max."""
     indices = torch.randint(0, directions, (batch,), generator=generator)
     shifts = shift_max * (2 * torch.rand(batch, generator=generator) - 1)
@@ -192,8 +201,10 @@ def _check_resume(payload: dict[str, Any], cfg: DiscoveryConfig, classes: np.nda
     if payload.get("classes") is not None and list(payload["classes"]) != [int(c) for c in classes]:
         changed.append("classes")
     if changed:
-        raise SynthsodError(f"cannot resume from checkpoint {path}: it was made with other settings "
-                            f"({', '.join(changed)}); delete it to start over")
+        raise SynthsodError(
+            f"cannot resume from checkpoint {path}: it was made with other settings "
+            f"({', '.join(changed)}); delete it to start over"
+        )
 
 
 def _write_history(path: str | os.PathLike, history: list[dict[str, float]]) -> None:
@@ -204,9 +215,14 @@ def _write_history(path: str | os.PathLike, history: list[dict[str, float]]) -> 
     write_bytes_atomic(path, buffer.getvalue().encode())
 
 
-def discover_directions(generator, cfg: DiscoveryConfig, classes: np.ndarray, *,
-                        checkpoint_path: str | os.PathLike | None = None,
-                        log_path: str | os.PathLike | None = None) -> DiscoveryResult:
+def discover_directions(
+    generator,
+    cfg: DiscoveryConfig,
+    classes: np.ndarray,
+    *,
+    checkpoint_path: str | os.PathLike | None = None,
+    log_path: str | os.PathLike | None = None,
+) -> DiscoveryResult:
     """Learn ``cfg.directions`` latent directions of ``generator`` (a :class:`BigGANGenerator` or anything
     with ``z_dim``, ``device``, ``images(z, one_hot, truncation)`` and ``one_hot(ids)``) for images of
     ``classes``.
@@ -230,8 +246,12 @@ def discover_directions(generator, cfg: DiscoveryConfig, classes: np.ndarray, *,
     reconstructor.train()
     deformator_opt = torch.optim.Adam(deformator.parameters(), lr=cfg.lr)
     reconstructor_opt = torch.optim.Adam(reconstructor.parameters(), lr=cfg.lr)
-    parts = {"deformator": deformator, "reconstructor": reconstructor,
-             "deformator_optimiser": deformator_opt, "reconstructor_optimiser": reconstructor_opt}
+    parts = {
+        "deformator": deformator,
+        "reconstructor": reconstructor,
+        "deformator_optimiser": deformator_opt,
+        "reconstructor_optimiser": reconstructor_opt,
+    }
     latents = LatentSource(cfg.seed, z_dim, cfg.truncation, classes)
 
     start, history = 0, []
@@ -244,8 +264,15 @@ def discover_directions(generator, cfg: DiscoveryConfig, classes: np.ndarray, *,
 
     def save(step: int) -> None:
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, step, parts, history=history, discovery_config=asdict(cfg),
-                            classes=[int(c) for c in classes], z_dim=z_dim)
+            save_checkpoint(
+                checkpoint_path,
+                step,
+                parts,
+                history=history,
+                discovery_config=asdict(cfg),
+                classes=[int(c) for c in classes],
+                z_dim=z_dim,
+            )
 
     started = time.perf_counter()
     with progress(total=cfg.steps, initial=start, desc="direction discovery", unit="step") as bar:
@@ -271,9 +298,12 @@ def discover_directions(generator, cfg: DiscoveryConfig, classes: np.ndarray, *,
             deformator_opt.step()
             reconstructor_opt.step()
 
-            row = {"step": step + 1, "loss": loss.item(),
-                   "accuracy": (logits.argmax(dim=1) == indices).float().mean().item(),
-                   "shift_error": shift_error.item()}
+            row = {
+                "step": step + 1,
+                "loss": loss.item(),
+                "accuracy": (logits.argmax(dim=1) == indices).float().mean().item(),
+                "shift_error": shift_error.item(),
+            }
             history.append(row)
             bar.set_postfix({k: row[k] for k in ("loss", "accuracy", "shift_error")})
             bar.update()
@@ -319,5 +349,14 @@ def load_directions(path: str | os.PathLike, z_dim: int | None = None) -> np.nda
     return check_direction_matrix(path, matrix, z_dim)
 
 
-__all__ = ["DEFORMATORS", "Deformator", "DiscoveryConfig", "DiscoveryResult", "Reconstructor",
-           "discover_directions", "load_directions", "random_shifts", "save_directions"]
+__all__ = [
+    "DEFORMATORS",
+    "Deformator",
+    "DiscoveryConfig",
+    "DiscoveryResult",
+    "Reconstructor",
+    "discover_directions",
+    "load_directions",
+    "random_shifts",
+    "save_directions",
+]

@@ -41,47 +41,51 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthsod.errors import SynthsodError
+from synthsod.core.images import nhwc_gray, to_uint8_nhwc
 from synthsod.core.io import atomic_path
 from synthsod.core.progress import progress
 from synthsod.directions.files import load_direction_matrix
-from synthsod.core.images import nhwc_gray, to_uint8_nhwc
 from synthsod.directions.shift import shift_masks, unit_shift
-
+from synthsod.errors import SynthsodError
 
 Render = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
-RENDER_CHUNK = 8          # latents per generator call
+RENDER_CHUNK = 8  # latents per generator call
 FIT_INIT_PIXELS = 200_000  # pixels of the pool the least-squares start is fitted on
-RANKING_COLUMNS = ["direction", "restoration_loss", "distance", "share", "discarded", "top_distance", "rank",
-                   "chosen"]
+RANKING_COLUMNS = ["direction", "restoration_loss", "distance", "share", "discarded", "top_distance", "rank", "chosen"]
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    scale: float = 5.0           # the norm each direction is scaled to
-    samples: int = 16            # latents in the pool every direction is scored on
-    batch_size: int = 4          # images per Adam step
+    scale: float = 5.0  # the norm each direction is scaled to
+    samples: int = 16  # latents in the pool every direction is scored on
+    batch_size: int = 4  # images per Adam step
     steps: int = 200
     lr: float = 0.005
     discard_share: float = 0.99  # discard a direction with this share of pixels in one class
-    top_fraction: float = 0.2    # shortlist this fraction of the kept directions by D_h ...
-    top: int = 10                # ... and rank the first `top` of them by L_h
-    figure_samples: int = 4      # columns of each shortlisted direction's picture
+    top_fraction: float = 0.2  # shortlist this fraction of the kept directions by D_h ...
+    top: int = 10  # ... and rank the first `top` of them by L_h
+    figure_samples: int = 4  # columns of each shortlisted direction's picture
     seed: int = 0
 
     def __post_init__(self):
         checks = {
-            "scale": self.scale > 0, "samples": self.samples >= 1, "batch_size": self.batch_size >= 1,
-            "steps": self.steps >= 0, "lr": self.lr > 0, "discard_share": 0.5 < self.discard_share <= 1,
-            "top_fraction": 0 < self.top_fraction <= 1, "top": self.top >= 1,
+            "scale": self.scale > 0,
+            "samples": self.samples >= 1,
+            "batch_size": self.batch_size >= 1,
+            "steps": self.steps >= 0,
+            "lr": self.lr > 0,
+            "discard_share": 0.5 < self.discard_share <= 1,
+            "top_fraction": 0 < self.top_fraction <= 1,
+            "top": self.top >= 1,
             "figure_samples": self.figure_samples >= 1,
         }
         bad = [key for key, ok in checks.items() if not ok]
         if bad:
-            raise SynthsodError(f"directions.search: invalid {', '.join(bad)} "
-                                f"({', '.join(f'{k}={getattr(self, k)!r}' for k in bad)})")
+            raise SynthsodError(
+                f"directions.search: invalid {', '.join(bad)} ({', '.join(f'{k}={getattr(self, k)!r}' for k in bad)})"
+            )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SearchConfig:
@@ -133,8 +137,10 @@ class AffinePair:
         return np.where(self.classes(base, shifted)[..., None] == 1, mapped[1], mapped[0])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"A1": {"matrix": self.matrices[0].tolist(), "bias": self.biases[0].tolist()},
-                "A2": {"matrix": self.matrices[1].tolist(), "bias": self.biases[1].tolist()}}
+        return {
+            "A1": {"matrix": self.matrices[0].tolist(), "bias": self.biases[0].tolist()},
+            "A2": {"matrix": self.matrices[1].tolist(), "bias": self.biases[1].tolist()},
+        }
 
 
 def initial_pair(base: np.ndarray, shifted: np.ndarray) -> AffinePair:
@@ -167,8 +173,9 @@ def _loss_and_gradient(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> tup
     return float(np.minimum(error_first, error_second).mean()), grad
 
 
-def fit_affine_pair(base: np.ndarray, shifted: np.ndarray, *, steps: int = 200, batch_size: int = 4,
-                    lr: float = 0.005, seed: int = 0) -> AffinePair:
+def fit_affine_pair(
+    base: np.ndarray, shifted: np.ndarray, *, steps: int = 200, batch_size: int = 4, lr: float = 0.005, seed: int = 0
+) -> AffinePair:
     """Minimise L_h (eq 6) over images ``base`` / ``shifted`` [N, H, W, 3] in [0, 1] with Adam."""
     pair = initial_pair(base, shifted)
     n = len(base)
@@ -181,7 +188,7 @@ def fit_affine_pair(base: np.ndarray, shifted: np.ndarray, *, steps: int = 200, 
         batch = rng.choice(n, size=min(batch_size, n), replace=False)
         _, grad = _loss_and_gradient(weights, x[batch].reshape(-1, 4), y[batch].reshape(-1, 3))
         first = ADAM_BETAS[0] * first + (1 - ADAM_BETAS[0]) * grad
-        second = ADAM_BETAS[1] * second + (1 - ADAM_BETAS[1]) * grad ** 2
+        second = ADAM_BETAS[1] * second + (1 - ADAM_BETAS[1]) * grad**2
         step_size = lr * math.sqrt(1 - ADAM_BETAS[1] ** step) / (1 - ADAM_BETAS[0] ** step)
         weights = (weights - step_size * first / (np.sqrt(second) + ADAM_EPS)).astype(np.float32)
     return AffinePair(weights)
@@ -212,7 +219,7 @@ def rank_directions(scores: pd.DataFrame, cfg: SearchConfig) -> pd.DataFrame:
     # stable sorts: ties go to the lower direction index
     by_distance = table.loc[kept].sort_values("distance", ascending=False, kind="stable").index[:n_top]
     table["top_distance"] = table.index.isin(by_distance)
-    ranked = table.loc[by_distance].sort_values("restoration_loss", kind="stable").index[:cfg.top]
+    ranked = table.loc[by_distance].sort_values("restoration_loss", kind="stable").index[: cfg.top]
     table["rank"] = pd.array([pd.NA] * len(table), dtype="Int64")
     table.loc[ranked, "rank"] = np.arange(1, len(ranked) + 1)
     table["chosen"] = table["rank"].eq(1).fillna(False).astype(bool)
@@ -227,33 +234,38 @@ def to_unit_range(images: np.ndarray) -> np.ndarray:
 
 def render_pool(render: Render, z: np.ndarray, class_ids: np.ndarray | None) -> np.ndarray:
     """``render`` over ``z`` in chunks -> float32 [N, H, W, 3] in [0, 1]."""
-    chunks = [to_unit_range(render(z[i:i + RENDER_CHUNK], None if class_ids is None else class_ids[i:i + RENDER_CHUNK]))
-              for i in range(0, len(z), RENDER_CHUNK)]
+    chunks = [
+        to_unit_range(render(z[i : i + RENDER_CHUNK], None if class_ids is None else class_ids[i : i + RENDER_CHUNK]))
+        for i in range(0, len(z), RENDER_CHUNK)
+    ]
     return np.concatenate(chunks)
 
 
 @dataclass
 class SearchResult:
-    ranking: pd.DataFrame            # RANKING_COLUMNS, one row per candidate direction
-    pairs: list[AffinePair]          # the fitted operators, per direction
-    chosen: np.ndarray | None        # the rank-1 direction, unit norm and signed (None: all discarded)
-    sign: int                        # +1 or -1: how the chosen candidate was flipped
-    brighter_share: float            # share of pixels the chosen signed shift brightens
+    ranking: pd.DataFrame  # RANKING_COLUMNS, one row per candidate direction
+    pairs: list[AffinePair]  # the fitted operators, per direction
+    chosen: np.ndarray | None  # the rank-1 direction, unit norm and signed (None: all discarded)
+    sign: int  # +1 or -1: how the chosen candidate was flipped
+    brighter_share: float  # share of pixels the chosen signed shift brightens
 
 
-def search_directions(render: Render, z: np.ndarray, class_ids: np.ndarray | None, candidates: np.ndarray,
-                      cfg: SearchConfig) -> SearchResult:
+def search_directions(
+    render: Render, z: np.ndarray, class_ids: np.ndarray | None, candidates: np.ndarray, cfg: SearchConfig
+) -> SearchResult:
     """Fit and score every candidate direction [K, z_dim] on the latent pool ``z`` [N, z_dim]."""
     candidates = np.asarray(candidates, np.float32)
     if candidates.ndim != 2 or candidates.shape[1] != z.shape[1]:
-        raise SynthsodError(f"the candidate directions have shape {candidates.shape}; the generator's z has "
-                            f"{z.shape[1]} dimensions")
+        raise SynthsodError(
+            f"the candidate directions have shape {candidates.shape}; the generator's z has {z.shape[1]} dimensions"
+        )
     base = render_pool(render, z, class_ids)
     rows, pairs = [], []
     for k in progress(range(len(candidates)), desc="direction search", unit="direction"):
         shifted = render_pool(render, z + unit_shift(candidates[k], cfg.scale), class_ids)
-        pair = fit_affine_pair(base, shifted, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                               seed=cfg.seed * 1_000_003 + k)
+        pair = fit_affine_pair(
+            base, shifted, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed * 1_000_003 + k
+        )
         rows.append({"direction": k, **score_pair(pair, base, shifted)})
         pairs.append(pair)
     ranking = rank_directions(pd.DataFrame(rows), cfg)
@@ -277,8 +289,14 @@ def load_candidates(path: str | os.PathLike) -> np.ndarray:
     return load_direction_matrix(path)
 
 
-def shortlist_figures(render: Render, z: np.ndarray, class_ids: np.ndarray | None, candidates: np.ndarray,
-                      result: SearchResult, cfg: SearchConfig) -> dict[int, np.ndarray]:
+def shortlist_figures(
+    render: Render,
+    z: np.ndarray,
+    class_ids: np.ndarray | None,
+    candidates: np.ndarray,
+    result: SearchResult,
+    cfg: SearchConfig,
+) -> dict[int, np.ndarray]:
     """rank -> :func:`direction_figure` of each ranked direction on the pool's first latents."""
     n = min(cfg.figure_samples, len(z))
     ids = None if class_ids is None else class_ids[:n]
@@ -303,7 +321,7 @@ def direction_figure(pair: AffinePair, base: np.ndarray, shifted: np.ndarray, gu
     grid = np.full((4 * h + 3 * gutter, n * w + (n - 1) * gutter, 3), 255, np.uint8)
     for r, images in enumerate(rows):
         for c, image in enumerate(images):
-            grid[r * (h + gutter):r * (h + gutter) + h, c * (w + gutter):c * (w + gutter) + w] = image
+            grid[r * (h + gutter) : r * (h + gutter) + h, c * (w + gutter) : c * (w + gutter) + w] = image
     return grid
 
 
@@ -312,6 +330,21 @@ def write_ranking(path: str | os.PathLike, ranking: pd.DataFrame) -> None:
         ranking.to_csv(tmp, index=False, float_format="%.6g")
 
 
-__all__ = ["AffinePair", "RANKING_COLUMNS", "SearchConfig", "SearchResult", "direction_figure", "fit_affine_pair",
-           "initial_pair", "load_candidates", "rank_directions", "render_pool", "restoration_gradient", "score_pair",
-           "search_directions", "shortlist_figures", "to_unit_range", "write_ranking"]
+__all__ = [
+    "AffinePair",
+    "RANKING_COLUMNS",
+    "SearchConfig",
+    "SearchResult",
+    "direction_figure",
+    "fit_affine_pair",
+    "initial_pair",
+    "load_candidates",
+    "rank_directions",
+    "render_pool",
+    "restoration_gradient",
+    "score_pair",
+    "search_directions",
+    "shortlist_figures",
+    "to_unit_range",
+    "write_ranking",
+]

@@ -10,7 +10,6 @@ import numpy as np
 
 from synthsod.errors import SynthsodError
 
-
 COMPARISONS = ("base", "mean")
 
 

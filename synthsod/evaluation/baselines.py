@@ -14,10 +14,10 @@ import pandas as pd
 import torch
 from skimage.filters import threshold_otsu
 
-from synthsod.sod.datasets import ManifestDataset, image_to_tensor
 from synthsod.core.images import LUMA
-from synthsod.evaluation.metrics import SODMetrics
 from synthsod.data.prepare import load_gray, load_image_rgb
+from synthsod.evaluation.metrics import SODMetrics
+from synthsod.sod.datasets import ManifestDataset, image_to_tensor
 from synthsod.sod.predict import probabilities
 from synthsod.sod.train import Recipe, train_sod
 
@@ -43,20 +43,39 @@ def _score(maps: list[np.ndarray], manifest: pd.DataFrame) -> dict[str, float]:
     return {key: results[key] for key in REPORTED}
 
 
-def threshold_vs_unet(train_manifest: str, test_manifest: str, *, recipe: Recipe, size: int,
-                      model_options: dict | None = None, seed: int = 0) -> dict:
+def threshold_vs_unet(
+    train_manifest: str,
+    test_manifest: str,
+    *,
+    recipe: Recipe,
+    size: int,
+    model_options: dict | None = None,
+    seed: int = 0,
+) -> dict:
     """{"otsu": metrics, "unet": metrics, "train_images", "test_images"} on ``test_manifest``."""
     test = pd.read_parquet(test_manifest)
     images = [load_image_rgb(path) for path in test["image"]]
     otsu = [otsu_saliency(image) for image in images]
-    model = train_sod("unet", "ce", ManifestDataset(train_manifest, size), recipe, seed=seed,
-                      model_kwargs=model_options, desc="U-Net on real scenes")
+    model = train_sod(
+        "unet",
+        "ce",
+        ManifestDataset(train_manifest, size),
+        recipe,
+        seed=seed,
+        model_kwargs=model_options,
+        desc="U-Net on real scenes",
+    )
     unet = []
     for lo in range(0, len(images), 64):
-        batch = torch.stack([image_to_tensor(image, size) for image in images[lo:lo + 64]])
-        for image, prob in zip(images[lo:lo + 64], probabilities(model, batch, channel=1)):
-            resized = torch.nn.functional.interpolate(prob[None], size=image.shape[:2], mode="bilinear",
-                                                      align_corners=False)[0, 0]
+        batch = torch.stack([image_to_tensor(image, size) for image in images[lo : lo + 64]])
+        for image, prob in zip(images[lo : lo + 64], probabilities(model, batch, channel=1)):
+            resized = torch.nn.functional.interpolate(
+                prob[None], size=image.shape[:2], mode="bilinear", align_corners=False
+            )[0, 0]
             unet.append(np.clip(np.rint(resized.numpy() * 255), 0, 255).astype(np.uint8))
-    return {"otsu": _score(otsu, test), "unet": _score(unet, test),
-            "train_images": len(pd.read_parquet(train_manifest)), "test_images": len(test)}
+    return {
+        "otsu": _score(otsu, test),
+        "unet": _score(unet, test),
+        "train_images": len(pd.read_parquet(train_manifest)),
+        "test_images": len(test),
+    }

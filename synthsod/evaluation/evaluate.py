@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from synthsod.core.progress import progress
+from synthsod.data.prepare import list_image_files, load_gray
 from synthsod.errors import SynthsodError
 from synthsod.evaluation.metrics import SODMetrics
-from synthsod.data.prepare import list_image_files, load_gray
-from synthsod.core.progress import progress
 
 MAX_LISTED_PROBLEMS = 20
 
@@ -36,8 +36,9 @@ class Evaluation:
     problems: list[str] = field(default_factory=list)
 
 
-def evaluate_pairs(pairs: Iterable[tuple[Path | None, Path]], *, skip_bad: bool = False,
-                   problems: list[str] | None = None) -> Evaluation:
+def evaluate_pairs(
+    pairs: Iterable[tuple[Path | None, Path]], *, skip_bad: bool = False, problems: list[str] | None = None
+) -> Evaluation:
     """Evaluate (prediction path or None when missing, ground-truth path) pairs; see the module docstring."""
     metrics, problems, resized, total = SODMetrics(), list(problems or []), 0, len(problems or [])
     for pred_path, gt_path in progress(pairs, desc="evaluation", unit="image"):
@@ -57,8 +58,10 @@ def evaluate_pairs(pairs: Iterable[tuple[Path | None, Path]], *, skip_bad: bool 
     if problems and not skip_bad:
         listed = "\n".join(f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS])
         more = len(problems) - MAX_LISTED_PROBLEMS
-        raise SynthsodError(f"{len(problems)} of {total} images cannot be evaluated:\n{listed}"
-                            + (f"\n  ... and {more} more" if more > 0 else ""))
+        raise SynthsodError(
+            f"{len(problems)} of {total} images cannot be evaluated:\n{listed}"
+            + (f"\n  ... and {more} more" if more > 0 else "")
+        )
     return Evaluation(metrics.results(), metrics.curves(), metrics.count, resized, problems)
 
 

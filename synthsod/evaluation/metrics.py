@@ -28,8 +28,20 @@ import py_sod_metrics as psm
 from synthsod.errors import SynthsodError
 
 BETA = 0.3
-SCALARS = ("mae", "max_f", "mean_f", "adp_f", "s_measure", "max_e", "mean_e", "adp_e", "weighted_f",
-           "iou", "accuracy", "auc")
+SCALARS = (
+    "mae",
+    "max_f",
+    "mean_f",
+    "adp_f",
+    "s_measure",
+    "max_e",
+    "mean_e",
+    "adp_e",
+    "weighted_f",
+    "iou",
+    "accuracy",
+    "auc",
+)
 
 
 class SODMetrics:
@@ -39,15 +51,17 @@ class SODMetrics:
         with warnings.catch_warnings():  # Emeasure/Smeasure/MAE are current; only Fmeasure moved to V2
             warnings.simplefilter("ignore", UserWarning)
             self._mae, self._sm, self._em, self._wfm = psm.MAE(), psm.Smeasure(), psm.Emeasure(), psm.WeightedFmeasure()
-        self._v2 = psm.FmeasureV2(metric_handlers={
-            "fm": psm.FmeasureHandler(with_dynamic=True, with_adaptive=True, beta=BETA),
-            "precision": psm.PrecisionHandler(with_dynamic=True, with_adaptive=False),
-            "recall": psm.RecallHandler(with_dynamic=True, with_adaptive=False),
-            "tpr": psm.TPRHandler(with_dynamic=True, with_adaptive=False),
-            "fpr": psm.FPRHandler(with_dynamic=True, with_adaptive=False),
-            "iou": psm.IOUHandler(with_dynamic=False, with_adaptive=False, with_binary=True),
-            "accuracy": psm.OverallAccuracyHandler(with_dynamic=False, with_adaptive=False, with_binary=True),
-        })
+        self._v2 = psm.FmeasureV2(
+            metric_handlers={
+                "fm": psm.FmeasureHandler(with_dynamic=True, with_adaptive=True, beta=BETA),
+                "precision": psm.PrecisionHandler(with_dynamic=True, with_adaptive=False),
+                "recall": psm.RecallHandler(with_dynamic=True, with_adaptive=False),
+                "tpr": psm.TPRHandler(with_dynamic=True, with_adaptive=False),
+                "fpr": psm.FPRHandler(with_dynamic=True, with_adaptive=False),
+                "iou": psm.IOUHandler(with_dynamic=False, with_adaptive=False, with_binary=True),
+                "accuracy": psm.OverallAccuracyHandler(with_dynamic=False, with_adaptive=False, with_binary=True),
+            }
+        )
         self.count = 0
 
     def step(self, pred: np.ndarray, gt: np.ndarray, name: str = "image") -> None:
@@ -68,8 +82,14 @@ class SODMetrics:
 
     @staticmethod
     def _curves(v2: dict, em: dict) -> dict[str, np.ndarray]:
-        return {"precision": v2["precision"]["dynamic"], "recall": v2["recall"]["dynamic"],
-                "f": v2["fm"]["dynamic"], "e": em["curve"], "tpr": v2["tpr"]["dynamic"], "fpr": v2["fpr"]["dynamic"]}
+        return {
+            "precision": v2["precision"]["dynamic"],
+            "recall": v2["recall"]["dynamic"],
+            "f": v2["fm"]["dynamic"],
+            "e": em["curve"],
+            "tpr": v2["tpr"]["dynamic"],
+            "fpr": v2["fpr"]["dynamic"],
+        }
 
     def results(self) -> dict[str, float]:
         self._require()
@@ -79,12 +99,16 @@ class SODMetrics:
         tpr = np.concatenate([[0.0], curves["tpr"], [1.0]])
         return {
             "mae": float(self._mae.get_results()["mae"]),
-            "max_f": float(curves["f"].max()), "mean_f": float(curves["f"].mean()),
+            "max_f": float(curves["f"].max()),
+            "mean_f": float(curves["f"].mean()),
             "adp_f": float(v2["fm"]["adaptive"]),
             "s_measure": float(self._sm.get_results()["sm"]),
-            "max_e": float(em["curve"].max()), "mean_e": float(em["curve"].mean()), "adp_e": float(em["adp"]),
+            "max_e": float(em["curve"].max()),
+            "mean_e": float(em["curve"].mean()),
+            "adp_e": float(em["adp"]),
             "weighted_f": float(self._wfm.get_results()["wfm"]),
-            "iou": float(v2["iou"]["binary"]), "accuracy": float(v2["accuracy"]["binary"]),
+            "iou": float(v2["iou"]["binary"]),
+            "accuracy": float(v2["accuracy"]["binary"]),
             "auc": float(np.trapezoid(tpr, fpr)),
         }
 

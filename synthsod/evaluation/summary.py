@@ -8,24 +8,29 @@ so a ratio below 1 is the better one.
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Mapping, Sequence
-import html
 
 import pandas as pd
 
-from synthsod.errors import SynthsodError
 from synthsod.core.io import atomic_path, write_bytes_atomic
-from synthsod.evaluation.metrics import SCALARS
 from synthsod.core.plots import pyplot, save_figure
+from synthsod.errors import SynthsodError
+from synthsod.evaluation.metrics import SCALARS
 
 
 def summary_table(records: Sequence[Mapping]) -> pd.DataFrame:
     """Records {"training", "benchmark", "metrics": {...}} -> one row each, metric columns in SCALARS order."""
-    rows = [{"training": r["training"], "benchmark": r["benchmark"], **{k: r["metrics"][k] for k in SCALARS}}
-            for r in records]
-    return pd.DataFrame(rows, columns=["training", "benchmark", *SCALARS]).sort_values(
-        ["benchmark", "training"], kind="stable").reset_index(drop=True)
+    rows = [
+        {"training": r["training"], "benchmark": r["benchmark"], **{k: r["metrics"][k] for k in SCALARS}}
+        for r in records
+    ]
+    return (
+        pd.DataFrame(rows, columns=["training", "benchmark", *SCALARS])
+        .sort_values(["benchmark", "training"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def ratio_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -51,8 +56,13 @@ def _html_table(table: pd.DataFrame, digits: int) -> str:
     return table.to_html(index=False, border=0, float_format=lambda v: f"{v:.{digits}f}")
 
 
-def write_summary(table: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike,
-                  reference: str | None, html_path: str | os.PathLike | None = None) -> None:
+def write_summary(
+    table: pd.DataFrame,
+    csv_path: str | os.PathLike,
+    md_path: str | os.PathLike,
+    reference: str | None,
+    html_path: str | os.PathLike | None = None,
+) -> None:
     """The table as CSV and Markdown (and HTML for the report when ``html_path`` is given), each with
     the ratio table to ``reference`` when there is more than one training."""
     with atomic_path(csv_path) as tmp:
@@ -69,10 +79,14 @@ def write_summary(table: pd.DataFrame, csv_path: str | os.PathLike, md_path: str
     page = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(note)}</p>", _html_table(table, 4)]
     if ratios:
         page += [f"<h2>{html.escape(ratio_title)}</h2>", _html_table(ratio_table(table, reference), 3)]
-    style = ("body{font-family:sans-serif} table{border-collapse:collapse} "
-             "th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}")
-    document = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
-                f"<style>{style}</style></head><body>{''.join(page)}</body></html>\n")
+    style = (
+        "body{font-family:sans-serif} table{border-collapse:collapse} "
+        "th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}"
+    )
+    document = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{style}</style></head><body>{''.join(page)}</body></html>\n"
+    )
     write_bytes_atomic(html_path, document.encode())
 
 
@@ -87,8 +101,9 @@ def plot_curves(curves: Mapping[str, Mapping[str, pd.DataFrame]], out_png: str |
             row[0].plot(frame["recall"], frame["precision"], label=training)
             row[1].plot(frame["threshold"], frame["f"], label=training)
         row[0].set(title=f"{bench}: precision-recall", xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1))
-        row[1].set(title=f"{bench}: F-measure (beta^2 = 0.3)", xlabel="threshold", ylabel="F", xlim=(0, 255),
-                   ylim=(0, 1))
+        row[1].set(
+            title=f"{bench}: F-measure (beta^2 = 0.3)", xlabel="threshold", ylabel="F", xlim=(0, 255), ylim=(0, 1)
+        )
         row[0].legend(fontsize="small")
     fig.tight_layout()
     save_figure(fig, out_png)

@@ -16,8 +16,11 @@ from synthsod.names import BUILT_MODELS, MODELS, PRETRAINED_MODELS, SCENE, TINY
 # Everything else loads on first use, so that importing the package (for the names above, or the torch-free
 # weights module) pulls in neither torch nor pytorch-pretrained-biggan.
 _LAZY = {
-    "BigGANGenerator": ".biggan", "GeneratorOutput": ".base", "create_generator": ".factory",
-    "resolve_classes": ".latents", "sample_latents": ".latents",
+    "BigGANGenerator": ".biggan",
+    "GeneratorOutput": ".base",
+    "create_generator": ".factory",
+    "resolve_classes": ".latents",
+    "sample_latents": ".latents",
 }
 
 __all__ = ["BUILT_MODELS", "MODELS", "PRETRAINED_MODELS", "SCENE", "TINY", *_LAZY]

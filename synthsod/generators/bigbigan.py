@@ -26,11 +26,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from synthsod.core.progress import progress
+from synthsod.data.prepare import load_image_rgb
 from synthsod.errors import SynthsodError
 from synthsod.generators.weights import BIGBIGAN_MODULE_URL as MODULE_URL  # noqa: F401 (re-exported)
 from synthsod.generators.weights import bigbigan_module_problem as module_problem
-from synthsod.data.prepare import load_image_rgb
-from synthsod.core.progress import progress
 
 Z_DIM = 120
 RESOLUTION = 128  # generator output side
@@ -92,8 +92,9 @@ class BigBiGAN:
         try:
             self._module = hub.load(str(module_dir))  # kept: the signatures need its variables alive
         except Exception as exc:  # TF raises many types for a broken or partly extracted module
-            raise SynthsodError(f"BigBiGAN module {module_dir} cannot be loaded ({exc}); "
-                                f"extract the download again") from exc
+            raise SynthsodError(
+                f"BigBiGAN module {module_dir} cannot be loaded ({exc}); extract the download again"
+            ) from exc
         missing = [s for s in (GENERATE, ENCODE) if s not in self._module.signatures]
         if missing:
             raise SynthsodError(
@@ -102,21 +103,26 @@ class BigBiGAN:
             )
         self._generate = self._module.signatures[GENERATE]
         self._encode = self._module.signatures[ENCODE]
-        for signature_name, signature, key in ((GENERATE, self._generate, IMAGE_OUTPUT),
-                                               (ENCODE, self._encode, Z_OUTPUT)):
+        for signature_name, signature, key in (
+            (GENERATE, self._generate, IMAGE_OUTPUT),
+            (ENCODE, self._encode, Z_OUTPUT),
+        ):
             if key not in signature.structured_outputs:
-                raise SynthsodError(f"BigBiGAN module {module_dir}: signature '{signature_name}' has "
-                                    f"no output '{key}' (it has {sorted(signature.structured_outputs)})")
+                raise SynthsodError(
+                    f"BigBiGAN module {module_dir}: signature '{signature_name}' has "
+                    f"no output '{key}' (it has {sorted(signature.structured_outputs)})"
+                )
         self._z_input, z_spec = _single_input(module_dir, GENERATE, self._generate)
         self._x_input, x_spec = _single_input(module_dir, ENCODE, self._encode)
         self.z_dim = _dim(z_spec.shape, -1, Z_DIM)
         self.resolution = _dim(self._generate.structured_outputs[IMAGE_OUTPUT].shape, 1, RESOLUTION)
         self.encoder_size = _dim(x_spec.shape, 1, ENCODER_SIZE)
 
-    def _run(self, signature: Any, input_name: str, output: str, x: np.ndarray,
-             out_shape: tuple[int, ...]) -> np.ndarray:
+    def _run(
+        self, signature: Any, input_name: str, output: str, x: np.ndarray, out_shape: tuple[int, ...]
+    ) -> np.ndarray:
         chunks = [
-            signature(**{input_name: self._tf.constant(x[i:i + self.batch_size])})[output].numpy()
+            signature(**{input_name: self._tf.constant(x[i : i + self.batch_size])})[output].numpy()
             for i in range(0, len(x), self.batch_size)
         ]
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, *out_shape), np.float32)
@@ -157,7 +163,7 @@ def encoder_input(image: np.ndarray, size: int = ENCODER_SIZE) -> np.ndarray:
         image = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
         height, width = new_h, new_w
     top, left = (height - size) // 2, (width - size) // 2
-    return np.ascontiguousarray(image[top:top + size, left:left + size])
+    return np.ascontiguousarray(image[top : top + size, left : left + size])
 
 
 def embed_dataset(model: BigBiGAN, manifest: pd.DataFrame, batch_size: int = 16) -> pd.DataFrame:
@@ -170,7 +176,7 @@ def embed_dataset(model: BigBiGAN, manifest: pd.DataFrame, batch_size: int = 16)
     ids, latents = [], []
     with progress(total=len(manifest), desc="BigBiGAN encoding", unit="image") as bar:
         for start in range(0, len(manifest), batch_size):
-            rows = manifest.iloc[start:start + batch_size]
+            rows = manifest.iloc[start : start + batch_size]
             batch = np.stack([encoder_input(load_image_rgb(path), model.encoder_size) for path in rows["image"]])
             latents.extend(model.encode(batch))
             ids.extend(rows["id"].astype(str))
@@ -178,8 +184,9 @@ def embed_dataset(model: BigBiGAN, manifest: pd.DataFrame, batch_size: int = 16)
     return pd.DataFrame({"id": pd.Series(ids, dtype="str"), "z": pd.Series(latents, dtype=object)})
 
 
-def write_tiny_module(out_dir: str | os.PathLike, seed: int = 0, z_dim: int = Z_DIM,
-                      resolution: int = RESOLUTION) -> None:
+def write_tiny_module(
+    out_dir: str | os.PathLike, seed: int = 0, z_dim: int = Z_DIM, resolution: int = RESOLUTION
+) -> None:
     """Save a tiny random BigBiGAN stand-in (same signatures, inputs named ``z`` and ``x``) to ``out_dir``.
 
     generate: dense -> 4x4x8 -> (2x nearest upsampling + 3x3 conv + ReLU) until ``resolution`` ->

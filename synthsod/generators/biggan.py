@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 from pytorch_pretrained_biggan.model import BigGANBatchNorm
 
-from synthsod.errors import SynthsodError
 from synthsod.core.gpu import autocast
 from synthsod.core.io import file_sha256
+from synthsod.errors import SynthsodError
 from synthsod.generators.base import GeneratorOutput
 from synthsod.generators.weights import CONFIG_NAME, WEIGHTS_NAME, locate_weights, missing_weights_message
 
@@ -48,17 +48,37 @@ GRID_TOLERANCE = 1e-6
 
 # The released models' config.json, for building same-shaped random-init models (tests, benchmarks).
 # BigGAN-deep: two blocks per resolution (the second upsamples), self-attention at 64x64.
-_DEEP_LAYERS = [(False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8), (False, 8, 8), (True, 8, 8),
-                (False, 8, 4), (True, 4, 4), (False, 4, 2), (True, 2, 2), (False, 2, 1), (True, 1, 1),
-                (False, 1, 1), (True, 1, 1)]
+_DEEP_LAYERS = [
+    (False, 16, 16),
+    (True, 16, 16),
+    (False, 16, 16),
+    (True, 16, 8),
+    (False, 8, 8),
+    (True, 8, 8),
+    (False, 8, 4),
+    (True, 4, 4),
+    (False, 4, 2),
+    (True, 2, 2),
+    (False, 2, 1),
+    (True, 1, 1),
+    (False, 1, 1),
+    (True, 1, 1),
+]
 PRETRAINED_CONFIGS = {
     "biggan-deep-128": dict(output_dim=128, layers=BigGANConfig().layers),
     "biggan-deep-256": dict(output_dim=256, layers=_DEEP_LAYERS[:12]),
     "biggan-deep-512": dict(output_dim=512, layers=_DEEP_LAYERS),
 }
 for _config in PRETRAINED_CONFIGS.values():
-    _config.update(z_dim=128, class_embed_dim=128, channel_width=128, num_classes=1000,
-                   attention_layer_position=8, eps=1e-4, n_stats=51)
+    _config.update(
+        z_dim=128,
+        class_embed_dim=128,
+        channel_width=128,
+        num_classes=1000,
+        attention_layer_position=8,
+        eps=1e-4,
+        n_stats=51,
+    )
 
 
 # --- truncation ----------------------------------------------------------------------------------
@@ -150,8 +170,10 @@ def load_biggan(model: str, weights_dir: str | os.PathLike | None = None, sha256
         raise SynthsodError(missing_weights_message(model, weights_dir))
     weights_file, config_file = found
     if sha256 is not None and (actual := file_sha256(weights_file)) != sha256.lower():
-        raise SynthsodError(f"{weights_file} has sha256 {actual}, expected {sha256}: the file is damaged or "
-                            "another version; restore it (git checkout / re-download) or update the sha256")
+        raise SynthsodError(
+            f"{weights_file} has sha256 {actual}, expected {sha256}: the file is damaged or "
+            "another version; restore it (git checkout / re-download) or update the sha256"
+        )
     try:
         config = BigGANConfig.from_json_file(config_file)
         net = BigGAN(config)
@@ -192,8 +214,7 @@ class BigGANGenerator:
     num_classes: int
     resolution: int
 
-    def __init__(self, net: BigGAN, name: str, taps: Sequence[int] | None = None,
-                 device: torch.device | str = "cpu"):
+    def __init__(self, net: BigGAN, name: str, taps: Sequence[int] | None = None, device: torch.device | str = "cpu"):
         self.net = net.to(device).eval().requires_grad_(False)
         self.name = name
         self.device = torch.device(device)
@@ -213,6 +234,7 @@ class BigGANGenerator:
         def hook(module, args, output=None):
             if self._captured is not None:
                 self._captured[tap] = output if use_output else args[0]
+
         return hook
 
     def images(self, z: torch.Tensor, one_hot: torch.Tensor, truncation: float) -> torch.Tensor:

@@ -47,7 +47,6 @@ def resolve_classes(spec: dict | None, num_classes: int) -> np.ndarray:
     return np.array(sorted(chosen), dtype=np.int64)
 
 
-
 @dataclass
 class LatentSource:
     """Draws (z, class) for sample indices; row ``i`` depends only on ``(seed, i)``.
@@ -85,8 +84,11 @@ class LatentSource:
         for row, index in enumerate(indices):
             rng = np.random.default_rng([int(self.seed), int(index)])
             if self.table is None:
-                z[row] = (rng.standard_normal(self.z_dim) if self.truncation is None
-                          else self.truncation * truncated_normal(rng, self.z_dim))
+                z[row] = (
+                    rng.standard_normal(self.z_dim)
+                    if self.truncation is None
+                    else self.truncation * truncated_normal(rng, self.z_dim)
+                )
                 if ids is not None:
                     ids[row] = self.classes[rng.integers(len(self.classes))]
             else:
@@ -97,8 +99,9 @@ class LatentSource:
         return z, ids
 
 
-def restrict_table(table: np.ndarray, table_classes: np.ndarray | None, classes: np.ndarray | None
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
+def restrict_table(
+    table: np.ndarray, table_classes: np.ndarray | None, classes: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The rows of a latent table whose class is among ``classes`` (all rows when either is None)."""
     if table_classes is None or classes is None:
         return table, table_classes

@@ -33,13 +33,13 @@ from pytorch_pretrained_biggan import BigGAN
 from scipy import linalg
 from torch import nn
 
-from synthsod.data import scenes
 from synthsod.core.checkpoint import step_generator
-from synthsod.errors import SynthsodError
 from synthsod.core.images import write_image
 from synthsod.core.io import write_json_atomic
-from synthsod.generators.latents import sample_latents
+from synthsod.data import scenes
+from synthsod.errors import SynthsodError
 from synthsod.generators.biggan import BigGANGenerator
+from synthsod.generators.latents import sample_latents
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -59,8 +59,11 @@ class SceneClassifier(nn.Module):
         layers: list[nn.Module] = []
         channels = 3
         for width in widths:
-            layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False),
-                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
             channels = width
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(channels, num_classes)
@@ -97,12 +100,19 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     pad = max(1, h // 16)
     offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
     padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
+    return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
 
 
-def train_scene_classifier(images_uint8: np.ndarray, class_ids: np.ndarray, num_classes: int, steps: int,
-                           batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-                           progress: Progress | None = None) -> SceneClassifier:
+def train_scene_classifier(
+    images_uint8: np.ndarray,
+    class_ids: np.ndarray,
+    num_classes: int,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> SceneClassifier:
     """A :class:`SceneClassifier` trained on images [N, S, S, 3] uint8 with labels [N]; eval mode, frozen.
 
     Adam on cross-entropy for ``steps`` steps of ``batch_size`` images drawn with replacement. Step ``k``
@@ -112,8 +122,9 @@ def train_scene_classifier(images_uint8: np.ndarray, class_ids: np.ndarray, num_
     images_uint8 = np.asarray(images_uint8)
     class_ids = np.asarray(class_ids, dtype=np.int64)
     if images_uint8.ndim != 4 or images_uint8.shape[-1] != 3 or images_uint8.dtype != np.uint8:
-        raise SynthsodError(f"classifier training images: expected [N, S, S, 3] uint8, got "
-                            f"{images_uint8.shape} {images_uint8.dtype}")
+        raise SynthsodError(
+            f"classifier training images: expected [N, S, S, 3] uint8, got {images_uint8.shape} {images_uint8.dtype}"
+        )
     if len(images_uint8) == 0 or len(class_ids) != len(images_uint8):
         raise SynthsodError(f"classifier training: {len(images_uint8)} images but {len(class_ids)} labels")
     if class_ids.min() < 0 or class_ids.max() >= num_classes:
@@ -140,20 +151,20 @@ def train_scene_classifier(images_uint8: np.ndarray, class_ids: np.ndarray, num_
 
 
 @torch.no_grad()
-def classify(model: SceneClassifier, images: torch.Tensor | np.ndarray,
-             batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def classify(
+    model: SceneClassifier, images: torch.Tensor | np.ndarray, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Predicted class ids [N] (int64) and pooled features [N, D] (float64) of images [N, 3, S, S] in [-1, 1]."""
     images = torch.as_tensor(images, dtype=torch.float32)
     model.eval()
     predictions, features = [], []
     for start in range(0, len(images), batch_size):
-        feats = model.features(images[start:start + batch_size])
+        feats = model.features(images[start : start + batch_size])
         predictions.append(model.head(feats).argmax(dim=1))
         features.append(feats)
     if not predictions:
         return np.zeros(0, np.int64), np.zeros((0, model.head.in_features), np.float64)
-    return (torch.cat(predictions).numpy().astype(np.int64),
-            torch.cat(features).numpy().astype(np.float64))
+    return (torch.cat(predictions).numpy().astype(np.int64), torch.cat(features).numpy().astype(np.float64))
 
 
 # --- the Fréchet distance ---------------------------------------------------------------------------
@@ -191,8 +202,9 @@ def _as_generator(net: BigGAN | BigGANGenerator) -> BigGANGenerator:
     return net if isinstance(net, BigGANGenerator) else BigGANGenerator(net, "quality", taps=[])
 
 
-def balanced_latents(net: BigGAN | BigGANGenerator, n: int, num_classes: int, truncation: float,
-                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+def balanced_latents(
+    net: BigGAN | BigGANGenerator, n: int, num_classes: int, truncation: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Latents [n, z_dim] for samples ``0 .. n-1`` and balanced class ids ``i % num_classes`` [n].
 
     ``sample_latents`` would draw each class at random; fixed balanced ids instead give every class the
@@ -204,8 +216,14 @@ def balanced_latents(net: BigGAN | BigGANGenerator, n: int, num_classes: int, tr
     return z, np.arange(n, dtype=np.int64) % num_classes
 
 
-def generate_images(net: BigGAN | BigGANGenerator, z: np.ndarray, class_ids: np.ndarray, truncation: float,
-                    progress: Progress | None = None, stage: str = "samples") -> torch.Tensor:
+def generate_images(
+    net: BigGAN | BigGANGenerator,
+    z: np.ndarray,
+    class_ids: np.ndarray,
+    truncation: float,
+    progress: Progress | None = None,
+    stage: str = "samples",
+) -> torch.Tensor:
     """Images [N, 3, R, R] in [-1, 1] (float32, CPU) of latents ``z`` and classes, in batches."""
     generator = _as_generator(net)
     out = []
@@ -218,8 +236,13 @@ def generate_images(net: BigGAN | BigGANGenerator, z: np.ndarray, class_ids: np.
     return torch.cat(out) if out else torch.zeros(0, 3, generator.resolution, generator.resolution)
 
 
-def real_scenes(world_seed: int, indices: Sequence[int], size: int = scenes.DEFAULT_SIZE,
-                progress: Progress | None = None, stage: str = "scenes") -> tuple[np.ndarray, np.ndarray]:
+def real_scenes(
+    world_seed: int,
+    indices: Sequence[int],
+    size: int = scenes.DEFAULT_SIZE,
+    progress: Progress | None = None,
+    stage: str = "scenes",
+) -> tuple[np.ndarray, np.ndarray]:
     """Images [N, S, S, 3] uint8 and class ids [N] of world scenes ``indices``."""
     images, ids = [], []
     for done, scene in enumerate(scenes.scenes(world_seed, indices, size), 1):
@@ -233,8 +256,10 @@ def real_scenes(world_seed: int, indices: Sequence[int], size: int = scenes.DEFA
 def _per_class(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float | None]:
     """Share of correct predictions per class name (None for a class without samples)."""
     names = _class_names(num_classes)
-    return {names[c]: (float(np.mean(predicted[labels == c] == c)) if np.any(labels == c) else None)
-            for c in range(num_classes)}
+    return {
+        names[c]: (float(np.mean(predicted[labels == c] == c)) if np.any(labels == c) else None)
+        for c in range(num_classes)
+    }
 
 
 def _class_names(num_classes: int) -> list[str]:
@@ -245,10 +270,19 @@ def _class_names(num_classes: int) -> list[str]:
 
 
 # --- the report -------------------------------------------------------------------------------------
-def evaluate_generator(net: BigGAN | BigGANGenerator, *, world_seed: int, num_classes: int,
-                       truncations: Sequence[float] = (1.0, 0.5), n_train: int = 4000, n_test: int = 1000,
-                       n_samples: int = 1000, classifier_steps: int = 600, seed: int = 0,
-                       progress: Progress | None = None) -> dict:
+def evaluate_generator(
+    net: BigGAN | BigGANGenerator,
+    *,
+    world_seed: int,
+    num_classes: int,
+    truncations: Sequence[float] = (1.0, 0.5),
+    n_train: int = 4000,
+    n_test: int = 1000,
+    n_samples: int = 1000,
+    classifier_steps: int = 600,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict:
     """Class consistency and Fréchet distance of a class-conditional generator of the scene world.
 
     The classifier trains on scenes ``0 .. n_train-1`` of split "eval"; its accuracy is measured on
@@ -270,16 +304,21 @@ def evaluate_generator(net: BigGAN | BigGANGenerator, *, world_seed: int, num_cl
     if n_train < 1 or n_test < 1 or n_samples < 2:
         raise SynthsodError("generator evaluation: n_train and n_test must be >= 1 and n_samples >= 2")
     size = generator.resolution
-    train_images, train_ids = real_scenes(world_seed, scenes.split_indices("eval", n_train), size,
-                                          progress, "real scenes (eval)")
-    model = train_scene_classifier(train_images, train_ids, num_classes, classifier_steps, seed=seed,
-                                   progress=progress)
+    train_images, train_ids = real_scenes(
+        world_seed, scenes.split_indices("eval", n_train), size, progress, "real scenes (eval)"
+    )
+    model = train_scene_classifier(train_images, train_ids, num_classes, classifier_steps, seed=seed, progress=progress)
     del train_images
     # One rendering of "eval-ref" serves the held-out accuracy and both real feature sets.
-    ref_images, ref_ids = real_scenes(world_seed, scenes.split_indices("eval-ref", max(n_test, 2 * n_samples)),
-                                      size, progress, "real scenes (eval-ref)")
+    ref_images, ref_ids = real_scenes(
+        world_seed,
+        scenes.split_indices("eval-ref", max(n_test, 2 * n_samples)),
+        size,
+        progress,
+        "real scenes (eval-ref)",
+    )
     ref_predicted, ref_features = classify(model, images_to_tensor(ref_images))
-    real_a, real_b = ref_features[:n_samples], ref_features[n_samples:2 * n_samples]
+    real_a, real_b = ref_features[:n_samples], ref_features[n_samples : 2 * n_samples]
     report: dict = {
         "classifier": {
             "train_scenes": n_train,
@@ -293,9 +332,15 @@ def evaluate_generator(net: BigGAN | BigGANGenerator, *, world_seed: int, num_cl
         "real_scenes": n_samples,
         "chance": 1.0 / num_classes,
         "class_names": _class_names(num_classes),
-        "settings": {"world_seed": world_seed, "seed": seed, "n_train": n_train, "n_test": n_test,
-                     "n_samples": n_samples, "classifier_steps": classifier_steps,
-                     "truncations": [float(t) for t in truncations]},
+        "settings": {
+            "world_seed": world_seed,
+            "seed": seed,
+            "n_train": n_train,
+            "n_test": n_test,
+            "n_samples": n_samples,
+            "classifier_steps": classifier_steps,
+            "truncations": [float(t) for t in truncations],
+        },
     }
     for truncation in truncations:
         key = str(float(truncation))
@@ -326,9 +371,17 @@ def label_width(class_names: Sequence[str]) -> int:
     return widest + 2 * LABEL_PAD
 
 
-def sample_grid(net: BigGAN | BigGANGenerator, path: str | os.PathLike, *, num_classes: int,
-                class_names: Sequence[str], per_class: int = 8, truncation: float = 1.0, seed: int = 0,
-                scale: int = 2) -> np.ndarray:
+def sample_grid(
+    net: BigGAN | BigGANGenerator,
+    path: str | os.PathLike,
+    *,
+    num_classes: int,
+    class_names: Sequence[str],
+    per_class: int = 8,
+    truncation: float = 1.0,
+    seed: int = 0,
+    scale: int = 2,
+) -> np.ndarray:
     """Write a PNG with one row per class: its name on a white margin, then ``per_class`` samples.
 
     Row ``c`` holds samples ``c * per_class .. (c + 1) * per_class - 1`` (latents from ``(seed, i)``)
@@ -359,6 +412,19 @@ def sample_grid(net: BigGAN | BigGANGenerator, path: str | os.PathLike, *, num_c
     return grid
 
 
-__all__ = ["SceneClassifier", "augment", "balanced_latents", "classify", "evaluate_generator",
-           "frechet_distance", "generate_images", "images_to_tensor", "label_width", "real_scenes",
-           "sample_grid", "tensor_to_images", "train_scene_classifier", "write_quality"]
+__all__ = [
+    "SceneClassifier",
+    "augment",
+    "balanced_latents",
+    "classify",
+    "evaluate_generator",
+    "frechet_distance",
+    "generate_images",
+    "images_to_tensor",
+    "label_width",
+    "real_scenes",
+    "sample_grid",
+    "tensor_to_images",
+    "train_scene_classifier",
+    "write_quality",
+]

@@ -35,8 +35,16 @@ TINY_CONFIG = dict(
     class_embed_dim=128,
     channel_width=16,
     num_classes=1000,
-    layers=[(False, 16, 16), (True, 16, 8), (False, 8, 8), (True, 8, 4),
-            (False, 4, 4), (True, 4, 2), (False, 2, 2), (True, 2, 1)],
+    layers=[
+        (False, 16, 16),
+        (True, 16, 8),
+        (False, 8, 8),
+        (True, 8, 4),
+        (False, 4, 4),
+        (True, 4, 2),
+        (False, 2, 2),
+        (True, 2, 1),
+    ],
     attention_layer_position=6,
     eps=1e-4,
     n_stats=51,
@@ -63,14 +71,18 @@ def initialise_random_biggan(net: BigGAN, warmup_batches: int = 3, batch_size: i
 
 
 @torch.no_grad()
-def calibrate_truncation_stats(net: BigGAN, batch_size: int = 32, seed: int = 0,
-                               conditional_only: bool | None = None) -> BigGAN:
+def calibrate_truncation_stats(
+    net: BigGAN, batch_size: int = 32, seed: int = 0, conditional_only: bool | None = None
+) -> BigGAN:
     """Set each truncation row of the batch norms to the activation statistics measured at that truncation.
 
     ``conditional_only`` None calibrates every batch norm; True only the blocks'; False only the final one.
     """
-    norms = [m for m in net.modules() if isinstance(m, BigGANBatchNorm)
-             and (conditional_only is None or m.conditional == conditional_only)]
+    norms = [
+        m
+        for m in net.modules()
+        if isinstance(m, BigGANBatchNorm) and (conditional_only is None or m.conditional == conditional_only)
+    ]
     n_stats = norms[0].running_means.shape[0]
     row = 0
 

@@ -42,9 +42,9 @@ from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 from pytorch_pretrained_biggan.model import BigGANBatchNorm
 
 from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
-from synthsod.errors import SynthsodError
 from synthsod.core.io import atomic_path, write_bytes_atomic
 from synthsod.core.progress import progress
+from synthsod.errors import SynthsodError
 from synthsod.generators.biggan import ExactTruncationBatchNorm, save_pretrained
 from synthsod.generators.discriminator import ProjectionDiscriminator
 from synthsod.generators.tiny import TINY_CONFIG, calibrate_truncation_stats
@@ -61,19 +61,19 @@ class GANTrainConfig:
     """Settings of a demo-generator training (the defaults: the shipped generator)."""
 
     seed: int = 0
-    channel_width: int = 16          # BigGAN-deep width unit (16: 2.2 M parameters at 64 px)
-    d_width: int = 32                # discriminator's first width
+    channel_width: int = 16  # BigGAN-deep width unit (16: 2.2 M parameters at 64 px)
+    d_width: int = 32  # discriminator's first width
     batch_size: int = 32
-    steps_reconstruct: int = 6000    # phase 1: regression on the world's codes
-    steps_adversarial: int = 3000    # phase 2: regression + hinge loss
+    steps_reconstruct: int = 6000  # phase 1: regression on the world's codes
+    steps_adversarial: int = 3000  # phase 2: regression + hinge loss
     lr_g: float = 3e-4
     lr_g_adversarial: float = 1e-4
     lr_d: float = 4e-4
-    adv_weight: float = 0.05         # weight of the generator's hinge term in phase 2
+    adv_weight: float = 0.05  # weight of the generator's hinge term in phase 2
     ema_decay: float = 0.999
     checkpoint_every: int = 250
-    pretrain_size: int = 24000       # scenes in the pre-training set (the world's indices 0 .. size-1)
-    calibration_batch: int = 64      # samples per truncation row when the export calibrates batch norms
+    pretrain_size: int = 24000  # scenes in the pre-training set (the world's indices 0 .. size-1)
+    calibration_batch: int = 64  # samples per truncation row when the export calibrates batch norms
 
     def __post_init__(self):
         if self.steps_reconstruct < 0 or self.steps_adversarial < 0 or self.batch_size < 2:
@@ -192,9 +192,14 @@ def _write_log(path: Path, rows: list[dict]) -> None:
     write_bytes_atomic(path, buffer.getvalue().encode())
 
 
-def train_scene_gan(out_dir: str | Path, data: PretrainSet, num_classes: int, config: GANTrainConfig,
-                    on_checkpoint: Callable[[int, BigGAN], None] | None = None,
-                    device: torch.device | str = "cpu") -> tuple[BigGAN, ProjectionDiscriminator]:
+def train_scene_gan(
+    out_dir: str | Path,
+    data: PretrainSet,
+    num_classes: int,
+    config: GANTrainConfig,
+    on_checkpoint: Callable[[int, BigGAN], None] | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[BigGAN, ProjectionDiscriminator]:
     """Train (or resume) a demo generator in ``out_dir``; return the EMA generator (eval, calibrated) and D.
 
     ``out_dir`` holds ``checkpoint.pt`` (every ``checkpoint_every`` steps) and ``train_log.csv``.
@@ -213,22 +218,26 @@ def train_scene_gan(out_dir: str | Path, data: PretrainSet, num_classes: int, co
     payload = load_checkpoint(out_dir / CHECKPOINT, parts)  # states load onto the parts' device
     problem = None if payload is None else _resume_problem(payload.get("config"), config, payload["step"])
     if problem:
-        raise SynthsodError(f"{out_dir / CHECKPOINT} was written with other settings ({problem}); "
-                            "delete it to start over")
+        raise SynthsodError(
+            f"{out_dir / CHECKPOINT} was written with other settings ({problem}); delete it to start over"
+        )
     start, rows = (payload["step"], payload["log"]) if payload else (0, [])
     n = len(data.images)
     t0 = time.perf_counter()
     bar = progress(total=config.total_steps, initial=start, desc="generator training", unit="step")
     for step in range(start, config.total_steps):
         generator = step_generator(config.seed, step)
-        real, z, one_hot, ids = data.batch(torch.randint(n, (config.batch_size,), generator=generator), num_classes,
-                                          device)
+        real, z, one_hot, ids = data.batch(
+            torch.randint(n, (config.batch_size,), generator=generator), num_classes, device
+        )
         adversarial = step >= config.steps_reconstruct
         row = {"step": step + 1, "phase": "adversarial" if adversarial else "reconstruct"}
         fake = net(z, one_hot, 1.0)
         if adversarial:  # D first, on the same fakes the generator step then uses
-            d_loss = (F.relu(1 - disc(diff_augment(real, generator), ids)).mean()
-                      + F.relu(1 + disc(diff_augment(fake.detach(), generator), ids)).mean())
+            d_loss = (
+                F.relu(1 - disc(diff_augment(real, generator), ids)).mean()
+                + F.relu(1 + disc(diff_augment(fake.detach(), generator), ids)).mean()
+            )
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -273,8 +282,9 @@ def _resume_problem(saved: dict | None, config: GANTrainConfig, step: int) -> st
     changed = [k for k in wanted if k not in free and saved[k] != wanted[k]]
     if changed:
         return f"settings {', '.join(changed)} differ"
-    if saved["steps_reconstruct"] != wanted["steps_reconstruct"] and step > min(saved["steps_reconstruct"],
-                                                                                 wanted["steps_reconstruct"]):
+    if saved["steps_reconstruct"] != wanted["steps_reconstruct"] and step > min(
+        saved["steps_reconstruct"], wanted["steps_reconstruct"]
+    ):
         return f"the adversarial phase started at step {saved['steps_reconstruct']}"
     return None
 
@@ -292,8 +302,9 @@ def export_generator(ema: BigGAN, seed: int, batch_size: int = 64) -> BigGAN:
     return calibrate_truncation_stats(net.eval(), batch_size=batch_size, seed=seed).requires_grad_(False)
 
 
-def save_scene_gan(generator: BigGAN, discriminator: ProjectionDiscriminator, out_dir: str | Path,
-                   half: bool = True) -> None:
+def save_scene_gan(
+    generator: BigGAN, discriminator: ProjectionDiscriminator, out_dir: str | Path, half: bool = True
+) -> None:
     """The generator in from_pretrained layout (fp16 when ``half``) and D beside it."""
     out_dir = Path(out_dir)
     save_pretrained(generator, out_dir, dtype=torch.float16 if half else None)
@@ -326,8 +337,15 @@ def pretrain_set(seed: int, size: int, resolution: int = 64) -> PretrainSet:
     return PretrainSet(np.stack(images), np.array(class_ids, np.int64), np.stack(codes))
 
 
-def build_scene_generator(out_dir: str | Path, checkpoint_dir: str | Path, *, world_seed: int, resolution: int,
-                          settings: dict, device: torch.device | str = "cpu") -> GANTrainConfig:
+def build_scene_generator(
+    out_dir: str | Path,
+    checkpoint_dir: str | Path,
+    *,
+    world_seed: int,
+    resolution: int,
+    settings: dict,
+    device: torch.device | str = "cpu",
+) -> GANTrainConfig:
     """Render the pre-training set, train (or resume) in ``checkpoint_dir``, save G and D in ``out_dir``.
 
     A preview grid of the EMA generator goes to ``checkpoint_dir/preview.png`` at every checkpoint.
@@ -339,11 +357,17 @@ def build_scene_generator(out_dir: str | Path, checkpoint_dir: str | Path, *, wo
     data = pretrain_set(world_seed, config.pretrain_size, resolution)
 
     def preview(step: int, net: BigGAN) -> None:
-        sample_grid(net, Path(checkpoint_dir) / "preview.png", num_classes=scenes.NUM_CLASSES,
-                    class_names=scenes.CLASS_NAMES, seed=config.seed)
+        sample_grid(
+            net,
+            Path(checkpoint_dir) / "preview.png",
+            num_classes=scenes.NUM_CLASSES,
+            class_names=scenes.CLASS_NAMES,
+            seed=config.seed,
+        )
 
-    generator, discriminator = train_scene_gan(checkpoint_dir, data, scenes.NUM_CLASSES, config,
-                                               on_checkpoint=preview, device=device)
+    generator, discriminator = train_scene_gan(
+        checkpoint_dir, data, scenes.NUM_CLASSES, config, on_checkpoint=preview, device=device
+    )
     save_scene_gan(generator.cpu(), discriminator.cpu(), out_dir)
     write_bytes_atomic(Path(out_dir) / TRAIN_LOG, (Path(checkpoint_dir) / TRAIN_LOG).read_bytes())
     return config

@@ -79,21 +79,31 @@ class DatasetStats:
     def summary(self) -> dict:
         contrasts = np.asarray(self.contrasts, float)
         centre = self.centre
-        ys, xs = np.mgrid[0:self.grid, 0:self.grid] + 0.5
+        ys, xs = np.mgrid[0 : self.grid, 0 : self.grid] + 0.5
         mass = centre.sum()
         return {
             "images": self.count,
             "mean_object_size": float(np.mean(self.sizes)) if self.sizes else None,
             "mean_colour_contrast": float(np.nanmean(contrasts)) if np.isfinite(contrasts).any() else None,
             # centroid of the mean mask in [0, 1] image coordinates (0.5, 0.5: centred)
-            "centre_of_mass": [float((xs * centre).sum() / mass / self.grid),
-                               float((ys * centre).sum() / mass / self.grid)] if mass > 0 else None,
+            "centre_of_mass": [
+                float((xs * centre).sum() / mass / self.grid),
+                float((ys * centre).sum() / mass / self.grid),
+            ]
+            if mass > 0
+            else None,
             "classes": len(set(self.classes)) if self.classes else None,
         }
 
 
-def collect(name: str, pairs: Iterable[tuple[np.ndarray, np.ndarray, int | None]], *, grid: int = 64,
-            bins: int = 8, limit: int | None = None) -> DatasetStats:
+def collect(
+    name: str,
+    pairs: Iterable[tuple[np.ndarray, np.ndarray, int | None]],
+    *,
+    grid: int = 64,
+    bins: int = 8,
+    limit: int | None = None,
+) -> DatasetStats:
     """Statistics of the first ``limit`` (all when None) (image, mask, class) pairs."""
     stats = DatasetStats(name, grid, bins)
     with progress(desc=f"{name} statistics", unit="pair") as bar:  # the count is known at the end only

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from synthsod.reporting.dataset_stats import DatasetStats
-from synthsod.errors import SynthsodError
-from synthsod.names import DATASET_FIGURES
 from synthsod.core.plots import pyplot, save_figure
 from synthsod.data.prepare import load_image_rgb, load_mask_binary
+from synthsod.errors import SynthsodError
+from synthsod.names import DATASET_FIGURES
+from synthsod.reporting.dataset_stats import DatasetStats
 from synthsod.synthesis.filter_spec import FILTER_ORDER
 from synthsod.synthesis.shards import iter_rows, iter_shard_rows, pair_tile, tile_grid
 
@@ -50,8 +50,11 @@ def dataset_pairs(manifest: pd.DataFrame, classes: Mapping[str, int] | None = No
 def read_filter_report(path: str | os.PathLike) -> dict:
     try:
         report = json.loads(Path(path).read_text())
-        return {"candidates": int(report["candidates"]), "kept": int(report["kept"]),
-                "rejected": {name: int(report["rejected"].get(name, 0)) for name in FILTER_ORDER}}
+        return {
+            "candidates": int(report["candidates"]),
+            "kept": int(report["kept"]),
+            "rejected": {name: int(report["rejected"].get(name, 0)) for name in FILTER_ORDER},
+        }
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SynthsodError(f"{path}: not a filter report ({exc})") from None
 
@@ -73,8 +76,9 @@ def rejected_examples(rejected_shards: Iterable[str | os.PathLike], per_filter: 
     return {name: tiles[name] for name in order if name in tiles}
 
 
-def rejected_figure(run: str, examples: Mapping[str, list[np.ndarray]], counts: Mapping[str, int],
-                    out_png: str | os.PathLike) -> None:
+def rejected_figure(
+    run: str, examples: Mapping[str, list[np.ndarray]], counts: Mapping[str, int], out_png: str | os.PathLike
+) -> None:
     """One row per rejecting filter (its total count in the title), or a note that none was rejected."""
     plt = pyplot()
     if not examples:
@@ -136,8 +140,14 @@ def _histograms(plt, stats: Sequence[DatasetStats], values: str, title: str, xla
         data = np.asarray(getattr(s, values), float)
         data = data[np.isfinite(data)]
         if len(data):
-            ax.hist(data, bins=bins, weights=np.full(len(data), 1 / len(data)), histtype="step", linewidth=1.5,
-                    label=f"{s.name} (mean {data.mean():.2f})")
+            ax.hist(
+                data,
+                bins=bins,
+                weights=np.full(len(data), 1 / len(data)),
+                histtype="step",
+                linewidth=1.5,
+                label=f"{s.name} (mean {data.mean():.2f})",
+            )
     ax.set(title=title, xlabel=xlabel, ylabel="fraction of images", xlim=(0, 1))
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -149,7 +159,9 @@ def _class_distribution(plt, stats: Sequence[DatasetStats]):
     known = [s for s in stats if s.classes]
     for s in known:
         counts = s.class_counts()
-        ax.plot(np.arange(1, len(counts) + 1), counts / counts.sum(), marker=".", label=f"{s.name} ({len(counts)} classes)")
+        ax.plot(
+            np.arange(1, len(counts) + 1), counts / counts.sum(), marker=".", label=f"{s.name} ({len(counts)} classes)"
+        )
     if known:
         ax.legend(fontsize=8)
     else:
@@ -165,8 +177,13 @@ def dataset_figures(stats: Sequence[DatasetStats], out: Mapping[str, str | os.Pa
     figures = {
         "centre_bias": lambda: _centre_bias(plt, stats),
         "object_size": lambda: _histograms(plt, stats, "sizes", "object size", "foreground fraction of the image"),
-        "colour_contrast": lambda: _histograms(plt, stats, "contrasts", "colour contrast between object and background",
-                                               "chi-square distance of the RGB histograms"),
+        "colour_contrast": lambda: _histograms(
+            plt,
+            stats,
+            "contrasts",
+            "colour contrast between object and background",
+            "chi-square distance of the RGB histograms",
+        ),
         "classes": lambda: _class_distribution(plt, stats),
     }
     for name in DATASET_FIGURES:
@@ -188,8 +205,12 @@ def training_curves(log: pd.DataFrame) -> pd.DataFrame:
 def training_figure(logs: Mapping[str, pd.DataFrame], out_png: str | os.PathLike) -> None:
     """One panel per (training, loss term): terms differ in scale (an EBM's loss runs far below zero)."""
     plt = pyplot()
-    panels = [(name, column, curves) for name, log in logs.items()
-              for curves in [training_curves(log)] for column in curves.columns]
+    panels = [
+        (name, column, curves)
+        for name, log in logs.items()
+        for curves in [training_curves(log)]
+        for column in curves.columns
+    ]
     cols = min(3, max(len(panels), 1))
     rows = max(1, -(-len(panels) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
@@ -198,13 +219,26 @@ def training_figure(logs: Mapping[str, pd.DataFrame], out_png: str | os.PathLike
         if "round" in logs[name].columns:  # mark where each active-learning round starts
             for start in np.flatnonzero(np.diff(logs[name]["round"].to_numpy())) + 1:
                 ax.axvline(start, color="grey", linewidth=0.5, linestyle="--")
-        ax.set(title=name if len(curves.columns) == 1 else f"{name}: {column}", xlabel="step",
-               ylabel=f"{column} (moving average)")
-    for ax in axes.ravel()[len(panels):]:
+        ax.set(
+            title=name if len(curves.columns) == 1 else f"{name}: {column}",
+            xlabel="step",
+            ylabel=f"{column} (moving average)",
+        )
+    for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()
     save_figure(fig, out_png)
 
 
-__all__ = ["DATASET_FIGURES", "dataset_figures", "dataset_pairs", "filter_counts_figure", "read_filter_report", "rejected_examples",
-           "rejected_figure", "run_pairs", "training_curves", "training_figure"]
+__all__ = [
+    "DATASET_FIGURES",
+    "dataset_figures",
+    "dataset_pairs",
+    "filter_counts_figure",
+    "read_filter_report",
+    "rejected_examples",
+    "rejected_figure",
+    "run_pairs",
+    "training_curves",
+    "training_figure",
+]

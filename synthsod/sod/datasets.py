@@ -18,8 +18,8 @@ import pyarrow as pa
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from synthsod.errors import SynthsodError
 from synthsod.data.prepare import load_image_rgb, load_mask_binary
+from synthsod.errors import SynthsodError
 from synthsod.synthesis.shards import decode_row, load_manifest, read_shard, verify_run
 
 
@@ -110,8 +110,9 @@ class ShardDataset(Dataset):
         }
 
 
-def training_set(run_manifests: list[str | os.PathLike], dataset_manifests: list[str | os.PathLike],
-                 size: int) -> ConcatDataset:
+def training_set(
+    run_manifests: list[str | os.PathLike], dataset_manifests: list[str | os.PathLike], size: int
+) -> ConcatDataset:
     """The pairs of a SOD training: synthetic runs (their manifest.json paths) and prepared real datasets
     (their manifest.parquet paths), concatenated, at ``size``."""
     parts: list[Dataset] = [ShardDataset(Path(m).parent, size=size) for m in run_manifests]

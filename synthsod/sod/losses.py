@@ -97,13 +97,13 @@ def cas_loss(logits: torch.Tensor, masks: torch.Tensor, alpha: float = CAS_ALPHA
     _check(logits, masks, channels=None)
     if not 0.0 <= alpha <= 1.0:
         raise SynthsodError(f"CAS alpha must be in [0, 1], got {alpha}")
-    s = torch.softmax(logits, dim=1).flatten(2)                       # [N, M, P]
+    s = torch.softmax(logits, dim=1).flatten(2)  # [N, M, P]
     regions = torch.cat([masks <= 0.5, masks > 0.5], dim=1).flatten(2).to(s.dtype)  # [N, 2, P]
-    sizes = regions.sum(dim=2)                                        # [N, 2]
+    sizes = regions.sum(dim=2)  # [N, 2]
     present = sizes > 0
     means = torch.einsum("nmp,nrp->nrm", s, regions) / sizes.clamp_min(1)[..., None]  # ŝ(r) [N, 2, M]
     # uniformer: sum over each region's pixels of ||s(x) - ŝ(r)||^2 / |r|
-    spread = ((s[:, None] - means[..., None]) ** 2).sum(dim=2)        # [N, 2, P]
+    spread = ((s[:, None] - means[..., None]) ** 2).sum(dim=2)  # [N, 2, P]
     uniformer = ((spread * regions).sum(dim=2) / sizes.clamp_min(1) * present).sum(dim=1)
     # discriminator: ordered pairs of present regions (i != j); with two regions, twice the one distance
     both = present.all(dim=1).to(s.dtype)
@@ -122,7 +122,7 @@ def cace_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 def saliency_channel(probs: torch.Tensor, masks: torch.Tensor) -> int:
     """The channel of a CAS model's softmax [N, M, H, W] that correlates best with the masks."""
     _check(probs, masks, channels=None)
-    x = probs.transpose(0, 1).flatten(1).double()                    # [M, N*H*W]
+    x = probs.transpose(0, 1).flatten(1).double()  # [M, N*H*W]
     y = masks.flatten().double()
     x = x - x.mean(dim=1, keepdim=True)
     y = y - y.mean()
@@ -135,5 +135,16 @@ LOSSES = {"structure": structure_loss, "bce": bce_loss, "ce": ce_loss, "cas": ca
 OUTPUT_CHANNELS = {"structure": 1, "bce": 1, "ce": 2, "cas": 2, "cace": 1}
 
 
-__all__ = ["CAS_ALPHA", "LOSSES", "OUTPUT_CHANNELS", "bce_loss", "cace_loss", "cas_loss", "ce_loss",
-           "partial_bce_loss", "saliency_channel", "structure_loss", "structure_weights"]
+__all__ = [
+    "CAS_ALPHA",
+    "LOSSES",
+    "OUTPUT_CHANNELS",
+    "bce_loss",
+    "cace_loss",
+    "cas_loss",
+    "ce_loss",
+    "partial_bce_loss",
+    "saliency_channel",
+    "structure_loss",
+    "structure_weights",
+]

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthsod.core.backbones import create_feature_backbone
-from synthsod.sod.coop.model import CoopSaliency
 from synthsod.errors import SynthsodError
+from synthsod.sod.coop.model import CoopSaliency
 from synthsod.sod.losses import structure_loss
 
 F3NET_CHANNELS = 64
@@ -38,13 +38,13 @@ F3NET_SIDE_WEIGHTS = (1 / 2, 1 / 4, 1 / 8, 1 / 16)  # side outputs of pyramid le
 
 
 def conv_bn_relu(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    return x if tuple(x.shape[2:]) == tuple(size) else F.interpolate(x, size=size, mode="bilinear",
-                                                                      align_corners=False)
+    return x if tuple(x.shape[2:]) == tuple(size) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class CrossFeatureModule(nn.Module):
@@ -52,8 +52,16 @@ class CrossFeatureModule(nn.Module):
 
     def __init__(self, channels: int = F3NET_CHANNELS):
         super().__init__()
-        names = ("lateral1", "lateral2", "coarse1", "coarse2", "lateral_fuse", "coarse_fuse", "lateral_out",
-                 "coarse_out")
+        names = (
+            "lateral1",
+            "lateral2",
+            "coarse1",
+            "coarse2",
+            "lateral_fuse",
+            "coarse_fuse",
+            "lateral_out",
+            "coarse_out",
+        )
         for name in names:
             self.add_module(name, conv_bn_relu(channels, channels))
 
@@ -61,8 +69,7 @@ class CrossFeatureModule(nn.Module):
         lateral = self.lateral1(lateral)
         coarse = self.coarse1(_resize(coarse, lateral.shape[2:]))
         fused = self.lateral2(lateral) * self.coarse2(coarse)
-        return (self.lateral_out(self.lateral_fuse(fused) + lateral),
-                self.coarse_out(self.coarse_fuse(fused) + coarse))
+        return (self.lateral_out(self.lateral_fuse(fused) + lateral), self.coarse_out(self.coarse_fuse(fused) + coarse))
 
 
 class F3NetDecoder(nn.Module):
@@ -84,8 +91,7 @@ class F3NetDecoder(nn.Module):
 
 
 class F3Net(nn.Module):
-    def __init__(self, backbone: str = "resnet50", backbone_weights: str | None = None,
-                 channels: int = F3NET_CHANNELS):
+    def __init__(self, backbone: str = "resnet50", backbone_weights: str | None = None, channels: int = F3NET_CHANNELS):
         super().__init__()
         self.backbone = create_feature_backbone(backbone, backbone_weights)
         widths = self.backbone.feature_info.channels()
@@ -105,8 +111,11 @@ class F3Net(nn.Module):
         return [_resize(out, shape) for out in (predictions[1], predictions[0], *sides)]
 
 
-def f3net_loss(outputs: list[torch.Tensor], masks: torch.Tensor,
-               loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = structure_loss) -> torch.Tensor:
+def f3net_loss(
+    outputs: list[torch.Tensor],
+    masks: torch.Tensor,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = structure_loss,
+) -> torch.Tensor:
     """F3Net's deep supervision (structure loss by default): both predictions averaged, sides halved per level."""
     second, first, *sides = outputs
     total = (loss(first, masks) + loss(second, masks)) / 2
@@ -117,11 +126,16 @@ class UNet(nn.Module):
     def __init__(self, base: int = 32, depth: int = 4, out_channels: int = 2):
         super().__init__()
         widths = [base * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList([nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
-                                   for cin, cout in zip([3, *widths[:-1]], widths)])
+        self.down = nn.ModuleList(
+            [
+                nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
+                for cin, cout in zip([3, *widths[:-1]], widths)
+            ]
+        )
         self.up = nn.ModuleList([nn.ConvTranspose2d(cout, cout // 2, 2, stride=2) for cout in widths[:0:-1]])
-        self.merge = nn.ModuleList([nn.Sequential(conv_bn_relu(cout, cout // 2), conv_bn_relu(cout // 2, cout // 2))
-                                    for cout in widths[:0:-1]])
+        self.merge = nn.ModuleList(
+            [nn.Sequential(conv_bn_relu(cout, cout // 2), conv_bn_relu(cout // 2, cout // 2)) for cout in widths[:0:-1]]
+        )
         self.head = nn.Conv2d(base, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -22,14 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthsod.sod.coop.model import CoopSaliency
-from synthsod.sod.datasets import image_to_tensor
-from synthsod.errors import SynthsodError
 from synthsod.core.gpu import autocast
 from synthsod.core.io import write_bytes_atomic
-from synthsod.sod.losses import OUTPUT_CHANNELS, saliency_channel
-from synthsod.data.prepare import load_gray, load_image_rgb
 from synthsod.core.progress import progress
+from synthsod.data.prepare import load_gray, load_image_rgb
+from synthsod.errors import SynthsodError
+from synthsod.sod.coop.model import CoopSaliency
+from synthsod.sod.datasets import image_to_tensor
+from synthsod.sod.losses import OUTPUT_CHANNELS, saliency_channel
 from synthsod.sod.train import normalise
 
 
@@ -46,7 +46,7 @@ def probabilities(model: nn.Module, images: torch.Tensor, channel: int | None) -
     logits = _logits(model, images)
     if logits.shape[1] == 1:
         return torch.sigmoid(logits)
-    return torch.softmax(logits, dim=1)[:, channel:channel + 1]
+    return torch.softmax(logits, dim=1)[:, channel : channel + 1]
 
 
 def prediction_channel(model: nn.Module, loss: str, images: torch.Tensor, masks: torch.Tensor) -> int | None:
@@ -62,21 +62,28 @@ def prediction_channel(model: nn.Module, loss: str, images: torch.Tensor, masks:
 Maps = Callable[[torch.Tensor, list[str]], list[torch.Tensor]]  # (images [N, 3, S, S] in [-1, 1], ids) -> maps
 
 
-def write_maps(manifest: pd.DataFrame, out_dirs: list[str | os.PathLike], size: int, maps: Maps,
-               batch_size: int = 8, desc: str = "saliency maps") -> int:
+def write_maps(
+    manifest: pd.DataFrame,
+    out_dirs: list[str | os.PathLike],
+    size: int,
+    maps: Maps,
+    batch_size: int = 8,
+    desc: str = "saliency maps",
+) -> int:
     """For each batch of manifest images (resized to ``size``), ``maps`` gives one [N, 1, S, S] map in
     [0, 1] per output folder; each is resized back to its image's size and written as ``<id>.png``
     (8-bit). Returns the image count; ``desc`` names the progress bar."""
     count = 0
     with progress(total=len(manifest), desc=desc, unit="image") as bar:
         for lo in range(0, len(manifest), batch_size):
-            rows = manifest.iloc[lo:lo + batch_size]
+            rows = manifest.iloc[lo : lo + batch_size]
             images = [load_image_rgb(path) for path in rows["image"]]
             batch = torch.stack([image_to_tensor(image, size) for image in images])
             for out_dir, batch_maps in zip(out_dirs, maps(batch, list(rows["id"]))):
                 for sample_id, image, prob in zip(rows["id"], images, batch_maps.float().cpu()):
-                    resized = F.interpolate(prob[None], size=image.shape[:2], mode="bilinear",
-                                            align_corners=False)[0, 0]
+                    resized = F.interpolate(prob[None], size=image.shape[:2], mode="bilinear", align_corners=False)[
+                        0, 0
+                    ]
                     _, png = cv2.imencode(".png", np.clip(np.rint(resized.numpy() * 255), 0, 255).astype(np.uint8))
                     write_bytes_atomic(Path(out_dir) / f"{sample_id}.png", png.tobytes())
             count += len(rows)
@@ -84,9 +91,15 @@ def write_maps(manifest: pd.DataFrame, out_dirs: list[str | os.PathLike], size: 
     return count
 
 
-def write_predictions(model: nn.Module, manifest: pd.DataFrame, out_dir: str | os.PathLike, size: int,
-                      channel: int | None, batch_size: int = 8,
-                      uncertainty_dir: str | os.PathLike | None = None) -> int:
+def write_predictions(
+    model: nn.Module,
+    manifest: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    size: int,
+    channel: int | None,
+    batch_size: int = 8,
+    uncertainty_dir: str | os.PathLike | None = None,
+) -> int:
     """Write ``out_dir/<id>.png`` for every manifest row; return the count. A cooperative model also
     writes its uncertainty maps (entropy / ln 2, so 255 = a fair coin) to ``uncertainty_dir``."""
     if uncertainty_dir is not None:
@@ -98,14 +111,21 @@ def write_predictions(model: nn.Module, manifest: pd.DataFrame, out_dir: str | o
             saliency, entropy = model.eval().predict(normalise(images.to(device)))
             return [saliency, entropy / math.log(2)]
 
-        return write_maps(manifest, [out_dir, uncertainty_dir], size, maps, batch_size,
-                          desc="saliency and uncertainty maps")
-    return write_maps(manifest, [out_dir], size, lambda images, ids: [probabilities(model, images, channel)],
-                      batch_size)
+        return write_maps(
+            manifest, [out_dir, uncertainty_dir], size, maps, batch_size, desc="saliency and uncertainty maps"
+        )
+    return write_maps(
+        manifest, [out_dir], size, lambda images, ids: [probabilities(model, images, channel)], batch_size
+    )
 
 
-def refine_predictions(model: CoopSaliency, manifest: pd.DataFrame, base_dir: str | os.PathLike,
-                       out_dir: str | os.PathLike, batch_size: int = 8) -> int:
+def refine_predictions(
+    model: CoopSaliency,
+    manifest: pd.DataFrame,
+    base_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    batch_size: int = 8,
+) -> int:
     """Another model's maps (``base_dir/<id>.png``) refined by the EBM of ``model`` at its own size."""
     size = model.ebm.image_size
     device = next(model.parameters()).device

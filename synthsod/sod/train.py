@@ -30,15 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from synthsod.sod.atal.methods import cyclic_cosine_lr
 from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
-from synthsod.errors import SynthsodError
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
-from synthsod.sod.losses import LOSSES, OUTPUT_CHANNELS, partial_bce_loss
 from synthsod.core.progress import LineBar, progress
+from synthsod.errors import SynthsodError
+from synthsod.sod.atal.methods import cyclic_cosine_lr
+from synthsod.sod.losses import LOSSES, OUTPUT_CHANNELS, partial_bce_loss
 from synthsod.sod.models import create_sod_model, f3net_loss
-
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,16 +48,16 @@ SCHEDULES = ("triangular", "step", "constant", "cyclic")
 
 @dataclass
 class Recipe:
-    optimizer: str = "sgd"              # sgd (Nesterov) | adam
-    lr: float = 0.05                    # head (everything but the backbone)
+    optimizer: str = "sgd"  # sgd (Nesterov) | adam
+    lr: float = 0.05  # head (everything but the backbone)
     backbone_lr: float = 0.005
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 32
     epochs: int = 32
-    steps: int | None = None            # overrides epochs when set (E-BigBiGAN counts steps)
-    schedule: str = "triangular"        # triangular | step | constant | cyclic
-    cycles: int = 5                     # cyclic only: cosine cycles (snapshots)
+    steps: int | None = None  # overrides epochs when set (E-BigBiGAN counts steps)
+    schedule: str = "triangular"  # triangular | step | constant | cyclic
+    cycles: int = 5  # cyclic only: cosine cycles (snapshots)
     step_size: int = 8000
     gamma: float = 0.2
     sizes: list[int] = field(default_factory=lambda: [224, 256, 288, 320, 352])
@@ -105,7 +104,7 @@ def batch_indices(seed: int, step: int, n: int, batch_size: int) -> torch.Tensor
     per_epoch = math.ceil(n / batch_size)
     epoch, within = divmod(step, per_epoch)
     order = torch.randperm(n, generator=step_generator(seed, -1 - epoch))  # epochs use negative "steps"
-    return order[within * batch_size:(within + 1) * batch_size]
+    return order[within * batch_size : (within + 1) * batch_size]
 
 
 def augment(images: torch.Tensor, masks: torch.Tensor, recipe: Recipe, gen: torch.Generator):
@@ -118,7 +117,7 @@ def augment(images: torch.Tensor, masks: torch.Tensor, recipe: Recipe, gen: torc
         cw = int(w * (recipe.crop_fraction + (1 - recipe.crop_fraction) * torch.rand(1, generator=gen).item()))
         top = int(torch.randint(h - ch + 1, (1,), generator=gen))
         left = int(torch.randint(w - cw + 1, (1,), generator=gen))
-        image, mask = image[:, top:top + ch, left:left + cw], mask[:, top:top + ch, left:left + cw]
+        image, mask = image[:, top : top + ch, left : left + cw], mask[:, top : top + ch, left : left + cw]
         if recipe.flip and torch.rand(1, generator=gen).item() < 0.5:
             image, mask = image.flip(-1), mask.flip(-1)
         out_images.append(F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False))
@@ -148,8 +147,10 @@ def build_model(model_name: str, loss: str, model_kwargs: dict | None = None) ->
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     backbone = getattr(model, "backbone", None)
     backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
-    groups = [{"params": [p for p in model.parameters() if id(p) in backbone_ids], "base_lr": recipe.backbone_lr},
-              {"params": [p for p in model.parameters() if id(p) not in backbone_ids], "base_lr": recipe.lr}]
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) in backbone_ids], "base_lr": recipe.backbone_lr},
+        {"params": [p for p in model.parameters() if id(p) not in backbone_ids], "base_lr": recipe.lr},
+    ]
     groups = [g for g in groups if g["params"]]
     for group in groups:
         group["lr"] = group["base_lr"]
@@ -163,6 +164,7 @@ class Batch:
     """One training step's augmented batch (images in [-1, 1], masks and, for partial labels, the
     visibility mask), its generator, the recipe's learning-rate factor and the training's progress bar
     (the trainer shows its losses on it)."""
+
     step: int
     steps: int
     images: torch.Tensor
@@ -173,8 +175,14 @@ class Batch:
     bar: LineBar
 
 
-def training_batches(data: Dataset, recipe: Recipe, seed: int, parts: dict,
-                     checkpoint_path: str | os.PathLike | None = None, desc: str = "training") -> Iterator[Batch]:
+def training_batches(
+    data: Dataset,
+    recipe: Recipe,
+    seed: int,
+    parts: dict,
+    checkpoint_path: str | os.PathLike | None = None,
+    desc: str = "training",
+) -> Iterator[Batch]:
     """The batches of a training from its checkpoint's step on (restoring ``parts`` from it). Items are
     {"image", "mask"} plus "visible" for partially labelled data: the batch then holds the mask only
     where visible (0 elsewhere), augmented with it.
@@ -224,11 +232,20 @@ def partial_loss(model_name: str, loss: str) -> PartialObjective:
     return lambda outputs, masks, visible: partial_bce_loss(outputs[0], masks, visible)
 
 
-def train_sod(model_name: str, loss: str, data: Dataset, recipe: Recipe, *, seed: int = 0,
-              model_kwargs: dict | None = None, device: torch.device | str = "cpu",
-              checkpoint_path: str | os.PathLike | None = None,
-              on_step: Callable[[int, float], None] | None = None,
-              after_step: Callable[[int, nn.Module], None] | None = None, desc: str | None = None) -> nn.Module:
+def train_sod(
+    model_name: str,
+    loss: str,
+    data: Dataset,
+    recipe: Recipe,
+    *,
+    seed: int = 0,
+    model_kwargs: dict | None = None,
+    device: torch.device | str = "cpu",
+    checkpoint_path: str | os.PathLike | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    after_step: Callable[[int, nn.Module], None] | None = None,
+    desc: str | None = None,
+) -> nn.Module:
     """Train on ``data`` (items {"image": [3, S, S] in [-1, 1], "mask": [1, S, S]}, plus "visible" for
     partially labelled data); the model in eval mode. ``after_step(step, model)`` sees the model after
     each update (snapshots). ``desc`` names the progress bar (default: "<model_name> training")."""
@@ -239,8 +256,14 @@ def train_sod(model_name: str, loss: str, data: Dataset, recipe: Recipe, *, seed
     objective = model_loss(model_name, loss)
     optimizer = make_optimizer(model, recipe)
     model.train()
-    for batch in training_batches(data, recipe, seed, {"model": model, "optimizer": optimizer}, checkpoint_path,
-                                  desc=desc or f"{model_name} training"):
+    for batch in training_batches(
+        data,
+        recipe,
+        seed,
+        {"model": model, "optimizer": optimizer},
+        checkpoint_path,
+        desc=desc or f"{model_name} training",
+    ):
         set_lr_factor(optimizer, batch.lr_factor)
         with autocast(device):
             outputs = [o.float() for o in model(normalise(batch.images.to(device)))]
@@ -259,11 +282,17 @@ def train_sod(model_name: str, loss: str, data: Dataset, recipe: Recipe, *, seed
     return model.eval()
 
 
-def save_sod_model(path: str | os.PathLike, model: nn.Module, model_name: str, loss: str, model_kwargs: dict,
-                   channel: int | None) -> None:
+def save_sod_model(
+    path: str | os.PathLike, model: nn.Module, model_name: str, loss: str, model_kwargs: dict, channel: int | None
+) -> None:
     """Write a trained model with what :func:`load_sod_model` needs to rebuild it (atomically)."""
-    payload = {"state_dict": model.cpu().state_dict(), "model": model_name, "loss": loss,
-               "model_options": dict(model_kwargs), "channel": channel}
+    payload = {
+        "state_dict": model.cpu().state_dict(),
+        "model": model_name,
+        "loss": loss,
+        "model_options": dict(model_kwargs),
+        "channel": channel,
+    }
     with atomic_path(path) as tmp, open(tmp, "wb") as file:
         torch.save(payload, file)
 
@@ -283,6 +312,25 @@ def load_sod_model(path: str | os.PathLike, device: torch.device | str = "cpu") 
     return model.to(device).eval(), saved["channel"]
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SCHEDULES", "Batch", "Recipe", "augment", "batch_indices", "build_model",
-           "lr_factor", "load_sod_model", "make_optimizer", "model_loss", "normalise", "partial_loss", "save_sod_model",
-           "set_lr_factor", "total_steps", "train_sod", "training_batches", "training_steps"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "SCHEDULES",
+    "Batch",
+    "Recipe",
+    "augment",
+    "batch_indices",
+    "build_model",
+    "lr_factor",
+    "load_sod_model",
+    "make_optimizer",
+    "model_loss",
+    "normalise",
+    "partial_loss",
+    "save_sod_model",
+    "set_lr_factor",
+    "total_steps",
+    "train_sod",
+    "training_batches",
+    "training_steps",
+]

@@ -105,9 +105,9 @@ from torch import nn
 
 from synthsod.core.backbones import create_backbone
 from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
-from synthsod.errors import SynthsodError
 from synthsod.core.gpu import autocast
 from synthsod.core.progress import progress
+from synthsod.errors import SynthsodError
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +158,19 @@ class DENConfig:
             raise SynthsodError(f"den.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
         if not 0.0 <= self.max_t_fraction <= 1.0:
             raise SynthsodError(f"den.max_t_fraction must be in [0, 1], got {self.max_t_fraction}")
-        valid = dict(steps=self.steps >= 0, batch_size=self.batch_size > 0, lr=self.lr > 0, T=self.T > 1,
-                     checkpoint_every=self.checkpoint_every > 0, refine_steps=self.refine_steps >= 0,
-                     refine_lr=self.refine_lr > 0, refine_lowpass=self.refine_lowpass >= 0,
-                     adv_weight=self.adv_weight >= 0, beta_kl=self.beta_kl >= 0,
-                     latent_weight=self.latent_weight >= 0)
+        valid = dict(
+            steps=self.steps >= 0,
+            batch_size=self.batch_size > 0,
+            lr=self.lr > 0,
+            T=self.T > 1,
+            checkpoint_every=self.checkpoint_every > 0,
+            refine_steps=self.refine_steps >= 0,
+            refine_lr=self.refine_lr > 0,
+            refine_lowpass=self.refine_lowpass >= 0,
+            adv_weight=self.adv_weight >= 0,
+            beta_kl=self.beta_kl >= 0,
+            latent_weight=self.latent_weight >= 0,
+        )
         bad = [name for name, ok in valid.items() if not ok]
         if bad:
             raise SynthsodError(f"den: invalid {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
@@ -195,8 +203,9 @@ class DiffusionSchedule(nn.Module):
     def __init__(self, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
         super().__init__()
         self.T = T
-        betas = torch.cat([torch.zeros(1, dtype=torch.float64),
-                           torch.linspace(beta_start, beta_end, T, dtype=torch.float64)])
+        betas = torch.cat(
+            [torch.zeros(1, dtype=torch.float64), torch.linspace(beta_start, beta_end, T, dtype=torch.float64)]
+        )
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)  # abar_0 = 1
         abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
         safe = torch.where(torch.arange(T + 1) == 0, torch.ones_like(alphas_cumprod), 1.0 - alphas_cumprod)
@@ -207,8 +216,9 @@ class DiffusionSchedule(nn.Module):
             alphas_cumprod_prev=abar_prev,
             posterior_variance=posterior_variance,
             # beta_tilde_1 = 0: start sigma_1^2 at beta_tilde_2 (and t = 0 likewise).
-            posterior_log_variance_clipped=torch.log(torch.cat([posterior_variance[2:3].repeat(2),
-                                                                posterior_variance[2:]])),
+            posterior_log_variance_clipped=torch.log(
+                torch.cat([posterior_variance[2:3].repeat(2), posterior_variance[2:]])
+            ),
             posterior_coef_x0=torch.sqrt(abar_prev) * betas / safe,
             posterior_coef_xt=torch.sqrt(1.0 - betas) * (1.0 - abar_prev) / safe,
         ).items():
@@ -229,8 +239,9 @@ class DiffusionSchedule(nn.Module):
         abar = _gather(self.alphas_cumprod, t, x0)
         return abar.sqrt() * x0, (1.0 - abar).expand_as(x0)
 
-    def posterior_mean_variance(self, x0: torch.Tensor, xt: torch.Tensor,
-                                t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior_mean_variance(
+        self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of q(x_{t-1} | x_t, x0) for t >= 1 (variance 0 at t = 1)."""
         mean = _gather(self.posterior_coef_x0, t, x0) * x0 + _gather(self.posterior_coef_xt, t, xt) * xt
         return mean, _gather(self.posterior_variance, t, x0).expand_as(x0)
@@ -252,8 +263,9 @@ class DiffusionSchedule(nn.Module):
         coef[:2] = 1.0
         return coef / (2.0 * torch.exp(log_variance))
 
-    def loss_terms(self, x0: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor,
-                   log_variance: torch.Tensor) -> torch.Tensor:
+    def loss_terms(
+        self, x0: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor, log_variance: torch.Tensor
+    ) -> torch.Tensor:
         """Per-image bound term L_t in nats (summed over values): KL for t > 1, decoder NLL for t <= 1.
 
         ``log_variance`` is the [T + 1] vector of the model's log sigma_t^2 (entry 0 unused: the clean
@@ -267,8 +279,9 @@ class DiffusionSchedule(nn.Module):
         # KL of two isotropic Gaussians whose means differ by c0_t (x0 - x0_hat) (see module docstring).
         post_logvar = torch.log(self.posterior_variance.to(x0.device)[t.clamp(min=2).to(x0.device)]).to(x0.dtype)
         coef = self.posterior_coef_x0.to(x0.device)[t.to(x0.device)].to(x0.dtype)
-        kl = 0.5 * d * (logvar_flat - post_logvar + torch.exp(post_logvar - logvar_flat) - 1.0) \
-            + 0.5 * coef**2 * sq_err * torch.exp(-logvar_flat)
+        kl = 0.5 * d * (
+            logvar_flat - post_logvar + torch.exp(post_logvar - logvar_flat) - 1.0
+        ) + 0.5 * coef**2 * sq_err * torch.exp(-logvar_flat)
         return torch.where(t.to(x0.device) > 1, kl, decoder)
 
 
@@ -292,9 +305,17 @@ def _feature_dim(backbone: nn.Module, in_chans: int = 3) -> int:
 class DEN(nn.Module):
     """E(x_t, t) -> (z, class_logits) ("den") or (mu, class_logits, log s^2) ("vae"); see the module docstring."""
 
-    def __init__(self, z_dim: int, num_classes: int, truncation: float, mode: str = "den",
-                 backbone: str = "mobilenetv3_small_100", backbone_weights: str | None = None,
-                 T: int = 1000, time_dim: int = 128):
+    def __init__(
+        self,
+        z_dim: int,
+        num_classes: int,
+        truncation: float,
+        mode: str = "den",
+        backbone: str = "mobilenetv3_small_100",
+        backbone_weights: str | None = None,
+        T: int = 1000,
+        time_dim: int = 128,
+    ):
         super().__init__()
         if mode not in MODES:
             raise SynthsodError(f"DEN mode must be one of {MODES}, got {mode!r}")
@@ -302,8 +323,9 @@ class DEN(nn.Module):
         self.bound = 2.0 * float(truncation)  # BigGAN's truncated normal lives in [-2, 2] * truncation
         self.backbone = create_backbone(backbone, in_chans=3, weights=backbone_weights)
         features = _feature_dim(self.backbone)
-        self.time_mlp = nn.Sequential(nn.Linear(time_dim, 4 * time_dim), nn.SiLU(),
-                                      nn.Linear(4 * time_dim, 2 * features))
+        self.time_mlp = nn.Sequential(
+            nn.Linear(time_dim, 4 * time_dim), nn.SiLU(), nn.Linear(4 * time_dim, 2 * features)
+        )
         nn.init.zeros_(self.time_mlp[-1].weight)  # FiLM starts as the identity
         nn.init.zeros_(self.time_mlp[-1].bias)
         self.z_head = nn.Linear(features, z_dim)
@@ -351,13 +373,19 @@ class Discriminator(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3))).squeeze(1)
 
 
-def build_den(generator, cfg: DENConfig, truncation: float, seed: int = 0,
-              device: torch.device | str = "cpu") -> DEN:
+def build_den(generator, cfg: DENConfig, truncation: float, seed: int = 0, device: torch.device | str = "cpu") -> DEN:
     """A fresh DEN for ``generator``; its random init depends on ``seed`` only."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        den = DEN(generator.z_dim, generator.num_classes, truncation, mode=cfg.mode, backbone=cfg.backbone,
-                  backbone_weights=cfg.backbone_weights, T=cfg.T)
+        den = DEN(
+            generator.z_dim,
+            generator.num_classes,
+            truncation,
+            mode=cfg.mode,
+            backbone=cfg.backbone,
+            backbone_weights=cfg.backbone_weights,
+            T=cfg.T,
+        )
     return den.to(device)
 
 
@@ -393,8 +421,9 @@ def _fetch(images, indices: torch.Tensor, resolution: int) -> torch.Tensor:
         batch = torch.stack([item["image"] if isinstance(item, dict) else item for item in items])
     batch = batch.float()
     if batch.shape[-1] != resolution or batch.shape[-2] != resolution:
-        batch = F.interpolate(batch, size=(resolution, resolution), mode="bilinear", antialias=True,
-                              align_corners=False)
+        batch = F.interpolate(
+            batch, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False
+        )
     return batch
 
 
@@ -428,8 +457,9 @@ def _make_parts(generator, cfg: DENConfig, truncation: float, seed: int, device)
     return _Parts(den, optimiser, disc, torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999)))
 
 
-def _den_loss(parts: _Parts, generator, x0: torch.Tensor, cfg: DENConfig, truncation: float,
-              rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+def _den_loss(
+    parts: _Parts, generator, x0: torch.Tensor, cfg: DENConfig, truncation: float, rng: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Loss for E (diffusion mode) and the reconstructions; see the module docstring."""
     den, schedule = parts.den, parts.den.schedule
     n = x0.shape[0]
@@ -453,8 +483,9 @@ def _den_loss(parts: _Parts, generator, x0: torch.Tensor, cfg: DENConfig, trunca
     return loss, x0_hat, {"mse": mse.mean().item(), "bound": bound.mean().item(), "z_prior": prior.item()}
 
 
-def _vae_loss(parts: _Parts, generator, x0: torch.Tensor, cfg: DENConfig, truncation: float,
-              rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+def _vae_loss(
+    parts: _Parts, generator, x0: torch.Tensor, cfg: DENConfig, truncation: float, rng: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Loss for E in the VAE ablation: reconstruction + beta_kl * KL to the N(0, truncation^2) prior."""
     with autocast(x0.device):
         mu, logits, logvar = parts.den(x0, 0)
@@ -469,8 +500,9 @@ def _vae_loss(parts: _Parts, generator, x0: torch.Tensor, cfg: DENConfig, trunca
     return loss, x0_hat, {"mse": mse.mean().item(), "kl": kl.mean().item()}
 
 
-def _train_step(parts: _Parts, generator, images, cfg: DENConfig, truncation: float, seed: int,
-                step: int) -> dict[str, float]:
+def _train_step(
+    parts: _Parts, generator, images, cfg: DENConfig, truncation: float, seed: int, step: int
+) -> dict[str, float]:
     device = next(parts.den.parameters()).device
     rng = step_generator(seed, step)
     indices = torch.randint(0, _num_images(images), (cfg.batch_size,), generator=rng)
@@ -502,8 +534,16 @@ def _ema_update(ema: dict[str, float], metrics: dict[str, float], decay: float =
     return {k: v if k not in ema else decay * ema[k] + (1 - decay) * v for k, v in metrics.items()}
 
 
-def fit_den(generator, images, cfg: DENConfig, *, truncation: float, device: torch.device | str = "cpu",
-            checkpoint_path: str | Path | None = None, seed: int = 0) -> tuple[DEN, dict[str, Any]]:
+def fit_den(
+    generator,
+    images,
+    cfg: DENConfig,
+    *,
+    truncation: float,
+    device: torch.device | str = "cpu",
+    checkpoint_path: str | Path | None = None,
+    seed: int = 0,
+) -> tuple[DEN, dict[str, Any]]:
     """:func:`train_den` that also returns the trained DEN (in eval mode)."""
     device = torch.device(device)
     if _num_images(images) == 0:
@@ -520,8 +560,15 @@ def fit_den(generator, images, cfg: DENConfig, *, truncation: float, device: tor
 
     def save(step: int) -> None:
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, step, parts.stateful(), metrics=ema, den_config=asdict(cfg),
-                            truncation=float(truncation), seed=int(seed))
+            save_checkpoint(
+                checkpoint_path,
+                step,
+                parts.stateful(),
+                metrics=ema,
+                den_config=asdict(cfg),
+                truncation=float(truncation),
+                seed=int(seed),
+            )
 
     with progress(total=cfg.steps, initial=start, desc=f"DEN training ({cfg.mode})", unit="step") as bar:
         for step in range(start, cfg.steps):
@@ -532,13 +579,20 @@ def fit_den(generator, images, cfg: DENConfig, *, truncation: float, device: tor
                 save(step + 1)
     if start < cfg.steps or (checkpoint_path is not None and not Path(checkpoint_path).exists()):
         save(max(start, cfg.steps))
-    metrics = {**ema, "steps": max(start, cfg.steps), "resumed_from": start,
-               "seconds": time.perf_counter() - started}
+    metrics = {**ema, "steps": max(start, cfg.steps), "resumed_from": start, "seconds": time.perf_counter() - started}
     return parts.den.eval(), metrics
 
 
-def train_den(generator, images, cfg: DENConfig, *, truncation: float, device: torch.device | str = "cpu",
-              checkpoint_path: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
+def train_den(
+    generator,
+    images,
+    cfg: DENConfig,
+    *,
+    truncation: float,
+    device: torch.device | str = "cpu",
+    checkpoint_path: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Train a DEN on ``images`` (a [N, 3, R, R] tensor in [-1, 1], or a dataset of such / of {"image"}).
 
     Checkpoints (models, optimisers, step, running metrics, config, truncation) go to
@@ -548,8 +602,9 @@ def train_den(generator, images, cfg: DENConfig, *, truncation: float, device: t
     ``adv``, ``d_loss``, ``loss``), ``steps``, ``resumed_from`` and ``seconds``. Load the trained model
     with :func:`load_den`, or use :func:`fit_den` to get it back directly.
     """
-    return fit_den(generator, images, cfg, truncation=truncation, device=device,
-                   checkpoint_path=checkpoint_path, seed=seed)[1]
+    return fit_den(
+        generator, images, cfg, truncation=truncation, device=device, checkpoint_path=checkpoint_path, seed=seed
+    )[1]
 
 
 # --- inversion -------------------------------------------------------------------------------------
@@ -568,9 +623,18 @@ def _lowpass(x: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool2d(x, factor) if factor > 1 else x
 
 
-def refine_latents(generator, z: torch.Tensor, class_vector: torch.Tensor, images: torch.Tensor, *,
-                   truncation: float, steps: int, lr: float, lowpass: int = 0,
-                   bound: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def refine_latents(
+    generator,
+    z: torch.Tensor,
+    class_vector: torch.Tensor,
+    images: torch.Tensor,
+    *,
+    truncation: float,
+    steps: int,
+    lr: float,
+    lowpass: int = 0,
+    bound: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Adam on z (class fixed) minimising per-image ``mean (G(z) - x)^2`` (+ the same at ``lowpass`` x
     ``lowpass`` average-pooled scale), z projected into [-bound, bound]. Returns the best z per image
     (by pixel MSE, so never worse than the start) and its MSE."""
@@ -599,8 +663,17 @@ def refine_latents(generator, z: torch.Tensor, class_vector: torch.Tensor, image
     return best_z, best_err
 
 
-def invert(den: DEN, generator, images, *, truncation: float, batch_size: int = 32, refine_steps: int = 0,
-           refine_lr: float = 0.05, refine_lowpass: int = 0) -> InversionResult:
+def invert(
+    den: DEN,
+    generator,
+    images,
+    *,
+    truncation: float,
+    batch_size: int = 32,
+    refine_steps: int = 0,
+    refine_lr: float = 0.05,
+    refine_lowpass: int = 0,
+) -> InversionResult:
     """Latent codes of ``images`` (tensor [N, 3, R, R] in [-1, 1] or a dataset): encoder, then refinement.
 
     The class is the argmax of the encoder's logits; :func:`refine_latents` then moves z only. The
@@ -625,8 +698,17 @@ def invert(den: DEN, generator, images, *, truncation: float, batch_size: int = 
                 enc_err = _per_image_mse(generator.images(z, one_hot, truncation), x)
             err = enc_err
             if refine_steps > 0:
-                z, err = refine_latents(generator, z, one_hot, x, truncation=truncation, steps=refine_steps,
-                                        lr=refine_lr, lowpass=refine_lowpass, bound=den.bound)
+                z, err = refine_latents(
+                    generator,
+                    z,
+                    one_hot,
+                    x,
+                    truncation=truncation,
+                    steps=refine_steps,
+                    lr=refine_lr,
+                    lowpass=refine_lowpass,
+                    bound=den.bound,
+                )
             for key, value in dict(z=z, class_id=class_id, recon_error=err, encoder_error=enc_err).items():
                 results[key].append(value.detach().cpu().numpy())
             bar.update(len(x))

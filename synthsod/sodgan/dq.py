@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthsod.core.backbones import create_backbone, output_features
-from synthsod.errors import SynthsodError
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
+from synthsod.errors import SynthsodError
 
 DEFAULT_BACKBONE = "mobilenetv3_small_100"
 DEFAULT_INPUT_SIZE = 224
@@ -42,16 +42,22 @@ def pair_input(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     if masks.dim() == 3:
         masks = masks[:, None]
     if masks.shape != (images.shape[0], 1, *images.shape[2:]):
-        raise SynthsodError(f"D_q expects masks [N, 1, H, W] matching the images {tuple(images.shape)}, "
-                            f"got {tuple(masks.shape)}")
+        raise SynthsodError(
+            f"D_q expects masks [N, 1, H, W] matching the images {tuple(images.shape)}, got {tuple(masks.shape)}"
+        )
     return torch.cat([images, masks.to(images.dtype) * 2 - 1], dim=1)
 
 
 class QualityDiscriminator(nn.Module):
     """MobileNetV3 on (image, mask) -> one logit: high when the mask fits the image."""
 
-    def __init__(self, backbone: str = DEFAULT_BACKBONE, weights: str | None = None,
-                 input_size: int = DEFAULT_INPUT_SIZE, seed: int = 0):
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        weights: str | None = None,
+        input_size: int = DEFAULT_INPUT_SIZE,
+        seed: int = 0,
+    ):
         super().__init__()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the initial weights depend on the seed alone, not on the process
@@ -76,7 +82,7 @@ class QualityDiscriminator(nn.Module):
         try:
             for lo in range(0, images.shape[0], batch_size):
                 with autocast(device):
-                    logits = self(images[lo:lo + batch_size].to(device), masks[lo:lo + batch_size].to(device))
+                    logits = self(images[lo : lo + batch_size].to(device), masks[lo : lo + batch_size].to(device))
                 scores.append(torch.sigmoid(logits.float()).cpu())
         finally:
             self.train(was_training)
@@ -85,8 +91,12 @@ class QualityDiscriminator(nn.Module):
 
 def save_dq(path: str | os.PathLike, dq: QualityDiscriminator | None, backbone: str, **info: Any) -> None:
     """Write a trained D_q (or the record that there is none) for :func:`load_dq`, atomically."""
-    payload = {"state_dict": None if dq is None else dq.state_dict(), "backbone": backbone,
-               "input_size": None if dq is None else dq.input_size, **info}
+    payload = {
+        "state_dict": None if dq is None else dq.state_dict(),
+        "backbone": backbone,
+        "input_size": None if dq is None else dq.input_size,
+        **info,
+    }
     with atomic_path(path) as tmp, open(tmp, "wb") as file:
         torch.save(payload, file)
 
@@ -104,8 +114,14 @@ def load_dq(path: str | os.PathLike, device: torch.device | str = "cpu") -> Qual
     return dq.to(device).eval()
 
 
-def dq_step(dq: QualityDiscriminator, opt: torch.optim.Optimizer, real_images: torch.Tensor,
-            real_masks: torch.Tensor, fake_images: torch.Tensor, fake_masks: torch.Tensor) -> float:
+def dq_step(
+    dq: QualityDiscriminator,
+    opt: torch.optim.Optimizer,
+    real_images: torch.Tensor,
+    real_masks: torch.Tensor,
+    fake_images: torch.Tensor,
+    fake_masks: torch.Tensor,
+) -> float:
     """One update of D_q (eq 12): BCE with logits, real pairs -> 1, fake pairs -> 0; returns the loss.
 
     Real and fake pairs go through the network in one batch, so batch norm sees the same statistics for
@@ -144,5 +160,12 @@ def _as_mask(masks: torch.Tensor) -> torch.Tensor:
     return masks[:, None] if masks.dim() == 3 else masks
 
 
-__all__ = ["DEFAULT_BACKBONE", "QualityDiscriminator", "adversarial_loss", "dq_step", "load_dq", "pair_input",
-           "save_dq"]
+__all__ = [
+    "DEFAULT_BACKBONE",
+    "QualityDiscriminator",
+    "adversarial_loss",
+    "dq_step",
+    "load_dq",
+    "pair_input",
+    "save_dq",
+]

@@ -46,8 +46,9 @@ def apply_class_file(latents: pd.DataFrame, class_file: str | os.PathLike) -> pd
     return latents.assign(**{"class": latents["id"].map(mapping).astype("int64")})
 
 
-def select_fewshot(latents: pd.DataFrame, strategy: str, size: int, seed: int,
-                   chosen_ids: list[str] | None = None) -> pd.DataFrame:
+def select_fewshot(
+    latents: pd.DataFrame, strategy: str, size: int, seed: int, chosen_ids: list[str] | None = None
+) -> pd.DataFrame:
     """Rows of ``latents`` (columns id, class, recon_error, ...) forming the few-shot set, sorted by id.
     ``uncertain`` takes the ids its caller chose (``chosen_ids``)."""
     if strategy == "uncertain":

@@ -79,15 +79,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
-from synthsod.errors import SynthsodError
-from synthsod.generators.base import GeneratorOutput
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
 from synthsod.core.progress import progress
+from synthsod.errors import SynthsodError
+from synthsod.generators.base import GeneratorOutput
 
 if TYPE_CHECKING:
-    from synthsod.sodgan.dq import QualityDiscriminator
     from synthsod.generators import BigGANGenerator
+    from synthsod.sodgan.dq import QualityDiscriminator
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,9 @@ class ChannelBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def _bottleneck(channels: int, hidden: int) -> nn.Sequential:
-    return nn.Sequential(PointwiseLinear(channels, hidden), ChannelBatchNorm(hidden), nn.ReLU(),
-                         PointwiseLinear(hidden, channels))
+    return nn.Sequential(
+        PointwiseLinear(channels, hidden), ChannelBatchNorm(hidden), nn.ReLU(), PointwiseLinear(hidden, channels)
+    )
 
 
 # --- fusion (eq 6) ------------------------------------------------------------------------------------
@@ -198,10 +199,10 @@ class FeatureFusion(nn.Module):
         self.feature_shapes = {int(t): tuple(shape) for t, shape in feature_shapes.items()}
         self.out_resolution = int(out_resolution)
         self.channels_per_tap = int(channels_per_tap)
-        self.norms = nn.ModuleDict(
-            {str(t): nn.BatchNorm2d(feature_shapes[t][0], affine=False) for t in self.taps})
+        self.norms = nn.ModuleDict({str(t): nn.BatchNorm2d(feature_shapes[t][0], affine=False) for t in self.taps})
         self.reducers = nn.ModuleDict(
-            {str(t): nn.Conv2d(feature_shapes[t][0], channels_per_tap, kernel_size=1) for t in self.taps})
+            {str(t): nn.Conv2d(feature_shapes[t][0], channels_per_tap, kernel_size=1) for t in self.taps}
+        )
 
     @property
     def out_channels(self) -> int:
@@ -232,8 +233,13 @@ class FeatureFusion(nn.Module):
 
 def naive_fusion(fusion: FeatureFusion, features: Mapping[int, torch.Tensor]) -> torch.Tensor:
     """Reference for eq 6 as written: upsample every full feature map, then apply the same 1x1 convs."""
-    return torch.cat([fusion.reducers[str(t)](upsample(fusion.norms[str(t)](features[t]), fusion.out_resolution))
-                      for t in fusion.taps], dim=1)
+    return torch.cat(
+        [
+            fusion.reducers[str(t)](upsample(fusion.norms[str(t)](features[t]), fusion.out_resolution))
+            for t in fusion.taps
+        ],
+        dim=1,
+    )
 
 
 # --- omni-attention (eq 7-8) --------------------------------------------------------------------------
@@ -267,8 +273,9 @@ class OmniAttention(nn.Module):
                 nn.init.zeros_(branch[-1].weight)
                 nn.init.constant_(branch[-1].bias, bias)
 
-    def forward(self, f: torch.Tensor, pooled: torch.Tensor | None = None,
-                image_index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, f: torch.Tensor, pooled: torch.Tensor | None = None, image_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Attend ``f`` ([N, C, H, W] maps, or [P, C] pixels with ``image_index`` [P] naming each pixel's image).
 
         ``pooled`` [N, C] is GAP(f*); for maps it defaults to their spatial mean.
@@ -341,9 +348,15 @@ INFERENCE_CHUNK = 4096  # pixels per chunk of eval-mode inference with a per-pix
 class GMask(nn.Module):
     """Fusion + omni-attention + head: generator features -> 2-class saliency logits."""
 
-    def __init__(self, feature_shapes: FeatureShapes, resolution: int, head: str = "mlp-s",
-                 attention: Attention = "full", channels_per_tap: int = DEFAULT_CHANNELS_PER_TAP,
-                 reduction: int = DEFAULT_REDUCTION):
+    def __init__(
+        self,
+        feature_shapes: FeatureShapes,
+        resolution: int,
+        head: str = "mlp-s",
+        attention: Attention = "full",
+        channels_per_tap: int = DEFAULT_CHANNELS_PER_TAP,
+        reduction: int = DEFAULT_REDUCTION,
+    ):
         super().__init__()
         self.head_name = head
         self.per_pixel = head_spec(head).per_pixel
@@ -368,9 +381,14 @@ class GMask(nn.Module):
         n, c, h, w = fused.shape
         pixels = fused.permute(0, 2, 3, 1).reshape(n * h * w, c)
         image_index = torch.arange(n, device=pixels.device).repeat_interleave(h * w)
-        logits = torch.cat([self.head(self.attention(pixels[lo:lo + INFERENCE_CHUNK], pooled,
-                                                     image_index[lo:lo + INFERENCE_CHUNK]))
-                            for lo in range(0, n * h * w, INFERENCE_CHUNK)])
+        logits = torch.cat(
+            [
+                self.head(
+                    self.attention(pixels[lo : lo + INFERENCE_CHUNK], pooled, image_index[lo : lo + INFERENCE_CHUNK])
+                )
+                for lo in range(0, n * h * w, INFERENCE_CHUNK)
+            ]
+        )
         return logits.reshape(n, h, w, -1).permute(0, 3, 1, 2)
 
     def forward_pixels(self, features: Mapping[int, torch.Tensor], coords: torch.Tensor) -> torch.Tensor:
@@ -387,9 +405,13 @@ class GMask(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def gmask_parameter_count(feature_shapes: FeatureShapes, head: str = "mlp-s", attention: Attention = "full",
-                          channels_per_tap: int = DEFAULT_CHANNELS_PER_TAP,
-                          reduction: int = DEFAULT_REDUCTION) -> int:
+def gmask_parameter_count(
+    feature_shapes: FeatureShapes,
+    head: str = "mlp-s",
+    attention: Attention = "full",
+    channels_per_tap: int = DEFAULT_CHANNELS_PER_TAP,
+    reduction: int = DEFAULT_REDUCTION,
+) -> int:
     """Parameters of a G_mask with this config (builds it on the meta device: no memory)."""
     with torch.device("meta"):
         return GMask(feature_shapes, 8, head, attention, channels_per_tap, reduction).num_parameters()
@@ -417,7 +439,8 @@ def soft_dice(probs: torch.Tensor, target: torch.Tensor, eps: float = DICE_EPS) 
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_S = CE + (1 - Dice): ``logits`` [N, 2, H, W] / [P, 2], ``target`` {0, 1} [N, 1, H, W] / [N, H, W] / [P, 1] / [P]."""
+    """L_S = CE + (1 - Dice): ``logits`` [N, 2, H, W] / [P, 2], ``target`` {0, 1} [N, 1, H, W] / [N, H, W] /
+    [P, 1] / [P]."""
     logits = logits.float()
     labels = target.reshape(logits.shape[0], *logits.shape[2:]).float()
     ce = F.cross_entropy(logits, labels.round().long())
@@ -437,12 +460,12 @@ class GMaskConfig:
     steps: int = 300
     batch_size: int = 16
     lr: float = 3e-3
-    pixels_per_image: int = 512   # MLP heads: sampled pixels per image per step; 0 = full maps
-    dq_weight: float = 0.1        # weight of the adversarial term (eq 11) when a D_q is given
+    pixels_per_image: int = 512  # MLP heads: sampled pixels per image per step; 0 = full maps
+    dq_weight: float = 0.1  # weight of the adversarial term (eq 11) when a D_q is given
     dq_lr: float = 1e-4
     dq_real_images: str = "generated"  # D_q's real pairs: (G(z+), y) | "photos": (x, y), eq 12 read literally
     checkpoint_every: int = 100
-    precise_bn: bool = True       # after training, batch-norm statistics averaged over all of D_m
+    precise_bn: bool = True  # after training, batch-norm statistics averaged over all of D_m
     feature_cache_mb: int = 2048  # keep D_m's generator outputs in memory when they fit this budget; 0: never
 
     def check(self) -> None:
@@ -454,8 +477,9 @@ class GMaskConfig:
         if self.dq_real_images not in ("generated", "photos"):
             raise SynthsodError(f"dq_real_images must be generated or photos, got '{self.dq_real_images}'")
         if self.steps < 0 or self.checkpoint_every < 1 or self.pixels_per_image < 0:
-            raise SynthsodError("G_mask steps, checkpoint_every and pixels_per_image must be non-negative"
-                                " (checkpoint_every >= 1)")
+            raise SynthsodError(
+                "G_mask steps, checkpoint_every and pixels_per_image must be non-negative (checkpoint_every >= 1)"
+            )
 
 
 # Settings that may change between a run and its resumption (training longer is the point of resuming).
@@ -483,17 +507,21 @@ def stack_pairs(pairs: Iterable[Mapping[str, Any]], resolution: int) -> FewShotS
     z = torch.stack([torch.as_tensor(np.asarray(r["z"], dtype=np.float32)) for r in rows])
     ids = torch.tensor([int(r["class_id"]) for r in rows], dtype=torch.long)
     images = torch.stack([torch.as_tensor(r["image"], dtype=torch.float32) for r in rows])
-    masks = torch.stack([torch.as_tensor(r["mask"], dtype=torch.float32).reshape(1, *r["mask"].shape[-2:])
-                         for r in rows])
+    masks = torch.stack(
+        [torch.as_tensor(r["mask"], dtype=torch.float32).reshape(1, *r["mask"].shape[-2:]) for r in rows]
+    )
     if images.shape[1:] != (3, resolution, resolution) or masks.shape[1:] != (1, resolution, resolution):
-        raise SynthsodError(f"few-shot pairs must hold images [3, {resolution}, {resolution}] and masks "
-                            f"[1, {resolution}, {resolution}] (the generator's resolution); got "
-                            f"{tuple(images.shape[1:])} and {tuple(masks.shape[1:])}")
+        raise SynthsodError(
+            f"few-shot pairs must hold images [3, {resolution}, {resolution}] and masks "
+            f"[1, {resolution}, {resolution}] (the generator's resolution); got "
+            f"{tuple(images.shape[1:])} and {tuple(masks.shape[1:])}"
+        )
     return FewShotSet(z, ids, images, masks)
 
 
-def _step_draws(seed: int, step: int, n_pairs: int, batch_size: int, pixels: int,
-                resolution: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _step_draws(
+    seed: int, step: int, n_pairs: int, batch_size: int, pixels: int, resolution: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """This step's batch indices and pixel coordinates, a function of (seed, step) only."""
     gen = step_generator(seed, step)
     if n_pairs >= batch_size:
@@ -517,14 +545,28 @@ def _config_for_check(cfg: GMaskConfig) -> dict[str, Any]:
 class _Trainer:
     """One G_mask training run: the models, the optimisers and one step's arithmetic."""
 
-    def __init__(self, generator: BigGANGenerator, data: FewShotSet, truncation: float, cfg: GMaskConfig,
-                 dq: QualityDiscriminator | None, device: torch.device, seed: int):
+    def __init__(
+        self,
+        generator: BigGANGenerator,
+        data: FewShotSet,
+        truncation: float,
+        cfg: GMaskConfig,
+        dq: QualityDiscriminator | None,
+        device: torch.device,
+        seed: int,
+    ):
         self.generator, self.data, self.truncation, self.cfg = generator, data, truncation, cfg
         self.device, self.seed = device, seed
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the initial weights depend on the seed alone
-            self.gmask = GMask(generator.feature_shapes, generator.resolution, cfg.head, cfg.attention,
-                               cfg.channels_per_tap, cfg.reduction).to(device)
+            self.gmask = GMask(
+                generator.feature_shapes,
+                generator.resolution,
+                cfg.head,
+                cfg.attention,
+                cfg.channels_per_tap,
+                cfg.reduction,
+            ).to(device)
         self.opt = torch.optim.Adam(self.gmask.parameters(), lr=cfg.lr)
         self.dq = dq.to(device) if dq is not None and cfg.dq_weight > 0 else None
         self.dq_opt = torch.optim.Adam(self.dq.parameters(), lr=cfg.dq_lr) if self.dq is not None else None
@@ -540,10 +582,14 @@ class _Trainer:
         only G_mask, so batches can be larger and batch norm's statistics steadier. A run and its
         resumption make the same caching decision, so resuming stays exact.
         """
-        chunks = [self.generator.generate(self.data.z[lo:lo + 16], self.data.class_ids[lo:lo + 16], self.truncation)
-                  for lo in range(0, len(self.data), 16)]
-        return GeneratorOutput(images=torch.cat([c.images for c in chunks]),
-                               features={t: torch.cat([c.features[t] for c in chunks]) for t in chunks[0].features})
+        chunks = [
+            self.generator.generate(self.data.z[lo : lo + 16], self.data.class_ids[lo : lo + 16], self.truncation)
+            for lo in range(0, len(self.data), 16)
+        ]
+        return GeneratorOutput(
+            images=torch.cat([c.images for c in chunks]),
+            features={t: torch.cat([c.features[t] for c in chunks]) for t in chunks[0].features},
+        )
 
     @torch.no_grad()
     def recalibrate_batchnorm(self, chunk: int = 16) -> None:
@@ -574,8 +620,9 @@ class _Trainer:
         if self.cache is None:
             return self.generator.generate(self.data.z[index], self.data.class_ids[index], self.truncation)
         index = index.to(self.cache.images.device)
-        return GeneratorOutput(images=self.cache.images[index],
-                               features={t: f[index] for t, f in self.cache.features.items()})
+        return GeneratorOutput(
+            images=self.cache.images[index], features={t: f[index] for t, f in self.cache.features.items()}
+        )
 
     def parts(self) -> dict[str, Any]:
         parts = {"gmask": self.gmask, "opt": self.opt}
@@ -587,8 +634,14 @@ class _Trainer:
         from synthsod.sodgan.dq import adversarial_loss, dq_step
 
         cfg, data = self.cfg, self.data
-        index, coords = _step_draws(self.seed, step, len(data), cfg.batch_size,
-                                    cfg.pixels_per_image if self.sampled else 0, self.gmask.resolution)
+        index, coords = _step_draws(
+            self.seed,
+            step,
+            len(data),
+            cfg.batch_size,
+            cfg.pixels_per_image if self.sampled else 0,
+            self.gmask.resolution,
+        )
         out = self.generate(index)
         target = data.masks[index].to(self.device)
         self.gmask.train()
@@ -618,10 +671,17 @@ class _Trainer:
         return losses
 
 
-def train_gmask(generator: BigGANGenerator, pairs: Iterable[Mapping[str, Any]], *, truncation: float,
-                cfg: GMaskConfig | None = None, dq: QualityDiscriminator | None = None,
-                device: torch.device | str = "cpu", checkpoint_path: str | os.PathLike | None = None,
-                seed: int = 0) -> dict[str, Any]:
+def train_gmask(
+    generator: BigGANGenerator,
+    pairs: Iterable[Mapping[str, Any]],
+    *,
+    truncation: float,
+    cfg: GMaskConfig | None = None,
+    dq: QualityDiscriminator | None = None,
+    device: torch.device | str = "cpu",
+    checkpoint_path: str | os.PathLike | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Train G_mask on the few-shot set D_m (``pairs``: dicts of z, class_id, image, mask); resumable.
 
     Each step draws its batch and pixels from ``step_generator(seed, step)`` (and reseeds torch's global
@@ -640,8 +700,10 @@ def train_gmask(generator: BigGANGenerator, pairs: Iterable[Mapping[str, Any]], 
     trainer = _Trainer(generator, stack_pairs(pairs, generator.resolution), truncation, cfg, dq, device, seed)
     start = _resume(trainer, cfg, checkpoint_path)
     history: list[dict[str, float]] = []
-    with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
-          progress(total=cfg.steps, initial=start, desc="G_mask training", unit="step") as bar):
+    with (
+        torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+        progress(total=cfg.steps, initial=start, desc="G_mask training", unit="step") as bar,
+    ):
         for step in range(start, cfg.steps):
             torch.manual_seed(step_generator(seed, step).initial_seed() ^ 0x5EED)  # stochastic layers, if any
             losses = trainer.step(step)
@@ -654,8 +716,14 @@ def train_gmask(generator: BigGANGenerator, pairs: Iterable[Mapping[str, Any]], 
     if cfg.precise_bn:
         trainer.recalibrate_batchnorm()
     trainer.gmask.eval()
-    return {"gmask": trainer.gmask, "dq": trainer.dq, "steps": max(start, cfg.steps), "losses": history,
-            "final": history[-1] if history else {}, "resumed_from": start or None}
+    return {
+        "gmask": trainer.gmask,
+        "dq": trainer.dq,
+        "steps": max(start, cfg.steps),
+        "losses": history,
+        "final": history[-1] if history else {},
+        "resumed_from": start or None,
+    }
 
 
 def _resume(trainer: _Trainer, cfg: GMaskConfig, checkpoint_path: str | os.PathLike | None) -> int:
@@ -666,8 +734,10 @@ def _resume(trainer: _Trainer, cfg: GMaskConfig, checkpoint_path: str | os.PathL
         return 0
     saved = payload.get("config")
     if saved != _config_for_check(cfg):
-        raise SynthsodError(f"checkpoint {checkpoint_path} was written with G_mask settings {saved}, not "
-                            f"{_config_for_check(cfg)}; delete it to start over")
+        raise SynthsodError(
+            f"checkpoint {checkpoint_path} was written with G_mask settings {saved}, not "
+            f"{_config_for_check(cfg)}; delete it to start over"
+        )
     log.info("G_mask: resuming from step %d of %s", payload["step"], checkpoint_path)
     return int(payload["step"])
 
@@ -676,8 +746,13 @@ def _resume(trainer: _Trainer, cfg: GMaskConfig, checkpoint_path: str | os.PathL
 @torch.no_grad()
 def save_gmask(path: str | os.PathLike, gmask: GMask, cfg: GMaskConfig, **info: Any) -> None:
     """Write a trained G_mask with what :func:`load_gmask` needs to rebuild it (atomically)."""
-    payload = {"state_dict": gmask.state_dict(), "config": asdict(cfg), "resolution": gmask.resolution,
-               "feature_shapes": dict(gmask.fusion.feature_shapes), **info}
+    payload = {
+        "state_dict": gmask.state_dict(),
+        "config": asdict(cfg),
+        "resolution": gmask.resolution,
+        "feature_shapes": dict(gmask.fusion.feature_shapes),
+        **info,
+    }
     with atomic_path(path) as tmp, open(tmp, "wb") as file:
         torch.save(payload, file)
 
@@ -687,9 +762,14 @@ def load_gmask(path: str | os.PathLike, device: torch.device | str = "cpu") -> G
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         cfg = payload["config"]
-        gmask = GMask(payload["feature_shapes"], payload["resolution"], head=cfg["head"],
-                      attention=cfg["attention"], channels_per_tap=cfg["channels_per_tap"],
-                      reduction=cfg["reduction"])
+        gmask = GMask(
+            payload["feature_shapes"],
+            payload["resolution"],
+            head=cfg["head"],
+            attention=cfg["attention"],
+            channels_per_tap=cfg["channels_per_tap"],
+            reduction=cfg["reduction"],
+        )
         gmask.load_state_dict(payload["state_dict"])
     except (OSError, KeyError, TypeError, RuntimeError, EOFError) as err:
         raise SynthsodError(f"{path}: not a G_mask checkpoint ({err})") from err
@@ -697,8 +777,9 @@ def load_gmask(path: str | os.PathLike, device: torch.device | str = "cpu") -> G
 
 
 @torch.no_grad()  # inference: no autograd graph over the G_mask forward
-def predict_masks(gmask: GMask, generator: BigGANGenerator, z, class_ids, truncation: float,
-                  batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_masks(
+    gmask: GMask, generator: BigGANGenerator, z, class_ids, truncation: float, batch_size: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate images and G_mask's foreground probabilities: ([N, 3, R, R] in [-1, 1], [N, 1, R, R]) on CPU."""
     z = torch.as_tensor(np.asarray(z, dtype=np.float32)) if not torch.is_tensor(z) else z.float()
     class_ids = torch.as_tensor(np.asarray(class_ids), dtype=torch.long)
@@ -708,7 +789,7 @@ def predict_masks(gmask: GMask, generator: BigGANGenerator, z, class_ids, trunca
     try:
         with progress(total=z.shape[0], desc="G_mask prediction", unit="image") as bar:
             for lo in range(0, z.shape[0], batch_size):
-                out = generator.generate(z[lo:lo + batch_size], class_ids[lo:lo + batch_size], truncation)
+                out = generator.generate(z[lo : lo + batch_size], class_ids[lo : lo + batch_size], truncation)
                 with autocast(generator.device):
                     logits = gmask(out.features)
                 images.append(out.images.cpu())
@@ -734,6 +815,21 @@ def mask_metrics(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 
     return {"iou": float(iou.mean()), "dice": float(dice.mean())}
 
 
-__all__ = ["ATTENTION_MODES", "HEADS", "FeatureFusion", "GMask", "GMaskConfig", "OmniAttention", "create_head",
-           "foreground_probability", "gmask_parameter_count", "mask_metrics", "naive_fusion", "predict_masks",
-           "segmentation_loss", "train_gmask", "upsample_mean_weights", "upsampled_mean"]
+__all__ = [
+    "ATTENTION_MODES",
+    "HEADS",
+    "FeatureFusion",
+    "GMask",
+    "GMaskConfig",
+    "OmniAttention",
+    "create_head",
+    "foreground_probability",
+    "gmask_parameter_count",
+    "mask_metrics",
+    "naive_fusion",
+    "predict_masks",
+    "segmentation_loss",
+    "train_gmask",
+    "upsample_mean_weights",
+    "upsampled_mean",
+]

@@ -16,13 +16,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from synthsod.sodgan.dq import QualityDiscriminator
-from synthsod.generators import BigGANGenerator
-from synthsod.sodgan.gmask import GMask, foreground_probability
 from synthsod.core.gpu import autocast
-from synthsod.generators.latents import LatentSource
-from synthsod.synthesis.sampling import Candidate, Propose, Score
 from synthsod.core.images import nhwc_gray, to_uint8_nhwc
+from synthsod.generators import BigGANGenerator
+from synthsod.generators.latents import LatentSource
+from synthsod.sodgan.dq import QualityDiscriminator
+from synthsod.sodgan.gmask import GMask, foreground_probability
+from synthsod.synthesis.sampling import Candidate, Propose, Score
 
 
 def _nhwc(images: torch.Tensor) -> np.ndarray:
@@ -38,8 +38,9 @@ def renderer(generator: BigGANGenerator, truncation: float) -> Callable[[np.ndar
     return render
 
 
-def gmask_proposer(generator: BigGANGenerator, gmask: GMask, latents: LatentSource, truncation: float,
-                   threshold: float = 0.5) -> Propose:
+def gmask_proposer(
+    generator: BigGANGenerator, gmask: GMask, latents: LatentSource, truncation: float, threshold: float = 0.5
+) -> Propose:
     """Candidates whose mask is G_mask's foreground probability above ``threshold``."""
     gmask = gmask.eval()
 
@@ -52,14 +53,19 @@ def gmask_proposer(generator: BigGANGenerator, gmask: GMask, latents: LatentSour
         masks = (foreground_probability(logits.float())[:, 0] > threshold).cpu().numpy()
         images = _nhwc(out.images)
         grays, uint8 = nhwc_gray(images), to_uint8_nhwc(images)
-        return [Candidate(index=int(i), z=z[n], class_id=int(ids[n]), image=uint8[n], mask=masks[n],
-                          histogram_gray=grays[n]) for n, i in enumerate(indices)]
+        return [
+            Candidate(
+                index=int(i), z=z[n], class_id=int(ids[n]), image=uint8[n], mask=masks[n], histogram_gray=grays[n]
+            )
+            for n, i in enumerate(indices)
+        ]
 
     return propose
 
 
 def dq_scorer(dq: QualityDiscriminator, batch_size: int = 64) -> Score:
     """D_q's probability per (uint8 image, bool mask) pair."""
+
     def score(images: list[np.ndarray], masks: list[np.ndarray]) -> np.ndarray:
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         m = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))

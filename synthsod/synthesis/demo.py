@@ -38,13 +38,11 @@ import torch
 import torch.nn.functional as F
 from skimage.filters import threshold_otsu
 
-from synthsod.errors import SynthsodError
-from synthsod.core.images import LUMA
-from synthsod.synthesis.filters import drop_small_components
-from synthsod.generators import BigGANGenerator, GeneratorOutput, resolve_classes, sample_latents
-from synthsod.core.images import write_image
+from synthsod.core.images import LUMA, to_uint8_nhwc, write_image
 from synthsod.core.progress import progress
-from synthsod.core.images import to_uint8_nhwc
+from synthsod.errors import SynthsodError
+from synthsod.generators import BigGANGenerator, GeneratorOutput, resolve_classes, sample_latents
+from synthsod.synthesis.filters import drop_small_components
 
 SOURCES = ("layout", "luminance")
 REFERENCE_FIRST_INDEX = 10**9  # the layout read-out is fitted on sample indices no split reaches
@@ -54,9 +52,9 @@ REFERENCE_SAMPLES = 64
 @dataclass(frozen=True)
 class MaskRule:
     source: str = "layout"
-    layout_quantile: float = 0.6      # layout: fraction of reference pixels below the threshold
-    blur_sigma: float = 2.0           # luminance: smoothing before thresholding
-    threshold: float | None = None    # luminance: fixed grey level, or None for Otsu per image
+    layout_quantile: float = 0.6  # layout: fraction of reference pixels below the threshold
+    blur_sigma: float = 2.0  # luminance: smoothing before thresholding
+    threshold: float | None = None  # luminance: fixed grey level, or None for Otsu per image
     keep_component_fraction: float = 0.2
     min_fg: float = 0.05
     max_fg: float = 0.6
@@ -101,8 +99,9 @@ class LayoutReadout:
         return F.interpolate(score, size=(resolution, resolution), mode="bilinear", align_corners=False)[:, 0]
 
 
-def fit_layout_readout(generator: BigGANGenerator, seed: int, truncation: float, class_ids: np.ndarray,
-                       quantile: float) -> LayoutReadout:
+def fit_layout_readout(
+    generator: BigGANGenerator, seed: int, truncation: float, class_ids: np.ndarray, quantile: float
+) -> LayoutReadout:
     """Top principal direction of the coarsest tap's pixels and the ``quantile`` of its scores."""
     tap = generator.taps[0]
     indices = range(REFERENCE_FIRST_INDEX, REFERENCE_FIRST_INDEX + REFERENCE_SAMPLES)
@@ -120,14 +119,18 @@ def fit_layout_readout(generator: BigGANGenerator, seed: int, truncation: float,
 class DemoMasker:
     """The demo's mask rule bound to one generator and the demo's sampling settings."""
 
-    def __init__(self, generator: BigGANGenerator, rule: MaskRule, *, seed: int, truncation: float,
-                 classes: dict | None):
+    def __init__(
+        self, generator: BigGANGenerator, rule: MaskRule, *, seed: int, truncation: float, classes: dict | None
+    ):
         if rule.source not in SOURCES:
             raise SynthsodError(f"demo mask source '{rule.source}': choose one of {', '.join(SOURCES)}")
         self.generator, self.rule = generator, rule
         self.class_ids = resolve_classes(classes, generator.num_classes)
-        self.layout = (fit_layout_readout(generator, seed, truncation, self.class_ids, rule.layout_quantile)
-                       if rule.source == "layout" else None)
+        self.layout = (
+            fit_layout_readout(generator, seed, truncation, self.class_ids, rule.layout_quantile)
+            if rule.source == "layout"
+            else None
+        )
 
     @property
     def needs_features(self) -> bool:
@@ -141,9 +144,21 @@ class DemoMasker:
         return np.stack([keep_large_components(m, self.rule.keep_component_fraction) for m in foreground])
 
 
-def write_demo_split(generator: BigGANGenerator, images_dir: str | Path, masks_dir: str | Path, *, size: int,
-                     first_index: int, seed: int, truncation: float, classes: dict | None, rule: MaskRule,
-                     jpeg_quality: int = 90, batch_size: int = 16, max_tries_per_image: int = 20) -> int:
+def write_demo_split(
+    generator: BigGANGenerator,
+    images_dir: str | Path,
+    masks_dir: str | Path,
+    *,
+    size: int,
+    first_index: int,
+    seed: int,
+    truncation: float,
+    classes: dict | None,
+    rule: MaskRule,
+    jpeg_quality: int = 90,
+    batch_size: int = 16,
+    max_tries_per_image: int = 20,
+) -> int:
     """Write ``size`` image/mask pairs ``demo_{index}.jpg/.png`` in DUTS layout; return how many were tried."""
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     for folder in (images_dir, masks_dir):
@@ -170,4 +185,3 @@ def write_demo_split(generator: BigGANGenerator, images_dir: str | Path, masks_d
                 bar.update()
             bar.set_postfix(samples=index - first_index)
     return index - first_index
-

@@ -15,10 +15,10 @@ FILTER_ORDER = ("components", "size", "histogram", "dq")  # the order a candidat
 class FilterSpec:
     """The run's ``filters:`` section; a None entry is off. D_q needs a scorer and a threshold."""
 
-    components: Mapping[str, Any] | None = None   # {fraction, connectivity}
-    size: Mapping[str, Any] | None = None         # {min, max}
-    histogram: Mapping[str, Any] | None = None    # {bins, window, strict}
-    dq: Mapping[str, Any] | None = None           # {threshold} or {keep_top, calibration}
+    components: Mapping[str, Any] | None = None  # {fraction, connectivity}
+    size: Mapping[str, Any] | None = None  # {min, max}
+    histogram: Mapping[str, Any] | None = None  # {bins, window, strict}
+    dq: Mapping[str, Any] | None = None  # {threshold} or {keep_top, calibration}
 
     @classmethod
     def from_config(cls, spec: Mapping[str, Any] | None) -> FilterSpec:

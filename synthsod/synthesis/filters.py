@@ -87,5 +87,11 @@ def quantile_threshold(scores: Sequence[float], keep_top: float) -> float:
     return float(np.sort(scores)[scores.size - keep])
 
 
-__all__ = ["drop_small_components", "histogram_ok", "interior_peaks", "mask_size_ok", "quantile_threshold",
-           "smoothed_histogram"]
+__all__ = [
+    "drop_small_components",
+    "histogram_ok",
+    "interior_peaks",
+    "mask_size_ok",
+    "quantile_threshold",
+    "smoothed_histogram",
+]

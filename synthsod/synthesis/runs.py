@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from synthsod.errors import SynthsodError
-from synthsod.synthesis.filters import quantile_threshold
 from synthsod.core.io import write_json_atomic
-from synthsod.generators.latents import LatentSource, resolve_classes, restrict_table
 from synthsod.core.progress import progress
+from synthsod.directions.files import load_direction
+from synthsod.errors import SynthsodError
+from synthsod.generators.latents import LatentSource, resolve_classes, restrict_table
+from synthsod.names import BIGBIGAN
+from synthsod.synthesis.filters import quantile_threshold
 from synthsod.synthesis.sampling import (
     FilterSpec,
     calibration_indices,
@@ -36,21 +38,19 @@ from synthsod.synthesis.sampling import (
     shard_row,
     shift_proposer,
 )
-from synthsod.directions.files import load_direction
 from synthsod.synthesis.shards import write_shard
-from synthsod.names import BIGBIGAN
 
 
 @dataclass(frozen=True)
 class RunFiles:
     """Inputs of a run; None where the run does not need the file."""
 
-    weights: str | None = None          # generator weights directory (None: the BigGAN package cache)
-    gmask: str | None = None            # results/gmask/<gen>/gmask.pt
-    dq: str | None = None               # results/gmask/<gen>/dq.pt
-    latents: str | None = None          # DEN latents.parquet or BigBiGAN embeddings.parquet
-    direction: str | None = None        # .npy direction file
-    calibration: str | None = None      # dq_calibration.json (keep_top)
+    weights: str | None = None  # generator weights directory (None: the BigGAN package cache)
+    gmask: str | None = None  # results/gmask/<gen>/gmask.pt
+    dq: str | None = None  # results/gmask/<gen>/dq.pt
+    latents: str | None = None  # DEN latents.parquet or BigBiGAN embeddings.parquet
+    direction: str | None = None  # .npy direction file
+    calibration: str | None = None  # dq_calibration.json (keep_top)
 
 
 @dataclass
@@ -109,25 +109,31 @@ def latent_source(run: Mapping[str, Any], backend: Backend, files: RunFiles) -> 
     return source, truncation
 
 
-def proposer(run: Mapping[str, Any], backend: Backend, source: LatentSource, truncation: float | None,
-             files: RunFiles):
+def proposer(run: Mapping[str, Any], backend: Backend, source: LatentSource, truncation: float | None, files: RunFiles):
     mask = run["mask"]
     if mask["method"] == "gmask":
         if backend.name == BIGBIGAN:
             raise SynthsodError("BigBiGAN runs take masks from a direction (mask.method: direction)")
-        from synthsod.synthesis.biggan_sampling import gmask_proposer
         from synthsod.sodgan.gmask import load_gmask
+        from synthsod.synthesis.biggan_sampling import gmask_proposer
 
         gmask = load_gmask(files.gmask, backend.device)
         return gmask_proposer(backend.model, gmask, source, truncation, mask["threshold"])
     direction = load_direction(files.direction)
-    return shift_proposer(backend_renderer(backend, truncation), source, direction, mask["shift"], mask["compare"],
-                          direction_name=Path(files.direction).stem)
+    return shift_proposer(
+        backend_renderer(backend, truncation),
+        source,
+        direction,
+        mask["shift"],
+        mask["compare"],
+        direction_name=Path(files.direction).stem,
+    )
 
 
 def backend_renderer(backend: Backend, truncation: float | None):
     """``render(z, class_ids)`` -> float images [N, H, W, 3] in [-1, 1] for either backend."""
     if backend.name == BIGBIGAN:
+
         def render(z, class_ids):
             return backend.model.generate(z)
 
@@ -142,13 +148,14 @@ def scorer(run: Mapping[str, Any], backend: Backend, files: RunFiles):
         return None
     if backend.name == BIGBIGAN:
         raise SynthsodError("the dq filter needs a D_q trained on a PyTorch generator; BigBiGAN runs have none")
-    from synthsod.synthesis.biggan_sampling import dq_scorer
     from synthsod.sodgan.dq import load_dq
+    from synthsod.synthesis.biggan_sampling import dq_scorer
 
     dq = load_dq(files.dq, backend.device)
     if dq is None:
-        raise SynthsodError(f"{files.dq}: G_mask was trained without D_q (gmask.dq.enabled: false); "
-                            "set the run's filters.dq to null")
+        raise SynthsodError(
+            f"{files.dq}: G_mask was trained without D_q (gmask.dq.enabled: false); set the run's filters.dq to null"
+        )
     return dq_scorer(dq)
 
 
@@ -174,12 +181,20 @@ class Sampler:
     score: Any
 
 
-def open_run(name: str, run: Mapping[str, Any], generator: Mapping[str, Any], files: RunFiles,
-             device: Any = "cpu") -> Sampler:
+def open_run(
+    name: str, run: Mapping[str, Any], generator: Mapping[str, Any], files: RunFiles, device: Any = "cpu"
+) -> Sampler:
     backend = open_backend(generator, files.weights, device)
     source, truncation = latent_source(run, backend, files)
-    return Sampler(name, run, backend, truncation, proposer(run, backend, source, truncation, files),
-                   FilterSpec.from_config(run["filters"]), scorer(run, backend, files))
+    return Sampler(
+        name,
+        run,
+        backend,
+        truncation,
+        proposer(run, backend, source, truncation, files),
+        FilterSpec.from_config(run["filters"]),
+        scorer(run, backend, files),
+    )
 
 
 def calibrate(sampler: Sampler, out_json: str) -> float:
@@ -192,16 +207,23 @@ def calibrate(sampler: Sampler, out_json: str) -> float:
     survivors = []
     with progress(total=len(indices), desc=f"run {sampler.name} D_q calibration", unit="candidate") as bar:
         for lo in range(0, len(indices), batch):
-            block = indices[lo:lo + batch]
+            block = indices[lo : lo + batch]
             survivors += [c for c, reason in judge(sampler.propose, block, cheap, None, None) if reason is None]
             bar.update(len(block))
     if not survivors:
         raise SynthsodError(f"run {sampler.name}: no calibration candidate passed the filters before D_q")
     scores = sampler.score([c.image for c in survivors], [c.mask for c in survivors])
     threshold = quantile_threshold(scores, dq["keep_top"])
-    write_json_atomic(out_json, {"threshold": threshold, "keep_top": dq["keep_top"],
-                                 "candidates": len(indices), "scored": len(survivors),
-                                 "score_quantiles": np.quantile(scores, [0, 0.25, 0.5, 0.75, 1]).tolist()})
+    write_json_atomic(
+        out_json,
+        {
+            "threshold": threshold,
+            "keep_top": dq["keep_top"],
+            "candidates": len(indices),
+            "scored": len(survivors),
+            "score_quantiles": np.quantile(scores, [0, 0.25, 0.5, 0.75, 1]).tolist(),
+        },
+    )
     return threshold
 
 
@@ -212,19 +234,31 @@ def write_run_shard(sampler: Sampler, shard: int, rows: int, files: RunFiles, ou
     started = time.perf_counter()
     filters_ran = sampler.filters.enabled()
     result = sample_shard(
-        sampler.propose, sampler.filters, rows=rows,
+        sampler.propose,
+        sampler.filters,
+        rows=rows,
         block=candidate_block(shard, run["rows_per_shard"], run["max_candidates_factor"]),
-        batch_size=run["batch_size"], score=sampler.score, dq_threshold=dq_threshold(run, files),
-        where=f"run {sampler.name} shard {shard}")
+        batch_size=run["batch_size"],
+        score=sampler.score,
+        dq_threshold=dq_threshold(run, files),
+        where=f"run {sampler.name} shard {shard}",
+    )
 
     def row(candidate, filters):
-        return shard_row(sampler.name, candidate, generator=sampler.backend.name, seed=run["seed"],
-                         truncation=sampler.truncation, filters=filters)
+        return shard_row(
+            sampler.name,
+            candidate,
+            generator=sampler.backend.name,
+            seed=run["seed"],
+            truncation=sampler.truncation,
+            filters=filters,
+        )
 
     fmt = dict(image_format=run["image_format"], jpeg_quality=run["jpeg_quality"])
     write_shard(out["shard"], [row(c, filters_ran) for c in result.kept], **fmt)
-    write_shard(out["rejected"], [row(c, filters_ran[:filters_ran.index(reason) + 1])
-                                  for c, reason in result.rejected], **fmt)
+    write_shard(
+        out["rejected"], [row(c, filters_ran[: filters_ran.index(reason) + 1]) for c, reason in result.rejected], **fmt
+    )
     stats = {"shard": shard, **result.stats(), "seconds": round(time.perf_counter() - started, 3)}
     for example in stats["examples"]:
         example["id"] = sample_id(sampler.name, example["index"])
@@ -232,5 +266,15 @@ def write_run_shard(sampler: Sampler, shard: int, rows: int, files: RunFiles, ou
     return stats
 
 
-__all__ = ["BIGBIGAN", "Backend", "RunFiles", "Sampler", "backend_renderer", "calibrate", "latent_source", "open_backend",
-           "open_run", "write_run_shard"]
+__all__ = [
+    "BIGBIGAN",
+    "Backend",
+    "RunFiles",
+    "Sampler",
+    "backend_renderer",
+    "calibrate",
+    "latent_source",
+    "open_backend",
+    "open_run",
+    "write_run_shard",
+]

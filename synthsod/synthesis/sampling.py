@@ -42,14 +42,14 @@ from typing import Any
 
 import numpy as np
 
-from synthsod.errors import SynthsodError
-from synthsod.synthesis.filters import drop_small_components, histogram_ok, mask_size_ok
 from synthsod.core.images import nhwc_gray, to_uint8_nhwc
-from synthsod.directions.shift import check_comparison, shift_masks, unit_shift
-from synthsod.generators.latents import LatentSource
-from synthsod.synthesis.filter_spec import FILTER_ORDER, FilterSpec
-from synthsod.names import shard_count, shard_rows  # noqa: F401 (re-exported)
 from synthsod.core.progress import progress
+from synthsod.directions.shift import check_comparison, shift_masks, unit_shift
+from synthsod.errors import SynthsodError
+from synthsod.generators.latents import LatentSource
+from synthsod.names import shard_count, shard_rows  # noqa: F401 (re-exported)
+from synthsod.synthesis.filter_spec import FILTER_ORDER, FilterSpec
+from synthsod.synthesis.filters import drop_small_components, histogram_ok, mask_size_ok
 
 CALIBRATION_FIRST_INDEX = 2**50  # calibration candidates: indices no shard reaches
 REJECTED_EXAMPLES_PER_FILTER = 4
@@ -73,8 +73,6 @@ def sample_id(run: str, index: int) -> str:
 # --- direction-shift masks -------------------------------------------------------------------------
 
 
-
-
 # --- candidates and filters ------------------------------------------------------------------------
 @dataclass
 class Candidate:
@@ -83,9 +81,9 @@ class Candidate:
     index: int
     z: np.ndarray
     class_id: int | None
-    image: np.ndarray                      # uint8 HxWx3
-    mask: np.ndarray                       # bool HxW, before the components filter
-    histogram_gray: np.ndarray             # grey image [0, 1] the histogram filter judges
+    image: np.ndarray  # uint8 HxWx3
+    mask: np.ndarray  # bool HxW, before the components filter
+    histogram_gray: np.ndarray  # grey image [0, 1] the histogram filter judges
     direction: str | None = None
     shift: float | None = None
     components: int = 0
@@ -96,14 +94,20 @@ Propose = Callable[[Sequence[int]], list[Candidate]]
 Score = Callable[[list[np.ndarray], list[np.ndarray]], np.ndarray]  # images, masks -> D_q scores
 
 
-def shift_proposer(render: Callable[[np.ndarray, np.ndarray | None], np.ndarray], latents: LatentSource,
-                   direction: np.ndarray, shift: float, compare: str = "base", direction_name: str = "h"
-                   ) -> Propose:
+def shift_proposer(
+    render: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+    latents: LatentSource,
+    direction: np.ndarray,
+    shift: float,
+    compare: str = "base",
+    direction_name: str = "h",
+) -> Propose:
     """Candidates from a direction shift; ``render(z, class_ids)`` gives float NHWC images in [-1, 1]."""
     h = unit_shift(direction, shift)
     if h.shape[0] != latents.z_dim:
-        raise SynthsodError(f"direction {direction_name} has {h.shape[0]} dimensions; the generator's z has "
-                            f"{latents.z_dim}")
+        raise SynthsodError(
+            f"direction {direction_name} has {h.shape[0]} dimensions; the generator's z has {latents.z_dim}"
+        )
     check_comparison(compare)
 
     def propose(indices: Sequence[int]) -> list[Candidate]:
@@ -112,10 +116,19 @@ def shift_proposer(render: Callable[[np.ndarray, np.ndarray | None], np.ndarray]
         gray_shifted = nhwc_gray(render(z + h, ids))
         masks = shift_masks(gray_shifted, nhwc_gray(base) if compare == "base" else None, compare)
         images = to_uint8_nhwc(base)
-        return [Candidate(index=int(i), z=z[n], class_id=None if ids is None else int(ids[n]), image=images[n],
-                          mask=masks[n], histogram_gray=gray_shifted[n], direction=direction_name,
-                          shift=float(shift))
-                for n, i in enumerate(indices)]
+        return [
+            Candidate(
+                index=int(i),
+                z=z[n],
+                class_id=None if ids is None else int(ids[n]),
+                image=images[n],
+                mask=masks[n],
+                histogram_gray=gray_shifted[n],
+                direction=direction_name,
+                shift=float(shift),
+            )
+            for n, i in enumerate(indices)
+        ]
 
     return propose
 
@@ -125,13 +138,15 @@ def cheap_filters(candidate: Candidate, spec: FilterSpec) -> str | None:
     filter's name or None."""
     if spec.components is not None:
         candidate.mask, candidate.components = drop_small_components(
-            candidate.mask, spec.components["fraction"], spec.components.get("connectivity", 4))
+            candidate.mask, spec.components["fraction"], spec.components.get("connectivity", 4)
+        )
     else:
         candidate.components = drop_small_components(candidate.mask, 0.0)[1]
     if spec.size is not None and not mask_size_ok(candidate.mask, spec.size["min"], spec.size["max"]):
         return "size"
     if spec.histogram is not None and not histogram_ok(
-            candidate.histogram_gray, spec.histogram["bins"], spec.histogram["window"], spec.histogram["strict"]):
+        candidate.histogram_gray, spec.histogram["bins"], spec.histogram["window"], spec.histogram["strict"]
+    ):
         return "histogram"
     return None
 
@@ -139,18 +154,22 @@ def cheap_filters(candidate: Candidate, spec: FilterSpec) -> str | None:
 @dataclass
 class ShardResult:
     kept: list[Candidate]
-    candidates: int                                  # candidates judged up to the last kept one
+    candidates: int  # candidates judged up to the last kept one
     rejections: Counter = field(default_factory=Counter)
     rejected: list[tuple[Candidate, str]] = field(default_factory=list)  # a few examples per filter
 
     def stats(self) -> dict[str, Any]:
-        return {"kept": len(self.kept), "candidates": self.candidates,
-                "rejected": {name: self.rejections.get(name, 0) for name in FILTER_ORDER},
-                "examples": [{"index": c.index, "filter": name} for c, name in self.rejected]}
+        return {
+            "kept": len(self.kept),
+            "candidates": self.candidates,
+            "rejected": {name: self.rejections.get(name, 0) for name in FILTER_ORDER},
+            "examples": [{"index": c.index, "filter": name} for c, name in self.rejected],
+        }
 
 
-def judge(propose: Propose, indices: Sequence[int], spec: FilterSpec, score: Score | None,
-          dq_threshold: float | None) -> list[tuple[Candidate, str | None]]:
+def judge(
+    propose: Propose, indices: Sequence[int], spec: FilterSpec, score: Score | None, dq_threshold: float | None
+) -> list[tuple[Candidate, str | None]]:
     """Generate ``indices`` and run every filter: (candidate, rejecting filter or None) in index order."""
     verdicts = [(c, cheap_filters(c, spec)) for c in propose(indices)]
     if spec.dq is not None:
@@ -161,14 +180,21 @@ def judge(propose: Propose, indices: Sequence[int], spec: FilterSpec, score: Sco
             scores = score([c.image for c in survivors], [c.mask for c in survivors])
             for c, s in zip(survivors, scores):
                 c.dq_score = float(s)
-        verdicts = [(c, "dq" if reason is None and c.dq_score < dq_threshold else reason)
-                    for c, reason in verdicts]
+        verdicts = [(c, "dq" if reason is None and c.dq_score < dq_threshold else reason) for c, reason in verdicts]
     return verdicts
 
 
-def sample_shard(propose: Propose, spec: FilterSpec, *, rows: int, block: range, batch_size: int,
-                 score: Score | None = None, dq_threshold: float | None = None,
-                 where: str = "shard") -> ShardResult:
+def sample_shard(
+    propose: Propose,
+    spec: FilterSpec,
+    *,
+    rows: int,
+    block: range,
+    batch_size: int,
+    score: Score | None = None,
+    dq_threshold: float | None = None,
+    where: str = "shard",
+) -> ShardResult:
     """The first ``rows`` candidates of ``block`` that pass every filter.
 
     Candidates are judged in batches of ``batch_size``; only those up to the last kept one count.
@@ -179,7 +205,7 @@ def sample_shard(propose: Propose, spec: FilterSpec, *, rows: int, block: range,
     examples: Counter = Counter()
     with progress(total=rows, desc=where, unit="pair") as bar:
         for lo in range(0, len(block), batch_size):
-            for candidate, reason in judge(propose, block[lo:lo + batch_size], spec, score, dq_threshold):
+            for candidate, reason in judge(propose, block[lo : lo + batch_size], spec, score, dq_threshold):
                 result.candidates += 1
                 bar.set_postfix(candidates=result.candidates)
                 if reason is None:
@@ -195,18 +221,29 @@ def sample_shard(propose: Propose, spec: FilterSpec, *, rows: int, block: range,
     rate = len(result.kept) / max(result.candidates, 1)
     raise SynthsodError(
         f"{where}: only {len(result.kept)} of {rows} pairs kept after {result.candidates} candidates (kept rate "
-        f"{rate:.1%}; rejected {dict(result.rejections)}); loosen the filters or raise max_candidates_factor")
+        f"{rate:.1%}; rejected {dict(result.rejections)}); loosen the filters or raise max_candidates_factor"
+    )
 
 
-def shard_row(run: str, candidate: Candidate, *, generator: str, seed: int, truncation: float | None,
-              filters: Sequence[str]) -> dict[str, Any]:
+def shard_row(
+    run: str, candidate: Candidate, *, generator: str, seed: int, truncation: float | None, filters: Sequence[str]
+) -> dict[str, Any]:
     """A candidate as a :mod:`synthsod.synthesis.shards` row."""
     return {
-        "id": sample_id(run, candidate.index), "image": candidate.image, "mask": candidate.mask,
-        "seed": seed, "index": candidate.index, "generator": generator, "class": candidate.class_id,
-        "truncation": truncation, "latent": candidate.z, "direction": candidate.direction,
-        "shift": candidate.shift, "dq_score": candidate.dq_score,
-        "mask_fraction": float(np.mean(candidate.mask)), "components": candidate.components,
+        "id": sample_id(run, candidate.index),
+        "image": candidate.image,
+        "mask": candidate.mask,
+        "seed": seed,
+        "index": candidate.index,
+        "generator": generator,
+        "class": candidate.class_id,
+        "truncation": truncation,
+        "latent": candidate.z,
+        "direction": candidate.direction,
+        "shift": candidate.shift,
+        "dq_score": candidate.dq_score,
+        "mask_fraction": float(np.mean(candidate.mask)),
+        "components": candidate.components,
         "filters": list(filters),
     }
 
@@ -219,12 +256,30 @@ def merge_stats(shard_stats: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     kept = sum(s["kept"] for s in shard_stats)
     candidates = sum(s["candidates"] for s in shard_stats)
     return {
-        "kept": kept, "candidates": candidates, "kept_rate": kept / candidates if candidates else None,
+        "kept": kept,
+        "candidates": candidates,
+        "kept_rate": kept / candidates if candidates else None,
         "rejected": {name: rejected.get(name, 0) for name in FILTER_ORDER},
         "shards": [dict(s) for s in shard_stats],
     }
 
 
-__all__ = ["CALIBRATION_FIRST_INDEX", "Candidate", "FILTER_ORDER", "FilterSpec", "LatentSource", "ShardResult",
-           "calibration_indices", "candidate_block", "cheap_filters", "judge", "merge_stats", "sample_id",
-           "sample_shard", "shard_count", "shard_row", "shard_rows", "shift_proposer"]
+__all__ = [
+    "CALIBRATION_FIRST_INDEX",
+    "Candidate",
+    "FILTER_ORDER",
+    "FilterSpec",
+    "LatentSource",
+    "ShardResult",
+    "calibration_indices",
+    "candidate_block",
+    "cheap_filters",
+    "judge",
+    "merge_stats",
+    "sample_id",
+    "sample_shard",
+    "shard_count",
+    "shard_row",
+    "shard_rows",
+    "shift_proposer",
+]

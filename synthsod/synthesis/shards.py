@@ -52,9 +52,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synthsod.errors import SynthsodError
 from synthsod.core.io import atomic_path, file_sha256, write_bytes_atomic, write_json_atomic
 from synthsod.core.progress import progress
+from synthsod.errors import SynthsodError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -99,9 +99,7 @@ SCHEMA = pa.schema(
     [pa.field(name, dtype) for name, dtype, _ in _COLUMNS],
     metadata={b"huggingface": json.dumps({"info": {"features": HF_FEATURES}}).encode()},
 )
-PROVENANCE_FIELDS: tuple[str, ...] = tuple(
-    name for name, _, _ in _COLUMNS if name not in ("id", "image", "mask")
-)
+PROVENANCE_FIELDS: tuple[str, ...] = tuple(name for name, _, _ in _COLUMNS if name not in ("id", "image", "mask"))
 
 # Fixed encoder parameters: the same pixels always give the same bytes.
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 6]
@@ -129,13 +127,9 @@ def _record(row: Mapping[str, Any], image_format: str, jpeg_quality: int) -> dic
     image = np.asarray(row["image"])
     mask = np.asarray(row["mask"])
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(
-            f"row {sample_id!r}: image must be uint8 HxWx3, got {image.dtype} {image.shape}"
-        )
+        raise ValueError(f"row {sample_id!r}: image must be uint8 HxWx3, got {image.dtype} {image.shape}")
     if mask.shape != image.shape[:2]:
-        raise ValueError(
-            f"row {sample_id!r}: mask shape {mask.shape} != image size {image.shape[:2]}"
-        )
+        raise ValueError(f"row {sample_id!r}: mask shape {mask.shape} != image size {image.shape[:2]}")
 
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)  # OpenCV encodes BGR
     if image_format == "png":
@@ -207,9 +201,7 @@ def decode_row(record: Mapping[str, Any]) -> dict:
     if mask is None:
         raise SynthsodError(f"sample {sample_id!r}: mask bytes do not decode")
     if mask.shape != image.shape[:2]:
-        raise SynthsodError(
-            f"sample {sample_id!r}: mask size {mask.shape} != image size {image.shape[:2]}"
-        )
+        raise SynthsodError(f"sample {sample_id!r}: mask size {mask.shape} != image size {image.shape[:2]}")
     return {
         **record,
         "image": cv2.cvtColor(image, cv2.COLOR_BGR2RGB),
@@ -234,9 +226,7 @@ def write_manifest(
         try:
             name = shard.resolve().relative_to(root).as_posix()
         except ValueError:
-            raise SynthsodError(
-                f"{shard}: shard is not inside the run directory {run_dir}"
-            ) from None
+            raise SynthsodError(f"{shard}: shard is not inside the run directory {run_dir}") from None
         rows = pq.ParquetFile(shard).metadata.num_rows
         shards.append({"file": name, "rows": rows, "sha256": file_sha256(shard)})
     manifest = {
@@ -315,8 +305,7 @@ def verify_run(run_dir: str | os.PathLike, *, decode: bool = True) -> dict:
                     raise SynthsodError(f"{path}: {exc}") from None
     if total != manifest.get("total_rows"):
         raise SynthsodError(
-            f"{run_dir / MANIFEST_NAME}: total_rows {manifest.get('total_rows')!r} "
-            f"!= sum of shard rows {total}"
+            f"{run_dir / MANIFEST_NAME}: total_rows {manifest.get('total_rows')!r} != sum of shard rows {total}"
         )
     return {"shards": len(manifest["shards"]), "rows": total}
 
@@ -361,9 +350,7 @@ def tile_grid(tiles: list[np.ndarray], cols: int | None = None) -> np.ndarray:
     cols = cols or math.ceil(math.sqrt(len(tiles)))
     rows = math.ceil(len(tiles) / cols)
     tiles = tiles + [np.zeros_like(tiles[0])] * (rows * cols - len(tiles))
-    return np.concatenate(
-        [np.concatenate(tiles[r * cols:(r + 1) * cols], axis=1) for r in range(rows)], axis=0
-    )
+    return np.concatenate([np.concatenate(tiles[r * cols : (r + 1) * cols], axis=1) for r in range(rows)], axis=0)
 
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:

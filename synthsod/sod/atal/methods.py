@@ -47,7 +47,7 @@ Probabilities p are sigmoid saliency probabilities; a pixel is salient when p > 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -71,8 +71,9 @@ def _logits(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor)
         out = out[0]
     if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[1] != 1 or out.shape[0] != images.shape[0]:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise SynthsodError(f"the saliency model must return logits [N, 1, H, W] for {images.shape[0]} images, "
-                            f"got {shape}")
+        raise SynthsodError(
+            f"the saliency model must return logits [N, 1, H, W] for {images.shape[0]} images, got {shape}"
+        )
     return out
 
 
@@ -83,9 +84,16 @@ def _salient(probs: torch.Tensor) -> torch.Tensor:
 # --- AATU: the adversarial attack and the regions it reveals ---------------------------------------------------
 
 
-def pgd_attack(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, eps: float, alpha: float,
-               steps: int, *, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-               bounds: tuple[float, float] | None = None) -> torch.Tensor:
+def pgd_attack(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    bounds: tuple[float, float] | None = None,
+) -> torch.Tensor:
     """l-inf PGD (eq 1) against the model's own binarised clean prediction; returns detached adversarial images.
 
     ``loss_fn(logits, target)`` defaults to mean BCE on logits. ``bounds`` clamps pixel values only when given
@@ -94,8 +102,10 @@ def pgd_attack(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tens
     if images.dim() != 4:
         raise SynthsodError(f"expected images [N, C, H, W], got {tuple(images.shape)}")
     if eps < 0 or alpha <= 0 or steps < 0 or int(steps) != steps:
-        raise SynthsodError(f"PGD needs eps >= 0, alpha > 0 and a whole number of steps >= 0; "
-                            f"got eps={eps}, alpha={alpha}, steps={steps}")
+        raise SynthsodError(
+            f"PGD needs eps >= 0, alpha > 0 and a whole number of steps >= 0; "
+            f"got eps={eps}, alpha={alpha}, steps={steps}"
+        )
     loss_fn = loss_fn or F.binary_cross_entropy_with_logits
     clean = images.detach()
     with torch.no_grad():
@@ -113,8 +123,11 @@ def pgd_attack(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tens
     return adv.detach()
 
 
-def pixel_regions(p_clean: torch.Tensor | np.ndarray, p_adv: torch.Tensor | np.ndarray, threshold: float = 0.5,
-                  ) -> torch.Tensor:
+def pixel_regions(
+    p_clean: torch.Tensor | np.ndarray,
+    p_adv: torch.Tensor | np.ndarray,
+    threshold: float = 0.5,
+) -> torch.Tensor:
     """Region map (int64, same shape) of the module docstring: 0 safe, 1 perturbation-insensitive, 2 sensitive.
 
     A clean pixel is near the decision boundary when its margin |2p - 1| is below ``threshold`` (0.5: p in
@@ -122,8 +135,9 @@ def pixel_regions(p_clean: torch.Tensor | np.ndarray, p_adv: torch.Tensor | np.n
     """
     p_clean, p_adv = torch.as_tensor(p_clean), torch.as_tensor(p_adv)
     if p_clean.shape != p_adv.shape:
-        raise SynthsodError(f"clean and adversarial probabilities differ in shape: {tuple(p_clean.shape)} "
-                            f"vs {tuple(p_adv.shape)}")
+        raise SynthsodError(
+            f"clean and adversarial probabilities differ in shape: {tuple(p_clean.shape)} vs {tuple(p_adv.shape)}"
+        )
     if not 0.0 < threshold <= 1.0:
         raise SynthsodError(f"the margin threshold must be in (0, 1], got {threshold}")
     flipped = _salient(p_clean) != _salient(p_adv)
@@ -140,13 +154,14 @@ def pixel_regions(p_clean: torch.Tensor | np.ndarray, p_adv: torch.Tensor | np.n
 def _check_schedule(total_iterations: int, cycles: int) -> int:
     """The cycle length ceil(T / L), after checking T and L."""
     if total_iterations < 1 or cycles < 1 or cycles > total_iterations:
-        raise SynthsodError(f"a cyclic schedule needs 1 <= cycles <= total iterations, got {cycles} cycles "
-                            f"over {total_iterations} iterations")
+        raise SynthsodError(
+            f"a cyclic schedule needs 1 <= cycles <= total iterations, got {cycles} cycles "
+            f"over {total_iterations} iterations"
+        )
     return math.ceil(total_iterations / cycles)
 
 
-def cyclic_cosine_lr(base_lr: float, iteration: int, total_iterations: int, cycles: int,
-                     min_lr: float = 0.0) -> float:
+def cyclic_cosine_lr(base_lr: float, iteration: int, total_iterations: int, cycles: int, min_lr: float = 0.0) -> float:
     """Eq 8 at the 0-based ``iteration``: each cycle of ceil(T / L) steps anneals from base_lr towards min_lr."""
     cycle = _check_schedule(total_iterations, cycles)
     if not 0 <= iteration < total_iterations:
@@ -165,8 +180,9 @@ def snapshot_steps(total_iterations: int, cycles: int) -> list[int]:
     return [min(end, total_iterations) - 1 for end in range(cycle, total_iterations + cycle, cycle)]
 
 
-def ensemble_probabilities(snapshots: Sequence[Callable[[torch.Tensor], torch.Tensor]],
-                           images: torch.Tensor) -> torch.Tensor:
+def ensemble_probabilities(
+    snapshots: Sequence[Callable[[torch.Tensor], torch.Tensor]], images: torch.Tensor
+) -> torch.Tensor:
     """Eq 6: the mean sigmoid probability [N, 1, H, W] of the snapshot models (their modes are left as set)."""
     if len(snapshots) == 0:
         raise SynthsodError("an ensemble needs at least one snapshot model")
@@ -177,8 +193,9 @@ def ensemble_probabilities(snapshots: Sequence[Callable[[torch.Tensor], torch.Te
 def margin_uncertainty(p_clean: torch.Tensor, p_adv: torch.Tensor) -> torch.Tensor:
     """Eq 3 as read in the module docstring: the drop of the clean class's probability under attack, in [0, 1]."""
     if p_clean.shape != p_adv.shape:
-        raise SynthsodError(f"clean and adversarial probabilities differ in shape: {tuple(p_clean.shape)} "
-                            f"vs {tuple(p_adv.shape)}")
+        raise SynthsodError(
+            f"clean and adversarial probabilities differ in shape: {tuple(p_clean.shape)} vs {tuple(p_adv.shape)}"
+        )
     # BvSB margins of the clean class: s (2p - 1); half their difference is s (p_clean - p_adv)
     sign = torch.where(_salient(p_clean), 1.0, -1.0).to(p_clean.dtype)
     return (sign * (p_clean - p_adv)).clamp(min=0)
@@ -187,8 +204,11 @@ def margin_uncertainty(p_clean: torch.Tensor, p_adv: torch.Tensor) -> torch.Tens
 # --- RDS: candidate pixels, k-centre cover, dissimilarity ranking ----------------------------------------------
 
 
-def candidate_pixels(uncertainty: torch.Tensor | np.ndarray, top_fraction: float = CANDIDATE_FRACTION,
-                     exclude: np.ndarray | torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+def candidate_pixels(
+    uncertainty: torch.Tensor | np.ndarray,
+    top_fraction: float = CANDIDATE_FRACTION,
+    exclude: np.ndarray | torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of the round(top_fraction * H * W) most uncertain pixels of one map [H, W], most uncertain first.
 
     Pixels where ``exclude`` (bool [H, W]) is set, e.g. already labelled ones, are never candidates; fewer come
@@ -274,8 +294,13 @@ def rank_by_dissimilarity(candidate_features: np.ndarray, labelled_features: np.
     return [int(i) for i in np.argsort(phi, kind="stable")[:k]]
 
 
-def rds_select(features: np.ndarray, uncertainty: np.ndarray, labelled_features: np.ndarray | None, k: int,
-               cover_factor: int = COVER_FACTOR) -> list[int]:
+def rds_select(
+    features: np.ndarray,
+    uncertainty: np.ndarray,
+    labelled_features: np.ndarray | None,
+    k: int,
+    cover_factor: int = COVER_FACTOR,
+) -> list[int]:
     """RDS: indices (into ``features``) of min(k, n) candidates: a k-centre cover then eq 10's least similar.
 
     ``features`` [n, d] and ``uncertainty`` [n] describe the candidate set alone (the caller's top K %).
@@ -298,8 +323,13 @@ def rds_select(features: np.ndarray, uncertainty: np.ndarray, labelled_features:
 # --- Region label acquisition: superpixels and label propagation -----------------------------------------------
 
 
-def superpixels(image_rgb: np.ndarray, method: str = "slic", n_segments: int = SUPERPIXELS,
-                compactness: float = SLIC_COMPACTNESS, seed: int = 0) -> np.ndarray:
+def superpixels(
+    image_rgb: np.ndarray,
+    method: str = "slic",
+    n_segments: int = SUPERPIXELS,
+    compactness: float = SLIC_COMPACTNESS,
+    seed: int = 0,
+) -> np.ndarray:
     """int32 superpixel labels [H, W] (from 0) of a uint8 RGB image [H, W, 3] by SLIC or SEEDS.
 
     ``compactness`` is SLIC's alone (SLIC is deterministic); ``seed`` seeds OpenCV's global RNG for SEEDS.
@@ -311,6 +341,7 @@ def superpixels(image_rgb: np.ndarray, method: str = "slic", n_segments: int = S
         raise SynthsodError(f"n_segments must be >= 1, got {n_segments}")
     if method == "slic":
         from skimage.segmentation import slic
+
         labels = slic(image, n_segments=n_segments, compactness=compactness, start_label=0, channel_axis=-1)
     elif method == "seeds":
         labels = _seeds(image, n_segments, seed)
@@ -321,9 +352,12 @@ def superpixels(image_rgb: np.ndarray, method: str = "slic", n_segments: int = S
 
 def _seeds(image: np.ndarray, n_segments: int, seed: int) -> np.ndarray:
     import cv2
+
     if not hasattr(cv2, "ximgproc"):
-        raise SynthsodError("SEEDS superpixels need opencv-contrib-python (cv2.ximgproc); "
-                            "method='slic' works with the installed packages")
+        raise SynthsodError(
+            "SEEDS superpixels need opencv-contrib-python (cv2.ximgproc); "
+            "method='slic' works with the installed packages"
+        )
     cv2.setRNGSeed(seed)
     h, w, c = image.shape
     seeds = cv2.ximgproc.createSuperpixelSEEDS(w, h, c, n_segments, SEEDS_LEVELS, SEEDS_PRIOR, SEEDS_BINS, False)
@@ -331,8 +365,11 @@ def _seeds(image: np.ndarray, n_segments: int, seed: int) -> np.ndarray:
     return seeds.getLabels()
 
 
-def propagate_point_labels(segments: np.ndarray, points: np.ndarray, labels: np.ndarray,
-                           ) -> tuple[np.ndarray, np.ndarray]:
+def propagate_point_labels(
+    segments: np.ndarray,
+    points: np.ndarray,
+    labels: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """(label map, visible map), float32 [H, W]: each point's label spread over its whole superpixel.
 
     A superpixel whose points disagree stays unlabelled except at those points themselves, so no pixel
@@ -369,7 +406,23 @@ def propagate_point_labels(segments: np.ndarray, points: np.ndarray, labels: np.
     return label_map, visible
 
 
-__all__ = ["CANDIDATE_FRACTION", "COVER_FACTOR", "REGION_INSENSITIVE", "REGION_SAFE", "REGION_SENSITIVE",
-           "SUPERPIXELS", "candidate_pixels", "cyclic_cosine_lr", "ensemble_probabilities", "greedy_k_center",
-           "margin_uncertainty", "pgd_attack", "pixel_regions", "propagate_point_labels", "rank_by_dissimilarity",
-           "rds_select", "snapshot_steps", "superpixels"]
+__all__ = [
+    "CANDIDATE_FRACTION",
+    "COVER_FACTOR",
+    "REGION_INSENSITIVE",
+    "REGION_SAFE",
+    "REGION_SENSITIVE",
+    "SUPERPIXELS",
+    "candidate_pixels",
+    "cyclic_cosine_lr",
+    "ensemble_probabilities",
+    "greedy_k_center",
+    "margin_uncertainty",
+    "pgd_attack",
+    "pixel_regions",
+    "propagate_point_labels",
+    "rank_by_dissimilarity",
+    "rds_select",
+    "snapshot_steps",
+    "superpixels",
+]

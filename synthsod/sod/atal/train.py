@@ -1,4 +1,4 @@
-"""ATAL rounds: a point-labelled SOD training grown by active queries (:mod:`synthsod.sod.atal.methods` holds the pieces).
+"""ATAL rounds: a point-labelled SOD training grown by active queries (pieces in :mod:`synthsod.sod.atal.methods`).
 
 Round 0 labels ``initial_points`` random pixels per image (drawn from (seed, id), as
 :mod:`synthsod.sod.point_labels` draws them); each point's label is read from the ground truth, as the
@@ -31,6 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from synthsod.core.images import to_uint8_nhwc
+from synthsod.core.progress import progress
+from synthsod.errors import SynthsodError
 from synthsod.sod.atal.methods import (
     candidate_pixels,
     ensemble_probabilities,
@@ -42,10 +45,7 @@ from synthsod.sod.atal.methods import (
     superpixels,
 )
 from synthsod.sod.datasets import ManifestDataset
-from synthsod.errors import SynthsodError
 from synthsod.sod.point_labels import id_rng, random_points
-from synthsod.core.progress import progress
-from synthsod.core.images import to_uint8_nhwc
 from synthsod.sod.train import Recipe, normalise, train_sod, training_steps
 
 POINT_COLUMNS = ["id", "row", "col", "y", "x", "label", "superpixel", "round"]
@@ -55,11 +55,11 @@ POINT_COLUMNS = ["id", "row", "col", "y", "x", "label", "superpixel", "round"]
 class ActiveSpec:
     initial_points: int = 2
     points_per_round: int = 2
-    budget: int = 10                    # points per image after the last round (the paper: 10, at most 20)
-    eps: float = 0.03                   # PGD radius on ImageNet-normalised inputs
+    budget: int = 10  # points per image after the last round (the paper: 10, at most 20)
+    eps: float = 0.03  # PGD radius on ImageNet-normalised inputs
     alpha: float = 0.01
     pgd_steps: int = 3
-    candidate_fraction: float = 0.03    # K
+    candidate_fraction: float = 0.03  # K
     cover_factor: int = 2
     superpixels: dict = field(default_factory=lambda: {"method": "slic", "segments": 450, "compactness": 10.0})
     seed: int = 0
@@ -67,8 +67,10 @@ class ActiveSpec:
     def budgets(self) -> list[int]:
         """Points per image after each round: initial, + points_per_round, ..., budget."""
         if not 0 < self.initial_points <= self.budget or self.points_per_round < 1:
-            raise SynthsodError(f"active learning needs 0 < initial_points <= budget and points_per_round >= 1, got "
-                                f"{self.initial_points}, {self.budget}, {self.points_per_round}")
+            raise SynthsodError(
+                f"active learning needs 0 < initial_points <= budget and points_per_round >= 1, got "
+                f"{self.initial_points}, {self.budget}, {self.points_per_round}"
+            )
         counts = list(range(self.initial_points, self.budget, self.points_per_round))
         return [*counts, self.budget]
 
@@ -94,9 +96,18 @@ class PointLabelledSet(Dataset):
     def add(self, index: int, item: dict, rows: np.ndarray, cols: np.ndarray, round_index: int) -> None:
         """Label pixels (rows, cols) of item ``index`` (``data[index]``, already read) from its ground truth."""
         mask, segments, side = item["mask"][0].numpy(), self.segments(index, item), item["mask"].shape[-1]
-        new = pd.DataFrame({"id": item["id"], "row": rows, "col": cols, "y": (rows + 0.5) / side,
-                            "x": (cols + 0.5) / side, "label": (mask[rows, cols] > 0.5).astype(np.int8),
-                            "superpixel": segments[rows, cols].astype(np.int32), "round": round_index})
+        new = pd.DataFrame(
+            {
+                "id": item["id"],
+                "row": rows,
+                "col": cols,
+                "y": (rows + 0.5) / side,
+                "x": (cols + 0.5) / side,
+                "label": (mask[rows, cols] > 0.5).astype(np.int8),
+                "superpixel": segments[rows, cols].astype(np.int32),
+                "round": round_index,
+            }
+        )
         self.points[index] = pd.concat([self.points.get(index), new], ignore_index=True)
 
     def table(self) -> pd.DataFrame:
@@ -105,8 +116,9 @@ class PointLabelledSet(Dataset):
     def __getitem__(self, index: int) -> dict:
         item = dict(self.data[index])
         points = self.points[index]
-        labels, visible = propagate_point_labels(self.segments(index, item), points[["row", "col"]].to_numpy(),
-                                                 points["label"].to_numpy())
+        labels, visible = propagate_point_labels(
+            self.segments(index, item), points[["row", "col"]].to_numpy(), points["label"].to_numpy()
+        )
         item["mask"], item["visible"] = torch.from_numpy(labels)[None], torch.from_numpy(visible)[None]
         return item
 
@@ -127,13 +139,15 @@ def pixel_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 def adversarial_uncertainty(snapshots: list[nn.Module], images: torch.Tensor, spec: ActiveSpec) -> torch.Tensor:
     """Eq 3 on the snapshot ensemble: clean vs adversarial mean probabilities (each snapshot attacked itself)."""
     clean = ensemble_probabilities(snapshots, images)
-    adversarial = torch.stack([ensemble_probabilities([s], pgd_attack(s, images, spec.eps, spec.alpha,
-                                                                        spec.pgd_steps)) for s in snapshots])
+    adversarial = torch.stack(
+        [ensemble_probabilities([s], pgd_attack(s, images, spec.eps, spec.alpha, spec.pgd_steps)) for s in snapshots]
+    )
     return margin_uncertainty(clean, adversarial.mean(dim=0))
 
 
-def query_points(snapshots: list[nn.Module], labelled: PointLabelledSet, count: int, round_index: int,
-                 batch_size: int = 16) -> None:
+def query_points(
+    snapshots: list[nn.Module], labelled: PointLabelledSet, count: int, round_index: int, batch_size: int = 16
+) -> None:
     """Add ``count`` points per image chosen by adversarial uncertainty and RDS."""
     device = next(snapshots[-1].parameters()).device
     spec = labelled.spec
@@ -146,24 +160,41 @@ def query_points(snapshots: list[nn.Module], labelled: PointLabelledSet, count: 
             features = pixel_features(snapshots[-1], images).cpu()
             for j, (index, item) in enumerate(zip(indices, items)):
                 # pixels already labelled (whole superpixels) are never asked again
-                rows, cols = candidate_pixels(uncertainty[j, 0], spec.candidate_fraction,
-                                              exclude=item["visible"][0] > 0.5)
+                rows, cols = candidate_pixels(
+                    uncertainty[j, 0], spec.candidate_fraction, exclude=item["visible"][0] > 0.5
+                )
                 known = labelled.points[index]
-                chosen = rds_select(features[j][:, rows, cols].T.numpy(), uncertainty[j, 0, rows, cols].numpy(),
-                                    features[j][:, known["row"], known["col"]].T.numpy(), count, spec.cover_factor)
+                chosen = rds_select(
+                    features[j][:, rows, cols].T.numpy(),
+                    uncertainty[j, 0, rows, cols].numpy(),
+                    features[j][:, known["row"], known["col"]].T.numpy(),
+                    count,
+                    spec.cover_factor,
+                )
                 # the item above carries the propagated labels; the new points read the ground truth
                 labelled.add(index, labelled.data[index], rows[chosen], cols[chosen], round_index)
             bar.update(len(indices))
 
 
-def train_active(model_name: str, loss: str, data: Dataset, recipe: Recipe, spec: ActiveSpec, *, seed: int = 0,
-                 model_kwargs: dict | None = None, device: torch.device | str = "cpu",
-                 on_round: Callable[[int, pd.DataFrame], None] | None = None,
-                 on_step: Callable[[int, int, float], None] | None = None) -> nn.Module:
+def train_active(
+    model_name: str,
+    loss: str,
+    data: Dataset,
+    recipe: Recipe,
+    spec: ActiveSpec,
+    *,
+    seed: int = 0,
+    model_kwargs: dict | None = None,
+    device: torch.device | str = "cpu",
+    on_round: Callable[[int, pd.DataFrame], None] | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> nn.Module:
     """Run every round (module docstring); return the last round's model in eval mode."""
     if recipe.schedule != "cyclic":
-        raise SynthsodError(f"ATAL trains under the cyclic cosine schedule (snapshots): set recipe.schedule: cyclic, "
-                            f"not '{recipe.schedule}'")
+        raise SynthsodError(
+            f"ATAL trains under the cyclic cosine schedule (snapshots): set recipe.schedule: cyclic, "
+            f"not '{recipe.schedule}'"
+        )
     budgets = spec.budgets()
     labelled = PointLabelledSet(data, spec)
     for index in progress(range(len(data)), desc="ATAL initial points", unit="image"):
@@ -175,10 +206,19 @@ def train_active(model_name: str, loss: str, data: Dataset, recipe: Recipe, spec
     model = None
     for round_index, budget in enumerate(budgets):
         snapshots: list[nn.Module] = []
-        model = train_sod(model_name, loss, labelled, recipe, seed=seed, model_kwargs=model_kwargs, device=device,
-                          on_step=None if on_step is None else lambda step, value: on_step(round_index, step, value),
-                          after_step=lambda step, m: snapshots.append(copy.deepcopy(m).eval()) if step in keep
-                          else None, desc=f"{model_name} training, ATAL round {round_index}")
+        model = train_sod(
+            model_name,
+            loss,
+            labelled,
+            recipe,
+            seed=seed,
+            model_kwargs=model_kwargs,
+            device=device,
+            # the callbacks run inside this round's train_sod call, so the loop variables are this round's
+            on_step=None if on_step is None else lambda step, value: on_step(round_index, step, value),  # noqa: B023
+            after_step=lambda step, m: snapshots.append(copy.deepcopy(m).eval()) if step in keep else None,  # noqa: B023
+            desc=f"{model_name} training, ATAL round {round_index}",
+        )
         if on_round is not None:
             on_round(round_index, labelled.table())
         if round_index + 1 < len(budgets):
@@ -186,29 +226,32 @@ def train_active(model_name: str, loss: str, data: Dataset, recipe: Recipe, spec
     return model
 
 
-def image_uncertainty(model: nn.Module, data: Dataset, spec: ActiveSpec, batch_size: int = 16
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def image_uncertainty(
+    model: nn.Module, data: Dataset, spec: ActiveSpec, batch_size: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
     """(score [n], features [n, C]) per image of ``data``: the mean adversarial margin uncertainty of
     ``model`` (eq 3, one model as its own ensemble) and its mean-pooled pixel features."""
     device = next(model.parameters()).device
     scores, features = [], []
     with progress(total=len(data), desc="adversarial uncertainty", unit="image") as bar:
         for lo in range(0, len(data), batch_size):
-            images = normalise(torch.stack([data[i]["image"] for i in range(lo, min(lo + batch_size, len(data)))])
-                               .to(device))
+            images = normalise(
+                torch.stack([data[i]["image"] for i in range(lo, min(lo + batch_size, len(data)))]).to(device)
+            )
             scores.append(adversarial_uncertainty([model], images, spec).mean(dim=(1, 2, 3)).cpu())
             features.append(pixel_features(model, images).mean(dim=(2, 3)).cpu())
             bar.update(len(images))
     return torch.cat(scores).numpy(), torch.cat(features).numpy()
 
 
-def select_uncertain_images(scores: np.ndarray, features: np.ndarray, size: int,
-                            candidate_factor: int = 3) -> list[int]:
+def select_uncertain_images(
+    scores: np.ndarray, features: np.ndarray, size: int, candidate_factor: int = 3
+) -> list[int]:
     """ATAL as an image selection: the ``candidate_factor`` x ``size`` most uncertain images are the
     candidates, and RDS's k-centre cover (seeded by the most uncertain) picks ``size`` diverse ones."""
     if size < 1:
         raise SynthsodError(f"cannot select {size} images")
-    order = np.argsort(-scores, kind="stable")[:candidate_factor * size]
+    order = np.argsort(-scores, kind="stable")[: candidate_factor * size]
     chosen = rds_select(features[order], scores[order], None, min(size, len(order)))
     return sorted(int(order[i]) for i in chosen)
 
@@ -221,6 +264,15 @@ def uncertain_ids(pairs: pd.DataFrame, model: nn.Module, size: int, image_size: 
     return list(pairs["id"].iloc[select_uncertain_images(scores, features, size)])
 
 
-__all__ = ["POINT_COLUMNS", "ActiveSpec", "PointLabelledSet", "adversarial_uncertainty", "image_uncertainty",
-           "pixel_features", "query_points", "select_uncertain_images", "train_active",
-           "uncertain_ids"]
+__all__ = [
+    "POINT_COLUMNS",
+    "ActiveSpec",
+    "PointLabelledSet",
+    "adversarial_uncertainty",
+    "image_uncertainty",
+    "pixel_features",
+    "query_points",
+    "select_uncertain_images",
+    "train_active",
+    "uncertain_ids",
+]

@@ -27,8 +27,7 @@ Energy = Callable[[torch.Tensor], torch.Tensor]  # Y -> energy per sample [N]
 
 
 def _block(cin: int, cout: int, kernel: int, stride: int, relu: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride=stride, padding=1, bias=False),
-                               nn.BatchNorm2d(cout)]
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout)]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -41,8 +40,12 @@ class EnergyModel(nn.Module):
             raise SynthsodError(f"the EBM needs an image side that is a multiple of 8 and >= 16, got {image_size}")
         self.image_size = image_size
         self.features = nn.Sequential(
-            _block(image_channels + 1, 32, 3, 1), _block(32, 64, 4, 2), _block(64, 128, 4, 2),
-            _block(128, 256, 4, 2), _block(256, 1, 4, 1, relu=False))
+            _block(image_channels + 1, 32, 3, 1),
+            _block(32, 64, 4, 2),
+            _block(64, 128, 4, 2),
+            _block(128, 256, 4, 2),
+            _block(256, 1, 4, 1, relu=False),
+        )
         side = image_size // 8 - 1  # the 4x4, stride-1, pad-1 block shrinks the side by one
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(side * side, 100), nn.ReLU(inplace=True), nn.Linear(100, 1))
 
@@ -53,8 +56,15 @@ class EnergyModel(nn.Module):
         return self.fc(self.features(torch.cat([images, saliency], dim=1)))[:, 0]
 
 
-def langevin(energy: Energy, y: torch.Tensor, steps: int, step_size: float, *, noise: float = 1.0,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def langevin(
+    energy: Energy,
+    y: torch.Tensor,
+    steps: int,
+    step_size: float,
+    *,
+    noise: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """K Langevin steps of eq 2 from ``y`` (detached), the noise scaled by √``noise`` (a temperature:
     1 is eq 2, 0 or False gradient descent); the result carries no graph."""
     if steps < 0 or step_size <= 0:
@@ -67,8 +77,9 @@ def langevin(energy: Energy, y: torch.Tensor, steps: int, step_size: float, *, n
         with torch.no_grad():
             y = y - 0.5 * step_size**2 * grad
             if noise:
-                y = y + step_size * math.sqrt(noise) * torch.randn(y.shape, generator=generator,
-                                                                   dtype=y.dtype).to(y.device)
+                y = y + step_size * math.sqrt(noise) * torch.randn(y.shape, generator=generator, dtype=y.dtype).to(
+                    y.device
+                )
     return y.detach()
 
 

@@ -45,19 +45,28 @@ class FusionBlock(nn.Module):
 
 
 class LatentSaliencyModel(nn.Module):
-    def __init__(self, backbone: str = "resnet50", backbone_weights: str | None = None,
-                 latent_dim: int = LATENT_DIM, channels: int = 64):
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        backbone_weights: str | None = None,
+        latent_dim: int = LATENT_DIM,
+        channels: int = 64,
+    ):
         super().__init__()
         self.latent_dim = latent_dim
         self.backbone = create_feature_backbone(backbone, backbone_weights)
-        self.reduce = nn.ModuleList([nn.Conv2d(width, channels, 3, padding=1, bias=False)
-                                     for width in self.backbone.feature_info.channels()])
+        self.reduce = nn.ModuleList(
+            [nn.Conv2d(width, channels, 3, padding=1, bias=False) for width in self.backbone.feature_info.channels()]
+        )
         self.bottleneck = nn.Conv2d(channels + latent_dim, channels, 3, padding=1)
         self.fusion = nn.ModuleList([FusionBlock(channels) for _ in self.reduce])
-        self.head = nn.Sequential(nn.Conv2d(channels, channels // 2, 3, padding=1),
-                                  nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                                  nn.Conv2d(channels // 2, 32, 3, padding=1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(32, 1, 1))
+        self.head = nn.Sequential(
+            nn.Conv2d(channels, channels // 2, 3, padding=1),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Conv2d(channels // 2, 32, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 1, 1),
+        )
 
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The reduced pyramid of ImageNet-normalised images [N, 3, H, W]; it does not depend on h, so
@@ -78,5 +87,6 @@ class LatentSaliencyModel(nn.Module):
     def forward(self, images: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Saliency logits [N, 1, H, W] of ImageNet-normalised images [N, 3, H, W] and latents h [N, d]."""
         return self.decode(self.encode(images), h, tuple(images.shape[2:]))
+
 
 __all__ = ["LATENT_DIM", "LatentSaliencyModel"]

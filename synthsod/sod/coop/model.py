@@ -34,26 +34,26 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from synthsod.sod.coop.ebm import EnergyModel, langevin
 from synthsod.errors import SynthsodError
-from synthsod.sod.losses import partial_bce_loss
+from synthsod.sod.coop.ebm import EnergyModel, langevin
 from synthsod.sod.coop.lvm import LATENT_DIM, LatentSaliencyModel
+from synthsod.sod.losses import partial_bce_loss
 
 Decoder = Callable[[torch.Tensor], torch.Tensor]  # h [N, d] -> LVM logits [N, 1, S, S] for fixed images
 
 
 @dataclass
 class CoopConfig:
-    sigma: float = 0.3            # the LVM's observation noise ε ~ N(0, σ²)
-    ebm_steps: int = 5            # K
-    ebm_step: float = 0.4         # δ of eq 2
-    temperature: float = 1.0      # the EBM revision's noise is δ·√temperature (1: eq 2; 0: gradient descent)
+    sigma: float = 0.3  # the LVM's observation noise ε ~ N(0, σ²)
+    ebm_steps: int = 5  # K
+    ebm_step: float = 0.4  # δ of eq 2
+    temperature: float = 1.0  # the EBM revision's noise is δ·√temperature (1: eq 2; 0: gradient descent)
     lvm_steps: int = 5
-    lvm_step: float = 0.1         # δ of eq 7
-    ebm_lr: float = 1e-3          # the EBM's Adam learning rate (the LVM's comes from the recipe)
-    warmup_weight: float = 1.0    # λ at step 0
+    lvm_step: float = 0.1  # δ of eq 7
+    ebm_lr: float = 1e-3  # the EBM's Adam learning rate (the LVM's comes from the recipe)
+    warmup_weight: float = 1.0  # λ at step 0
     warmup_fraction: float = 1.0  # λ reaches 0 after this fraction of the steps
-    draws: int = 5                # latent draws averaged at prediction
+    draws: int = 5  # latent draws averaged at prediction
 
 
 def conditioned(lvm: nn.Module, images: torch.Tensor, *, track: bool = False) -> Decoder:
@@ -70,8 +70,9 @@ def draw_latents(lvm: nn.Module, n: int, generator: torch.Generator | None, devi
     return torch.randn(n, lvm.latent_dim, generator=generator).to(device)
 
 
-def posterior_energy(decoder: Decoder, target: torch.Tensor, h: torch.Tensor, sigma: float,
-                     visible: torch.Tensor | None = None) -> torch.Tensor:
+def posterior_energy(
+    decoder: Decoder, target: torch.Tensor, h: torch.Tensor, sigma: float, visible: torch.Tensor | None = None
+) -> torch.Tensor:
     """-log p(Y, h | X) up to a constant, per sample; only ``visible`` pixels (1) count when given."""
     residual = target - torch.sigmoid(decoder(h))
     if visible is not None:
@@ -79,11 +80,22 @@ def posterior_energy(decoder: Decoder, target: torch.Tensor, h: torch.Tensor, si
     return (residual**2).flatten(1).mean(dim=1) / (2 * sigma**2) + 0.5 * (h**2).sum(dim=1)
 
 
-def infer_latent(decoder: Decoder, target: torch.Tensor, h: torch.Tensor, cfg: CoopConfig,
-                 visible: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def infer_latent(
+    decoder: Decoder,
+    target: torch.Tensor,
+    h: torch.Tensor,
+    cfg: CoopConfig,
+    visible: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """h̃ by eq 7 (Langevin on the posterior), from ``h``; ``visible`` restricts it to annotated pixels."""
-    return langevin(lambda z: posterior_energy(decoder, target, z, cfg.sigma, visible), h, cfg.lvm_steps,
-                    cfg.lvm_step, generator=generator)
+    return langevin(
+        lambda z: posterior_energy(decoder, target, z, cfg.sigma, visible),
+        h,
+        cfg.lvm_steps,
+        cfg.lvm_step,
+        generator=generator,
+    )
 
 
 @contextmanager
@@ -97,13 +109,26 @@ def frozen_statistics(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-def revise(ebm: EnergyModel, images: torch.Tensor, y: torch.Tensor, cfg: CoopConfig, *, noise: bool = True,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def revise(
+    ebm: EnergyModel,
+    images: torch.Tensor,
+    y: torch.Tensor,
+    cfg: CoopConfig,
+    *,
+    noise: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Ỹ: K Langevin steps of eq 2 on U_θ(·, X) from ``y``, clamped to [0, 1] (maps are probabilities).
     The EBM's batch norms use their running statistics, so each map's energy is its own (as at prediction)."""
     with frozen_statistics(ebm):
-        return langevin(lambda s: ebm(s, images), y, cfg.ebm_steps, cfg.ebm_step,
-                        noise=cfg.temperature if noise else 0.0, generator=generator).clamp(0, 1)
+        return langevin(
+            lambda s: ebm(s, images),
+            y,
+            cfg.ebm_steps,
+            cfg.ebm_step,
+            noise=cfg.temperature if noise else 0.0,
+            generator=generator,
+        ).clamp(0, 1)
 
 
 def warmup_weight(cfg: CoopConfig, step: int, steps: int) -> float:
@@ -112,9 +137,19 @@ def warmup_weight(cfg: CoopConfig, step: int, steps: int) -> float:
     return cfg.warmup_weight * max(0.0, 1.0 - step / span) if span > 0 else 0.0
 
 
-def coop_step(lvm: nn.Module, ebm: EnergyModel, opt_lvm: torch.optim.Optimizer, opt_ebm: torch.optim.Optimizer,
-              images: torch.Tensor, targets: torch.Tensor, cfg: CoopConfig, *, ce_weight: float = 0.0,
-              visible: torch.Tensor | None = None, generator: torch.Generator | None = None) -> dict[str, float]:
+def coop_step(
+    lvm: nn.Module,
+    ebm: EnergyModel,
+    opt_lvm: torch.optim.Optimizer,
+    opt_ebm: torch.optim.Optimizer,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    cfg: CoopConfig,
+    *,
+    ce_weight: float = 0.0,
+    visible: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
     """One iteration of Algorithm 1 (module docstring); returns the two losses. ``visible`` limits the
     warm-up term to annotated pixels (``targets`` are then recovered maps, the labels sit under ``visible``)."""
     fixed = conditioned(lvm, images)
@@ -127,7 +162,7 @@ def coop_step(lvm: nn.Module, ebm: EnergyModel, opt_lvm: torch.optim.Optimizer, 
     # eq 5 on one batch of data and samples: with separate batches, batch norm would let the EBM tell
     # them apart by batch statistics alone, which no single map at prediction has
     energies = ebm(torch.cat([targets, y_tilde]), torch.cat([images, images]))
-    ebm_loss = energies[:len(images)].mean() - energies[len(images):].mean()
+    ebm_loss = energies[: len(images)].mean() - energies[len(images) :].mean()
     opt_ebm.zero_grad(set_to_none=True)
     ebm_loss.backward()
     opt_ebm.step()
@@ -142,15 +177,28 @@ def coop_step(lvm: nn.Module, ebm: EnergyModel, opt_lvm: torch.optim.Optimizer, 
     return {"ebm": ebm_loss.item(), "lvm": lvm_loss.item()}
 
 
-def recover(lvm: nn.Module, ebm: EnergyModel, images: torch.Tensor, partial: torch.Tensor, visible: torch.Tensor,
-            cfg: CoopConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+def recover(
+    lvm: nn.Module,
+    ebm: EnergyModel,
+    images: torch.Tensor,
+    partial: torch.Tensor,
+    visible: torch.Tensor,
+    cfg: CoopConfig,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Algorithm 2's recovery: h from the visible part of ``partial`` (eq 7 with O), G(X, h), EBM revision.
     Visible pixels keep their annotation in the recovered map."""
     if visible.shape != partial.shape:
         raise SynthsodError(f"visibility mask {tuple(visible.shape)} must match the labels {tuple(partial.shape)}")
     fixed = conditioned(lvm, images)
-    h = infer_latent(fixed, partial, draw_latents(lvm, images.shape[0], generator, images.device), cfg,
-                     visible=visible, generator=generator)
+    h = infer_latent(
+        fixed,
+        partial,
+        draw_latents(lvm, images.shape[0], generator, images.device),
+        cfg,
+        visible=visible,
+        generator=generator,
+    )
     with torch.no_grad():
         initial = torch.sigmoid(fixed(h))
     revised = revise(ebm, images, initial, cfg, generator=generator)
@@ -162,14 +210,19 @@ def binary_entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * p.log() + (1 - p) * (1 - p).log())
 
 
-def predict(lvm: nn.Module, ebm: EnergyModel, images: torch.Tensor, cfg: CoopConfig,
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    lvm: nn.Module, ebm: EnergyModel, images: torch.Tensor, cfg: CoopConfig, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(saliency [N, 1, S, S], uncertainty [N, 1, S, S]): mean of ``cfg.draws`` LVM samples, then
     noise-free EBM descent; the uncertainty is the entropy of the mean."""
     with torch.no_grad():
         fixed = conditioned(lvm, images)
-        samples = torch.stack([torch.sigmoid(fixed(draw_latents(lvm, images.shape[0], generator, images.device)))
-                               for _ in range(cfg.draws)])
+        samples = torch.stack(
+            [
+                torch.sigmoid(fixed(draw_latents(lvm, images.shape[0], generator, images.device)))
+                for _ in range(cfg.draws)
+            ]
+        )
     mean = samples.mean(dim=0)
     return revise(ebm, images, mean, cfg, noise=False), binary_entropy(mean)
 
@@ -180,8 +233,15 @@ class CoopSaliency(nn.Module):
     predictions are deterministic. :meth:`predict` adds the uncertainty map, :meth:`refine` runs the
     EBM's noise-free revision on another model's maps."""
 
-    def __init__(self, image_size: int = 352, backbone: str = "resnet50", backbone_weights: str | None = None,
-                 latent_dim: int = LATENT_DIM, channels: int = 64, config: dict | None = None):
+    def __init__(
+        self,
+        image_size: int = 352,
+        backbone: str = "resnet50",
+        backbone_weights: str | None = None,
+        latent_dim: int = LATENT_DIM,
+        channels: int = 64,
+        config: dict | None = None,
+    ):
         super().__init__()
         self.config = CoopConfig(**(config or {}))
         self.lvm = LatentSaliencyModel(backbone, backbone_weights, latent_dim, channels)
@@ -198,5 +258,16 @@ class CoopSaliency(nn.Module):
         return [torch.logit(self.predict(images)[0], eps=1e-6)]
 
 
-__all__ = ["CoopConfig", "CoopSaliency", "binary_entropy", "conditioned", "coop_step", "infer_latent",
-           "posterior_energy", "predict", "recover", "revise", "warmup_weight"]
+__all__ = [
+    "CoopConfig",
+    "CoopSaliency",
+    "binary_entropy",
+    "conditioned",
+    "coop_step",
+    "infer_latent",
+    "posterior_energy",
+    "predict",
+    "recover",
+    "revise",
+    "warmup_weight",
+]

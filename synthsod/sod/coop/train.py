@@ -20,22 +20,30 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import Dataset
 
-from synthsod.sod.coop.model import CoopSaliency, coop_step, recover, warmup_weight
 from synthsod.errors import SynthsodError
+from synthsod.sod.coop.model import CoopSaliency, coop_step, recover, warmup_weight
 from synthsod.sod.train import Recipe, make_optimizer, normalise, set_lr_factor, training_batches
 
 
-def train_coop(data: Dataset, recipe: Recipe, *, seed: int = 0, model_kwargs: dict | None = None,
-               device: torch.device | str = "cpu", checkpoint_path: str | os.PathLike | None = None,
-               on_step: Callable[[int, dict[str, float]], None] | None = None) -> CoopSaliency:
+def train_coop(
+    data: Dataset,
+    recipe: Recipe,
+    *,
+    seed: int = 0,
+    model_kwargs: dict | None = None,
+    device: torch.device | str = "cpu",
+    checkpoint_path: str | os.PathLike | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> CoopSaliency:
     """Train a :class:`CoopSaliency` (built from ``model_kwargs``) on ``data``; returned in eval mode."""
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CoopSaliency(**(model_kwargs or {})).to(device)
     if list(recipe.sizes) != [model.ebm.image_size]:
-        raise SynthsodError(f"coop trains at its EBM's size: recipe sizes must be [{model.ebm.image_size}], "
-                            f"got {recipe.sizes}")
+        raise SynthsodError(
+            f"coop trains at its EBM's size: recipe sizes must be [{model.ebm.image_size}], got {recipe.sizes}"
+        )
     cfg = model.config
     opt_lvm = make_optimizer(model.lvm, recipe)
     opt_ebm = torch.optim.Adam([{"params": list(model.ebm.parameters()), "lr": cfg.ebm_lr, "base_lr": cfg.ebm_lr}])
@@ -48,9 +56,18 @@ def train_coop(data: Dataset, recipe: Recipe, *, seed: int = 0, model_kwargs: di
         visible = None if batch.visible is None else batch.visible.to(device)
         if visible is not None:  # Algorithm 2: learn from the maps recovered from the visible labels
             targets = recover(model.lvm, model.ebm, images, targets * visible, visible, cfg, generator=batch.generator)
-        losses = coop_step(model.lvm, model.ebm, opt_lvm, opt_ebm, images, targets, cfg,
-                           ce_weight=warmup_weight(cfg, batch.step, batch.steps), visible=visible,
-                           generator=batch.generator)
+        losses = coop_step(
+            model.lvm,
+            model.ebm,
+            opt_lvm,
+            opt_ebm,
+            images,
+            targets,
+            cfg,
+            ce_weight=warmup_weight(cfg, batch.step, batch.steps),
+            visible=visible,
+            generator=batch.generator,
+        )
         batch.bar.set_postfix(losses)
         if on_step is not None:
             on_step(batch.step, losses)
