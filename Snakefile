@@ -29,6 +29,7 @@ include: "rules/sodgan.smk"
 include: "rules/directions.smk"
 include: "rules/sampling.smk"
 include: "rules/sod.smk"
+include: "rules/evaluation.smk"
 include: "rules/report.smk"
 
 

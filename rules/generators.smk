@@ -1,7 +1,20 @@
 # Generators the workflow builds in from_pretrained layout, so that every stage loads them through the
 # same code path as the released BigGAN weights: the random-init tiny generator (from a seed) and the
-# scene generator (trained on the scene world when its weights are null; shipped otherwise), and the
-# scene generators' quality evaluation.
+# scene generator (trained on the scene world when its weights are null; shipped otherwise); the scene
+# generators' quality evaluation; and BigBiGAN's encoder embeddings of a dataset (its inversion).
+
+
+def bigbigan_module_file(name):
+    """The file a BigBiGAN generator's rules depend on: the SavedModel in its weights directory."""
+    return f"{config['generators'][name]['weights']}/saved_model.pb"
+
+
+def bigbigan_generator():
+    """The BigBiGAN generator that embeds datasets (results/bigbigan/ holds one module's embeddings)."""
+    names = [name for name, spec in config["generators"].items() if spec["model"] == BIGBIGAN]
+    if len(names) != 1:
+        raise WorkflowError(f"BigBiGAN embeddings need exactly one generator with model: bigbigan, found {names}")
+    return names[0]
 
 
 rule tiny_generator:
@@ -68,3 +81,26 @@ rule generator_quality:
         world=without(config["scenes"], "splits", "baseline", "quality", "jpeg_quality"),
     script:
         "../workflow_scripts/generator_quality.py"
+
+
+rule bigbigan_embed:
+    input:
+        manifest="results/data/{dataset}/manifest.parquet",
+        module=lambda w: bigbigan_module_file(bigbigan_generator()),
+    output:
+        embeddings="results/bigbigan/{dataset}/embeddings.parquet",
+    log:
+        log_path("bigbigan_embed", "{dataset}"),
+    benchmark:
+        benchmark_path("bigbigan_embed", "{dataset}")
+    wildcard_constraints:
+        dataset=_name_pattern(config["datasets"]),
+    conda:
+        "../envs/tf.yaml"
+    resources:
+        gpu=1,
+    params:
+        generator=lambda w: config["generators"][bigbigan_generator()],
+        embed=config["bigbigan"],
+    script:
+        "../workflow_scripts/bigbigan_embed.py"

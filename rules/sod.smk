@@ -1,6 +1,31 @@
-# SOD trainings (config sod:) on synthetic runs and/or real datasets, their predictions on each benchmark
-# (coop models add uncertainty maps; refine_with adds EBM-refined predictions), the metrics of the
-# protocol in synthsod/evaluation/metrics.py, and the summary with its ratio table.
+# SOD trainings (config sod:) on synthetic runs and/or real datasets, and their predictions on each
+# benchmark (coop models add uncertainty maps; refine_with adds EBM-refined predictions). Their
+# evaluation and the summary are in rules/evaluation.smk.
+
+
+def sod_kind(name):
+    """coop (own prediction rule), active (ATAL: own training rule) or plain."""
+    spec = config["sod"][name]
+    return "coop" if spec["model"] == COOP else "active" if spec["active"] is not None else "plain"
+
+
+def sod_names(*kinds):
+    return [name for name in config["sod"] if sod_kind(name) in kinds]
+
+
+def sod_train_params(wildcards):
+    """A training's settings; eval_size and coop: shape only the coop model (eval_size is its EBM's size)."""
+    spec = config["sod"][wildcards.sod]
+    dropped = ["benchmarks", "refine_with"] + (["eval_size", "coop"] if spec["model"] != COOP else [])
+    return without(spec, *dropped)
+
+
+def sod_training_inputs(wildcards):
+    train = config["sod"][wildcards.sod]["train"]
+    return {
+        "runs": [f"results/synthetic/{run}/manifest.json" for run in train["runs"]],
+        "datasets": [f"results/data/{name}/manifest.parquet" for name in train["datasets"]],
+    }
 
 
 rule sod_train:
@@ -118,55 +143,3 @@ rule ebm_refine:
         gpu=1,
     script:
         "../workflow_scripts/ebm_refine.py"
-
-
-rule evaluate:
-    input:
-        predictions="results/pred/{sod}/{bench}",
-        manifest="results/data/{bench}/manifest.parquet",
-    output:
-        metrics="results/eval/{sod}/{bench}/metrics.json",
-        curves="results/eval/{sod}/{bench}/curves.csv",
-    log:
-        log_path("evaluate", "{sod}/{bench}"),
-    benchmark:
-        benchmark_path("evaluate", "{sod}/{bench}")
-    wildcard_constraints:
-        sod=_name_pattern(evaluation_names()),
-        bench=_name_pattern(config["datasets"]),
-    conda:
-        "../envs/torch.yaml"
-    script:
-        "../workflow_scripts/evaluate.py"
-
-
-rule summarize:
-    input:
-        metrics=[f"results/eval/{sod}/{bench}/metrics.json" for sod, bench in sod_evaluations()],
-        curves=[f"results/eval/{sod}/{bench}/curves.csv" for sod, bench in sod_evaluations()],
-    output:
-        csv="results/eval/summary.csv",
-        md="results/eval/summary.md",
-        html=report(
-            "results/eval/summary.html",
-            caption="../report/metrics.rst",
-            category=REPORT_BENCHMARK,
-            labels={"figure": "metrics table"},
-        ),
-        plot=report(
-            "results/eval/pr_curves.png",
-            caption="../report/pr_curves.rst",
-            category=REPORT_BENCHMARK,
-            labels={"figure": "PR and F curves"},
-        ),
-    log:
-        log_path("summarize", "summary"),
-    benchmark:
-        benchmark_path("summarize", "summary")
-    conda:
-        "../envs/torch.yaml"
-    params:
-        reference=config["sod_reference"],
-        evaluations=sod_evaluations(),
-    script:
-        "../workflow_scripts/summarize.py"

@@ -78,6 +78,18 @@ def test_a_resumed_training_equals_an_uninterrupted_one(data, tmp_path):
     assert (tmp_path / "whole" / "train_log.csv").read_text() == (tmp_path / "resumed" / "train_log.csv").read_text()
     with pytest.raises(SynthsodError, match="other settings"):
         train_scene_gan(tmp_path / "resumed", data, scenes.NUM_CLASSES, dataclasses.replace(SMALL, lr_g=1e-3))
+    # the adversarial phase's settings are fixed once it has begun ...
+    with pytest.raises(SynthsodError, match="adv_weight differ after the adversarial phase began"):
+        train_scene_gan(tmp_path / "resumed", data, scenes.NUM_CLASSES, dataclasses.replace(SMALL, adv_weight=0.5))
+
+
+def test_the_adversarial_phase_may_be_retuned_and_moved_until_it_begins(data, tmp_path):
+    early = dataclasses.replace(SMALL, steps_reconstruct=1, steps_adversarial=0)
+    train_scene_gan(tmp_path / "t", data, scenes.NUM_CLASSES, early)  # checkpoint at step 1
+    later = dataclasses.replace(SMALL, steps_reconstruct=3, steps_adversarial=1, adv_weight=0.5)
+    resumed, _ = train_scene_gan(tmp_path / "t", data, scenes.NUM_CLASSES, later)
+    fresh, _ = train_scene_gan(tmp_path / "fresh", data, scenes.NUM_CLASSES, later)
+    assert _same(_state(resumed), _state(fresh))
 
 
 def test_an_exported_generator_is_a_released_model(data, tmp_path):

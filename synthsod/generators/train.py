@@ -272,20 +272,22 @@ def train_scene_gan(
 def _resume_problem(saved: dict | None, config: GANTrainConfig, step: int) -> str | None:
     """Why a checkpoint at ``step`` written with ``saved`` settings cannot continue as ``config`` (None: it can).
 
-    Checkpointing and calibration never matter; the adversarial phase may be lengthened or shortened, and
-    the phase boundary moved while the training has reached neither the old nor the new one. A setting
-    the checkpoint predates counts as its default.
+    Checkpointing and calibration never matter, and the adversarial phase may be lengthened or shortened.
+    Until the training reaches the adversarial phase (the old boundary or the new one, whichever comes
+    first), the boundary may move and the phase's generator settings (read at every step) may change.
+    A setting the checkpoint predates counts as its default.
     """
     saved = {**asdict(GANTrainConfig()), **(saved or {})}
     wanted = asdict(config)
-    free = ("steps_adversarial", "steps_reconstruct", "checkpoint_every", "calibration_batch")
+    free = {"steps_adversarial", "checkpoint_every", "calibration_batch"}
+    before_boundary = step <= min(saved["steps_reconstruct"], wanted["steps_reconstruct"])
+    if before_boundary:
+        free |= {"steps_reconstruct", "adv_weight", "lr_g_adversarial"}
     changed = [k for k in wanted if k not in free and saved[k] != wanted[k]]
     if changed:
-        return f"settings {', '.join(changed)} differ"
-    if saved["steps_reconstruct"] != wanted["steps_reconstruct"] and step > min(
-        saved["steps_reconstruct"], wanted["steps_reconstruct"]
-    ):
-        return f"the adversarial phase started at step {saved['steps_reconstruct']}"
+        return f"settings {', '.join(changed)} differ" + (
+            "" if before_boundary else " after the adversarial phase began"
+        )
     return None
 
 
