@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 
 from synthsod.cli import main
+from synthsod.data.datasets import image_to_tensor
 from synthsod.errors import SynthsodError
-from synthsod.sod.datasets import ShardDataset, image_to_tensor
+from synthsod.sod.datasets import ShardDataset
 from synthsod.synthesis.shards import (
     MANIFEST_NAME,
     SCHEMA,

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from synthsod.core.gpu import gpu_lease, torch_device
-from synthsod.core.io import atomic_path, write_json_atomic
-from synthsod.sod.datasets import ManifestDataset
+from synthsod.core.io import write_json_atomic
+from synthsod.data.datasets import ManifestDataset
+from synthsod.generators.latent_table import write_latent_table
 from synthsod.sodgan.den import invert, load_den
 from synthsod.workflow import load_generator, run_rule
 
@@ -29,20 +28,17 @@ def main(smk):
             refine_lr=spec["refine_lr"],
             refine_lowpass=spec["refine_lowpass"],
         )
-    table = pa.table(
-        {
-            "id": manifest["id"],
-            "image": manifest["image"],
-            "mask": manifest["mask"],
-            "z": pa.array(list(result.z), type=pa.list_(pa.float32())),
-            "class": result.class_id,
-            "truncation": np.full(len(manifest), den.truncation),
-            "recon_error": result.recon_error,
-            "encoder_error": result.encoder_error,
-        }
+    write_latent_table(
+        smk.output.latents,
+        manifest["id"],
+        result.z,
+        image=manifest["image"],
+        mask=manifest["mask"],
+        **{"class": result.class_id},
+        truncation=np.full(len(manifest), den.truncation),
+        recon_error=result.recon_error,
+        encoder_error=result.encoder_error,
     )
-    with atomic_path(smk.output.latents) as tmp:
-        pq.write_table(table, tmp)
     summary = {
         "images": len(manifest),
         "truncation": den.truncation,

@@ -1,15 +1,14 @@
 """Rule den_train: train the diffusion embedding network on the real training set; report its
 reconstruction error before and after training."""
 
-import os
 from dataclasses import fields
 
 import torch
 
 from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.core.io import write_json_atomic
-from synthsod.sod.datasets import ManifestDataset
-from synthsod.sodgan.den import DENConfig, build_den, fit_den, invert
+from synthsod.data.datasets import ManifestDataset
+from synthsod.sodgan.den import DENConfig, build_den, fit_den, invert, save_den
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
 
 EVAL_IMAGES = 64  # the first images of the manifest measure the error before and after training
@@ -34,7 +33,8 @@ def main(smk):
             generator, images, cfg, truncation=truncation, device=device, checkpoint_path=checkpoint, seed=seed
         )
         after = encoder_error(den)
-    os.replace(checkpoint, smk.output.model)  # the final checkpoint is the model file (load_den reads it)
+    save_den(smk.output.model, den, cfg, truncation)
+    checkpoint.unlink(missing_ok=True)
     write_json_atomic(
         smk.output.metrics,
         {

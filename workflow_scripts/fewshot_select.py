@@ -1,8 +1,7 @@
 """Rule fewshot_select: choose the few-shot set D_m from the inverted training pairs."""
 
-import pandas as pd
-
 from synthsod.core.io import atomic_path
+from synthsod.generators.latent_table import read_latent_table
 from synthsod.sodgan.fewshot import apply_class_file, select_fewshot
 from synthsod.workflow import run_rule
 
@@ -23,7 +22,7 @@ def uncertain_ids(latents, spec, model_file):
 
 def main(smk):
     spec = smk.params.fewshot
-    latents = pd.read_parquet(smk.input.latents)
+    latents = read_latent_table(smk.input.latents)
     if spec["class_file"]:
         latents = apply_class_file(latents, spec["class_file"])
     chosen = uncertain_ids(latents, spec, smk.input.model[0]) if spec["strategy"] == "uncertain" else None

@@ -2,51 +2,22 @@
 
 from dataclasses import asdict, fields
 
-import numpy as np
-import pandas as pd
-import torch
-
 from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.core.io import write_json_atomic
-from synthsod.sod.datasets import ManifestDataset
+from synthsod.generators.latent_table import read_latent_table, table_truncation
 from synthsod.sodgan.dq import QualityDiscriminator, save_dq
-from synthsod.sodgan.gmask import GMaskConfig, mask_metrics, predict_masks, save_gmask, train_gmask
+from synthsod.sodgan.gmask import GMaskConfig, heldout_metrics, labelled_pairs, save_gmask, train_gmask
 from synthsod.synthesis.demo import DemoMasker, MaskRule
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
-
-
-def pairs_of(rows: pd.DataFrame, resolution: int) -> list[dict]:
-    data = ManifestDataset(rows, resolution)
-    return [
-        {"z": np.asarray(row.z, np.float32), "class_id": int(row["class"]), **data[i]}
-        for i, (_, row) in enumerate(rows.iterrows())
-    ]
-
-
-def evaluate(gmask, generator, rows: pd.DataFrame, truncation: float, oracle: DemoMasker | None) -> dict:
-    """IoU / Dice of G_mask(G(z⁺)) against the real masks (and, in the demo, the mask rule on G(z⁺))."""
-    if rows.empty:
-        return {}
-    z = np.stack(rows["z"].to_numpy()).astype(np.float32)
-    ids = rows["class"].to_numpy()
-    _, probs = predict_masks(gmask, generator, z, ids, truncation)
-    real = torch.stack([item["mask"] for item in ManifestDataset(rows, generator.resolution)])
-    metrics = {"pairs": len(rows), **mask_metrics(probs, real)}
-    if oracle is not None:
-        truth = np.concatenate(
-            [oracle(generator.generate(z[lo : lo + 32], ids[lo : lo + 32], truncation)) for lo in range(0, len(z), 32)]
-        )
-        metrics["oracle"] = mask_metrics(probs, torch.from_numpy(truth[:, None]).float())
-    return metrics
 
 
 def main(smk):
     spec = smk.params.gmask
     cfg = GMaskConfig(**{f.name: spec[f.name] for f in fields(GMaskConfig) if f.name in spec})
-    selection = pd.read_parquet(smk.input.selection)
-    latents = pd.read_parquet(smk.input.latents)
+    selection = read_latent_table(smk.input.selection)
+    latents = read_latent_table(smk.input.latents)
     heldout = latents[~latents["id"].isin(selection["id"])].head(spec["eval_pairs"])
-    truncation = float(selection["truncation"].iloc[0])
+    truncation = table_truncation(selection)
     with gpu_lease() as lease:
         device = torch_device(lease)
         generator = load_generator(smk, device)
@@ -60,7 +31,7 @@ def main(smk):
         )
         result = train_gmask(
             generator,
-            pairs_of(selection, generator.resolution),
+            labelled_pairs(selection, generator.resolution),
             truncation=truncation,
             cfg=cfg,
             dq=dq,
@@ -82,8 +53,8 @@ def main(smk):
             )
         )
         metrics = {
-            "train": evaluate(gmask, generator, selection, truncation, oracle),
-            "heldout": evaluate(gmask, generator, heldout, truncation, oracle),
+            "train": heldout_metrics(gmask, generator, selection, truncation, oracle),
+            "heldout": heldout_metrics(gmask, generator, heldout, truncation, oracle),
             "parameters": gmask.num_parameters(),
             "steps": result["steps"],
             "final_losses": result["final"],

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from synthsod.core.io import write_json_atomic
+from synthsod.generators.latent_table import class_map, read_latent_table
 from synthsod.reporting.dataset_stats import collect
 from synthsod.reporting.figures import DATASET_FIGURES, dataset_figures, dataset_pairs, run_pairs
 from synthsod.workflow import run_rule
@@ -20,8 +21,7 @@ def main(smk):
         collect(run, run_pairs(Path(manifest).parent), **options)
         for run, manifest in zip(smk.params.runs, smk.input.manifests)
     ]
-    latents = pd.read_parquet(smk.input.classes, columns=["id", "class"])
-    real = dataset_pairs(pd.read_parquet(smk.input.dataset), dict(zip(latents["id"], latents["class"])))
+    real = dataset_pairs(pd.read_parquet(smk.input.dataset), class_map(read_latent_table(smk.input.classes, ["class"])))
     stats.append(collect(smk.params.dataset, real, **options))
     dataset_figures(stats, {name: smk.output[name] for name in DATASET_FIGURES})
     summary = {s.name: s.summary() for s in stats}

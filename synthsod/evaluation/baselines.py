@@ -15,9 +15,9 @@ import torch
 from skimage.filters import threshold_otsu
 
 from synthsod.core.images import LUMA
+from synthsod.data.datasets import ManifestDataset, image_to_tensor
 from synthsod.data.prepare import load_gray, load_image_rgb
 from synthsod.evaluation.metrics import SODMetrics
-from synthsod.sod.datasets import ManifestDataset, image_to_tensor
 from synthsod.sod.predict import probabilities
 from synthsod.sod.train import Recipe, train_sod
 

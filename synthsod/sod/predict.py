@@ -25,10 +25,10 @@ from torch import nn
 from synthsod.core.gpu import autocast
 from synthsod.core.io import write_bytes_atomic
 from synthsod.core.progress import progress
+from synthsod.data.datasets import image_to_tensor
 from synthsod.data.prepare import load_gray, load_image_rgb
 from synthsod.errors import SynthsodError
 from synthsod.sod.coop.model import CoopSaliency
-from synthsod.sod.datasets import image_to_tensor
 from synthsod.sod.losses import OUTPUT_CHANNELS, saliency_channel
 from synthsod.sod.train import normalise
 

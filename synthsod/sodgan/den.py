@@ -106,6 +106,7 @@ from torch import nn
 from synthsod.core.backbones import create_backbone
 from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
 from synthsod.core.gpu import autocast
+from synthsod.core.io import atomic_path
 from synthsod.core.progress import progress
 from synthsod.errors import SynthsodError
 
@@ -395,9 +396,19 @@ def _build_discriminator(seed: int, device: torch.device | str) -> Discriminator
         return Discriminator().to(device)
 
 
+def save_den(path: str | Path, den: DEN, cfg: DENConfig, truncation: float) -> None:
+    """Write a trained DEN (weights, settings, truncation; no optimiser state) for :func:`load_den`, atomically."""
+    payload = {"den": den.state_dict(), "den_config": asdict(cfg), "truncation": float(truncation)}
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(payload, file)
+
+
 def load_den(checkpoint_path: str | Path, generator, device: torch.device | str = "cpu") -> DEN:
-    """The DEN saved by :func:`train_den` at ``checkpoint_path``, in eval mode."""
-    payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    """The DEN saved by :func:`save_den` (or a :func:`train_den` checkpoint) at ``checkpoint_path``, in eval mode."""
+    try:
+        payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise SynthsodError(f"{checkpoint_path}: cannot read the DEN ({err})") from err
     if "den_config" not in payload:
         raise SynthsodError(f"{checkpoint_path} is not a DEN checkpoint")
     # The backbone's ImageNet file was only the init: the checkpoint holds the trained weights.

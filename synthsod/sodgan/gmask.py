@@ -69,11 +69,12 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -82,8 +83,10 @@ from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_gene
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
 from synthsod.core.progress import progress
+from synthsod.data.datasets import ManifestDataset
 from synthsod.errors import SynthsodError
 from synthsod.generators.base import GeneratorOutput
+from synthsod.generators.latent_table import latent_arrays
 
 if TYPE_CHECKING:
     from synthsod.generators import BigGANGenerator
@@ -815,6 +818,36 @@ def mask_metrics(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 
     return {"iou": float(iou.mean()), "dice": float(dice.mean())}
 
 
+def labelled_pairs(rows: pd.DataFrame, resolution: int) -> list[dict]:
+    """Few-shot pairs ``{"z", "class_id", "image", "mask", "id"}`` of latent-table rows with their real images."""
+    data = ManifestDataset(rows, resolution)
+    z, classes = latent_arrays(rows)
+    return [{"z": z[i], "class_id": int(classes[i]), **data[i]} for i in range(len(rows))]
+
+
+def heldout_metrics(
+    gmask: GMask,
+    generator: BigGANGenerator,
+    rows: pd.DataFrame,
+    truncation: float,
+    oracle: Callable[[GeneratorOutput], np.ndarray] | None = None,
+) -> dict:
+    """IoU / Dice of G_mask(G(z⁺)) against the real masks of latent-table ``rows`` (their images' masks); with
+    ``oracle`` (a mask rule on generated output, e.g. the demo's), also against the rule applied to G(z⁺)."""
+    if rows.empty:
+        return {}
+    z, ids = latent_arrays(rows)
+    _, probs = predict_masks(gmask, generator, z, ids, truncation)
+    real = torch.stack([item["mask"] for item in ManifestDataset(rows, generator.resolution)])
+    metrics = {"pairs": len(rows), **mask_metrics(probs, real)}
+    if oracle is not None:
+        truth = np.concatenate(
+            [oracle(generator.generate(z[lo : lo + 32], ids[lo : lo + 32], truncation)) for lo in range(0, len(z), 32)]
+        )
+        metrics["oracle"] = mask_metrics(probs, torch.from_numpy(truth[:, None]).float())
+    return metrics
+
+
 __all__ = [
     "ATTENTION_MODES",
     "HEADS",
@@ -825,6 +858,8 @@ __all__ = [
     "create_head",
     "foreground_probability",
     "gmask_parameter_count",
+    "heldout_metrics",
+    "labelled_pairs",
     "mask_metrics",
     "naive_fusion",
     "predict_masks",

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from synthsod.core.io import write_json_atomic
 from synthsod.core.progress import progress
 from synthsod.directions.files import load_direction
 from synthsod.errors import SynthsodError
+from synthsod.generators.latent_table import latent_arrays, read_latent_table, table_truncation
 from synthsod.generators.latents import LatentSource, resolve_classes, restrict_table
 from synthsod.names import BIGBIGAN
 from synthsod.synthesis.filters import quantile_threshold
@@ -78,16 +78,9 @@ def open_backend(generator: Mapping[str, Any], weights: str | None, device: Any 
 
 def _latent_table(path: str) -> tuple[np.ndarray, np.ndarray | None, float | None]:
     """(z [M, d], classes [M] or None, truncation or None) of a DEN latents or BigBiGAN embeddings file."""
-    try:
-        table = pq.read_table(path)
-    except OSError as err:
-        raise SynthsodError(f"{path}: cannot read the latent table ({err})") from None
-    if "z" not in table.column_names or table.num_rows == 0:
-        raise SynthsodError(f"{path}: a latent table needs rows and a 'z' column")
-    z = np.stack([np.asarray(row, np.float32) for row in table.column("z").to_pylist()])
-    classes = table.column("class").to_numpy() if "class" in table.column_names else None
-    truncation = float(table.column("truncation")[0].as_py()) if "truncation" in table.column_names else None
-    return z, classes, truncation
+    rows = read_latent_table(path)
+    z, classes = latent_arrays(rows)
+    return z, classes, table_truncation(rows)
 
 
 def latent_source(run: Mapping[str, Any], backend: Backend, files: RunFiles) -> tuple[LatentSource, float | None]:

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 from synthsod.core.images import to_uint8_nhwc
 from synthsod.core.progress import progress
+from synthsod.data.datasets import ManifestDataset
 from synthsod.errors import SynthsodError
 from synthsod.sod.atal.methods import (
     candidate_pixels,
@@ -44,7 +45,6 @@ from synthsod.sod.atal.methods import (
     snapshot_steps,
     superpixels,
 )
-from synthsod.sod.datasets import ManifestDataset
 from synthsod.sod.point_labels import id_rng, random_points
 from synthsod.sod.train import Recipe, normalise, train_sod, training_steps
 
