@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from synthsod.core.settings import from_section
 from synthsod.directions.search import (
     AffinePair,
     SearchConfig,
@@ -285,4 +286,4 @@ def test_candidate_width_must_match_the_latent():
 def test_config_rejects_bad_values():
     with pytest.raises(SynthsodError, match="discard_share"):
         SearchConfig(discard_share=0.4)
-    assert SearchConfig.from_params({"scale": 3.0, "generators": ["tiny"], "truncation": 0.4}).scale == 3.0
+    assert from_section(SearchConfig, {"scale": 3.0, "truncation": 0.4}, where="s", ignore=["truncation"]).scale == 3.0

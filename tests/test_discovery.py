@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from synthsod.core.checkpoint import step_generator
+from synthsod.core.settings import from_section
 from synthsod.directions.discovery import (
     Deformator,
     DiscoveryConfig,
@@ -77,9 +78,12 @@ def test_config_rejects_bad_values_naming_the_key(changes, key):
         DiscoveryConfig(**changes)
 
 
-def test_config_from_params_ignores_unknown_keys():
-    cfg = DiscoveryConfig.from_params({"directions": 8, "steps": 3, "classes": {"include": "all"}})
+def test_config_from_its_section_takes_other_readers_keys_and_refuses_unknown_ones():
+    section = {"directions": 8, "steps": 3, "classes": {"include": "all"}}
+    cfg = from_section(DiscoveryConfig, section, where="directions.discover", ignore=("classes",))
     assert (cfg.directions, cfg.steps, cfg.deformator) == (8, 3, "ortho")
+    with pytest.raises(SynthsodError, match="directions.discover: unknown settings classes"):
+        from_section(DiscoveryConfig, section, where="directions.discover")
 
 
 # --- deformator and shifts -------------------------------------------------------------------------

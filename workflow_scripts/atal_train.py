@@ -7,6 +7,7 @@ import pandas as pd
 
 from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.core.io import atomic_path
+from synthsod.core.settings import from_section
 from synthsod.sod.atal.train import ActiveSpec, train_active
 from synthsod.sod.datasets import training_set
 from synthsod.sod.train import Recipe, save_sod_model
@@ -42,8 +43,8 @@ def main(smk):
             spec["model"],
             spec["loss"],
             data,
-            Recipe(**spec["recipe"]),
-            ActiveSpec(**spec["active"]),
+            from_section(Recipe, spec["recipe"], where="sod.recipe"),
+            from_section(ActiveSpec, spec["active"], where="sod.active"),
             seed=spec["seed"],
             model_kwargs=model_kwargs,
             device=torch_device(lease),

@@ -1,12 +1,11 @@
 """Rule den_train: train the diffusion embedding network on the real training set; report its
 reconstruction error before and after training."""
 
-from dataclasses import fields
-
 import torch
 
 from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.core.io import write_json_atomic
+from synthsod.core.settings import from_section
 from synthsod.data.datasets import ManifestDataset
 from synthsod.sodgan.den import DENConfig, build_den, fit_den, invert, save_den
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
@@ -16,7 +15,7 @@ EVAL_IMAGES = 64  # the first images of the manifest measure the error before an
 
 def main(smk):
     spec = smk.params.den
-    cfg = DENConfig(**{f.name: spec[f.name] for f in fields(DENConfig) if f.name in spec})
+    cfg = from_section(DENConfig, spec, where="den", ignore=("truncation", "seed", "invert"))
     truncation, seed = spec["truncation"], spec["seed"]
     checkpoint = checkpoint_path(smk.output.model, smk.params)
     with gpu_lease() as lease:

@@ -2,6 +2,7 @@
 (resumable: a killed job continues from its checkpoint)."""
 
 from synthsod.core.gpu import gpu_lease, torch_device
+from synthsod.core.settings import from_section
 from synthsod.directions.discovery import DiscoveryConfig, discover_directions, save_directions
 from synthsod.generators.latents import resolve_classes
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
@@ -9,7 +10,7 @@ from synthsod.workflow import checkpoint_path, load_generator, run_rule
 
 def main(smk):
     params, gen = smk.params.discover, smk.wildcards.gen
-    cfg = DiscoveryConfig.from_params(params)
+    cfg = from_section(DiscoveryConfig, params, where="directions.discover", ignore=("classes",))
     checkpoint = checkpoint_path(smk.output.directions, smk.params)
     with gpu_lease() as lease:
         generator = load_generator(smk, torch_device(lease))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from synthsod.core.gpu import gpu_lease
 from synthsod.core.io import write_json_atomic
+from synthsod.core.settings import from_section
 from synthsod.directions.files import save_direction
 from synthsod.directions.search import (
     SearchConfig,
@@ -26,7 +27,7 @@ log = logging.getLogger("synthsod")
 
 def main(smk):
     params, gen = smk.params.search, smk.wildcards.gen
-    cfg = SearchConfig.from_params(params)
+    cfg = from_section(SearchConfig, params, where="directions.search", ignore=("classes", "truncation"))
     candidates = load_candidates(smk.input.candidates)
     with gpu_lease() as lease:
         device = "cpu" if lease.device == "cpu" else "cuda:0"

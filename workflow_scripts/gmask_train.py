@@ -1,9 +1,10 @@
 """Rule gmask_train: train G_mask (and D_q) on the few-shot set; measure it on held-out labelled pairs."""
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.core.io import write_json_atomic
+from synthsod.core.settings import from_section
 from synthsod.generators.latent_table import read_latent_table, table_truncation
 from synthsod.sodgan.dq import QualityDiscriminator, save_dq
 from synthsod.sodgan.gmask import GMaskConfig, heldout_metrics, labelled_pairs, save_gmask, train_gmask
@@ -13,7 +14,7 @@ from synthsod.workflow import checkpoint_path, load_generator, run_rule
 
 def main(smk):
     spec = smk.params.gmask
-    cfg = GMaskConfig(**{f.name: spec[f.name] for f in fields(GMaskConfig) if f.name in spec})
+    cfg = from_section(GMaskConfig, spec, where="gmask", ignore=("dq", "eval_pairs", "seed"))
     selection = read_latent_table(smk.input.selection)
     latents = read_latent_table(smk.input.latents)
     heldout = latents[~latents["id"].isin(selection["id"])].head(spec["eval_pairs"])

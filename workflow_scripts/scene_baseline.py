@@ -1,6 +1,7 @@
 """Rule scene_baseline: a global luminance threshold (Otsu) vs a U-Net trained on real scenes."""
 
 from synthsod.core.io import write_json_atomic
+from synthsod.core.settings import from_section
 from synthsod.evaluation.baselines import threshold_vs_unet
 from synthsod.sod.train import Recipe
 from synthsod.workflow import run_rule
@@ -11,7 +12,7 @@ def main(smk):
     result = threshold_vs_unet(
         smk.input.train,
         smk.input.test,
-        recipe=Recipe(**spec["recipe"]),
+        recipe=from_section(Recipe, spec["recipe"], where="scenes.baseline.recipe"),
         size=spec["size"],
         model_options=spec["model_options"],
         seed=spec["seed"],

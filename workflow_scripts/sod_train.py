@@ -5,6 +5,7 @@ import torch
 
 from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.core.io import atomic_path
+from synthsod.core.settings import from_section
 from synthsod.names import COOP
 from synthsod.sod.coop.train import train_coop
 from synthsod.sod.datasets import training_set
@@ -33,7 +34,7 @@ def main(smk):
             model_kwargs.update(image_size=spec["eval_size"], config=spec["coop"])
             model = train_coop(
                 data,
-                Recipe(**spec["recipe"]),
+                from_section(Recipe, spec["recipe"], where="sod.recipe"),
                 seed=spec["seed"],
                 model_kwargs=model_kwargs,
                 device=device,
@@ -46,7 +47,7 @@ def main(smk):
                 spec["model"],
                 spec["loss"],
                 data,
-                Recipe(**spec["recipe"]),
+                from_section(Recipe, spec["recipe"], where="sod.recipe"),
                 seed=spec["seed"],
                 model_kwargs=model_kwargs,
                 device=device,

@@ -36,8 +36,7 @@ import io
 import logging
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,7 @@ class DiscoveryConfig:
     truncation: float = 0.4
     backbone: str = "resnet18"  # timm name of the reconstructor
     backbone_weights: str | None = None
-    checkpoint_every: int = 100
+    checkpoint_every: int = 500
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -103,12 +102,6 @@ class DiscoveryConfig:
             detail = ", ".join(f"{k}={getattr(self, k)!r}" for k in bad)
             hint = " (shift_min must be in [0, shift_max])" if "shift_min" in bad else ""
             raise SynthsodError(f"directions.discover: invalid {', '.join(bad)} ({detail}){hint}")
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> DiscoveryConfig:
-        """The config's ``directions.discover`` section (keys this class does not know are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names})
 
 
 # --- the models ------------------------------------------------------------------------------------

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -86,12 +86,6 @@ class SearchConfig:
             raise SynthsodError(
                 f"directions.search: invalid {', '.join(bad)} ({', '.join(f'{k}={getattr(self, k)!r}' for k in bad)})"
             )
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> SearchConfig:
-        """The config's ``directions.search`` section (keys this class does not know are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names})
 
 
 # --- the affine pair -------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from pytorch_pretrained_biggan.model import BigGANBatchNorm
 from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
 from synthsod.core.io import atomic_path, write_bytes_atomic
 from synthsod.core.progress import progress
+from synthsod.core.settings import from_section
 from synthsod.errors import SynthsodError
 from synthsod.generators.biggan import ExactTruncationBatchNorm, save_pretrained
 from synthsod.generators.discriminator import ProjectionDiscriminator
@@ -355,7 +356,7 @@ def build_scene_generator(
     from synthsod.data import scenes
     from synthsod.generators.quality import sample_grid
 
-    config = GANTrainConfig(**settings)
+    config = from_section(GANTrainConfig, settings, where="generators.<name>.train")
     data = pretrain_set(world_seed, config.pretrain_size, resolution)
 
     def preview(step: int, net: BigGAN) -> None:

@@ -120,12 +120,11 @@ LOG_2PI = math.log(2 * math.pi)
 # --- configuration --------------------------------------------------------------------------------
 @dataclass
 class DENConfig:
-    """Training and inversion settings (defaults sized for the demo: tiny generator, 64x64, CPU).
+    """Training settings, the config's ``den:`` section (defaults equal the schema's, a test checks).
 
     ``max_t_fraction``: t is drawn from 0..round(max_t_fraction * T) (module docstring, "additions").
     ``latent_weight``: weight of the latent prior term ("den" mode; the VAE has its KL instead).
-    ``refine_*``: the settings :func:`invert` is meant to be called with; ``refine_lowpass`` also
-    matches ``refine_lowpass`` x ``refine_lowpass`` average-pooled images (0 or 1: pixels only).
+    The inversion's refinement settings are :func:`invert`'s arguments (``den.invert`` in the config).
 
     Measured on the tiny generator (64 or 200 training samples, held-out samples, one CPU thread):
     ``weighting="elbo"`` leaves the encoder at 2-4x the error of "simple" after 100 steps with most
@@ -138,7 +137,7 @@ class DENConfig:
     mode: str = "den"
     backbone: str = "mobilenetv3_small_100"
     backbone_weights: str | None = None
-    steps: int = 500
+    steps: int = 300
     batch_size: int = 16
     lr: float = 1e-3
     T: int = 1000
@@ -146,10 +145,7 @@ class DENConfig:
     weighting: str = "simple"
     adv_weight: float = 0.01
     beta_kl: float = 0.01
-    checkpoint_every: int = 200
-    refine_steps: int = 50
-    refine_lr: float = 0.05
-    refine_lowpass: int = 0
+    checkpoint_every: int = 100
     latent_weight: float = 0.1
 
     def __post_init__(self) -> None:
@@ -165,9 +161,6 @@ class DENConfig:
             lr=self.lr > 0,
             T=self.T > 1,
             checkpoint_every=self.checkpoint_every > 0,
-            refine_steps=self.refine_steps >= 0,
-            refine_lr=self.refine_lr > 0,
-            refine_lowpass=self.refine_lowpass >= 0,
             adv_weight=self.adv_weight >= 0,
             beta_kl=self.beta_kl >= 0,
             latent_weight=self.latent_weight >= 0,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from synthsod.core.settings import from_section
 from synthsod.errors import SynthsodError
 from synthsod.sod.coop.ebm import EnergyModel, langevin
 from synthsod.sod.coop.lvm import LATENT_DIM, LatentSaliencyModel
@@ -243,7 +244,7 @@ class CoopSaliency(nn.Module):
         config: dict | None = None,
     ):
         super().__init__()
-        self.config = CoopConfig(**(config or {}))
+        self.config = from_section(CoopConfig, config, where="sod.coop")
         self.lvm = LatentSaliencyModel(backbone, backbone_weights, latent_dim, channels)
         self.ebm = EnergyModel(image_size)
 
