@@ -21,14 +21,17 @@ from typing import Any
 
 import pytest
 import yaml
+from snakemake.utils import update_config
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 # The small demo world the workflow tests run: the whole DAG takes ~20 s on two CPU cores.
-SMALL_SPLIT_SIZES = {"DEMO-TR": 12, "DEMO-TE": 6}
-SMALL_RUN_PAIRS, SMALL_RUN_ROWS = 6, 3  # every sampling run: 2 shards of 3 pairs
+TEST_CONFIG = yaml.safe_load((REPO / "configs" / "test.yaml").read_text())  # the small scenario
+SMALL_SPLIT_SIZES = {split: spec["size"] for split, spec in TEST_CONFIG["demo"]["splits"].items()}
+SMALL_RUN_PAIRS = TEST_CONFIG["runs"]["sodgan"]["pairs"]  # every sampling run: 2 shards of 3 pairs
+SMALL_RUN_ROWS = TEST_CONFIG["runs"]["sodgan"]["rows_per_shard"]
 RUN_TIMEOUT_S = 300
 
 
@@ -54,38 +57,13 @@ def load_repo_config() -> dict[str, Any]:
 
 
 def small_config() -> dict[str, Any]:
-    """The repository's config.yaml with small demo splits and short trainings (a fresh copy every call)."""
+    """config.yaml with configs/test.yaml applied, as Snakemake merges config files (a fresh copy every call).
+
+    The shipped scene generator's weights directory becomes absolute: the runs use other working directories.
+    """
     config = copy.deepcopy(load_repo_config())
-    for split, size in SMALL_SPLIT_SIZES.items():
-        config["demo"]["splits"][split]["size"] = size
-    # SODGAN stages: a few steps each, enough to run every code path
-    config["den"].update(steps=4, batch_size=4, checkpoint_every=2)
-    config["den"]["invert"].update(batch_size=8, refine_steps=2)
-    config["fewshot"].update(size=6)
-    config["gmask"].update(steps=4, batch_size=2, checkpoint_every=2, eval_pairs=4, pixels_per_image=64)
-    # sampling runs: two shards each. G_mask and the DEN are barely trained, so masks of any size are kept.
-    for run in config["runs"].values():
-        run.update(pairs=SMALL_RUN_PAIRS, rows_per_shard=SMALL_RUN_ROWS, batch_size=4)
-        run["filters"]["size"] = None
-    config["runs"]["sodgan"]["filters"]["dq"] = {"keep_top": 0.8, "calibration": 8}
-    config["directions"]["contrast"].update(samples=8, iterations=5)
-    config["directions"]["discover"].update(directions=8, steps=2, batch_size=2, checkpoint_every=1)
-    config["directions"]["search"].update(samples=4, steps=5, figure_samples=2)
-    for spec in config["sod"].values():  # SOD trainings: a few steps at 32 px
-        spec.update(load_size=32, eval_size=32, model_options={"base": 4, "depth": 2})
-        spec["recipe"].update(steps=3, batch_size=4, sizes=[32], checkpoint_every=2)
-    config["sod"]["coop"]["model_options"] = {"backbone": "resnet18", "channels": 8}
-    config["sod"]["coop"]["coop"].update(ebm_steps=2, lvm_steps=2, draws=2)
-    # the scene world: small splits, a short quality check of the shipped generator, a short baseline
+    update_config(config, copy.deepcopy(TEST_CONFIG))
     config["generators"]["scene"]["weights"] = str(REPO / config["generators"]["scene"]["weights"])
-    for split in config["scenes"]["splits"].values():
-        split["size"] = 8
-    config["scenes"]["quality"].update(
-        truncations=[1.0], classifier_scenes=32, classifier_steps=2, heldout_scenes=16, samples=16, grid_per_class=2
-    )
-    config["scenes"]["baseline"]["model_options"] = {"base": 4, "depth": 2}
-    config["scenes"]["baseline"]["recipe"].update(steps=3, batch_size=4, sizes=[32])
-    config["scenes"]["baseline"]["size"] = 32
     return config
 
 

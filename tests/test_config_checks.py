@@ -80,3 +80,24 @@ def test_direction_search_targets_and_bigbigan_candidates():
     assert direction_problems(direction_config(run_direction="h.npy", generators=["nope"])) == [
         "directions.search: generator 'nope' is not defined under generators:"
     ]
+
+
+def test_the_test_scenario_only_shrinks_settings_of_config_yaml():
+    """configs/test.yaml overrides keys that config.yaml has, its schema defaults filled in (a typo would
+    silently test the full size)."""
+    import yaml
+    from conftest import REPO, TEST_CONFIG, small_config
+    from snakemake.utils import validate
+
+    full = yaml.safe_load((REPO / "config.yaml").read_text())
+    validate(full, str(REPO / "schemas" / "config.schema.yaml"))  # fills the defaults in
+
+    def missing(small, base, where=""):
+        for key, value in small.items():
+            if key not in base:
+                yield f"{where}{key}"
+            elif isinstance(value, dict) and isinstance(base[key], dict):
+                yield from missing(value, base[key], f"{where}{key}.")
+
+    assert not list(missing(TEST_CONFIG, full))
+    assert small_config()["den"]["steps"] == TEST_CONFIG["den"]["steps"] < full["den"]["steps"]
