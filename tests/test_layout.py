@@ -67,3 +67,10 @@ def test_stage_packages_import_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert len(packages) >= 9 and out == "", out
+
+
+def test_tests_mirror_the_package_layout():
+    tests = Path(__file__).resolve().parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert folders and folders <= packages, sorted(folders - packages)

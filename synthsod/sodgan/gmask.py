@@ -380,7 +380,7 @@ class GMask(nn.Module):
             return self.head(self.attention(fused, pooled))
         # Inference with a per-pixel head: the same layers on chunks of pixels as matrix products. Full
         # maps would stream several [N, 128, R, R] intermediates through memory; chunks stay in cache
-        # (3-4x faster at 256 on CPU; equal up to float rounding, tests/test_gmask.py).
+        # (3-4x faster at 256 on CPU; equal up to float rounding, tests/sodgan/test_gmask.py).
         n, c, h, w = fused.shape
         pixels = fused.permute(0, 2, 3, 1).reshape(n * h * w, c)
         image_index = torch.arange(n, device=pixels.device).repeat_interleave(h * w)

@@ -31,7 +31,7 @@ from synthsod.generators.bigbigan import (
     write_tiny_module,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NO_TF = "TensorFlow absent: BigBiGAN tests run in the tf env (.ci/run builds it)"
 
 

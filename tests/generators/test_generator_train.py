@@ -26,7 +26,7 @@ from synthsod.generators.train import (
     train_scene_gan,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = GANTrainConfig(
     channel_width=4,
     d_width=4,

@@ -9,7 +9,7 @@ import torch
 
 from synthsod.core.checkpoint import load_checkpoint, save_checkpoint
 
-PACKAGE = Path(__file__).resolve().parents[1] / "synthsod"
+PACKAGE = Path(__file__).resolve().parents[2] / "synthsod"
 
 
 def test_no_loader_unpickles_arbitrary_objects():

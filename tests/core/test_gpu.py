@@ -19,7 +19,7 @@ from synthsod.core import gpu
 from synthsod.core.gpu import Lease, autocast, gpu_lease, torch_device
 from synthsod.errors import SynthsodError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _python(code: str, **kwargs) -> subprocess.Popen:
