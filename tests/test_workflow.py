@@ -235,7 +235,7 @@ def test_summary_lists_every_training_and_refinement_and_coop_writes_uncertainty
 def test_direction_search_ranks_every_discovered_direction(demo_run: DemoRun) -> None:
     root = demo_run.workdir.path / "results/directions/tiny"
     config = demo_run.workdir.config["directions"]
-    directions = torch.load(root / "directions.pt", weights_only=False)["directions"]
+    directions = torch.load(root / "directions.pt", weights_only=True)["directions"]
     assert tuple(directions.shape) == (config["discover"]["directions"], 128)
     history = pd.read_csv(root / "discover_log.csv")
     assert history["step"].tolist() == list(range(1, config["discover"]["steps"] + 1))

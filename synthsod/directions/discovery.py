@@ -38,7 +38,6 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -46,10 +45,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthsod.core.backbones import create_backbone, output_features
-from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
+from synthsod.core.checkpoint import step_generator
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path, write_bytes_atomic
-from synthsod.core.progress import progress
+from synthsod.core.training import TrainingLoop
 from synthsod.directions.files import check_direction_matrix, load_direction_matrix
 from synthsod.errors import SynthsodError
 from synthsod.generators.latents import LatentSource
@@ -187,17 +186,15 @@ def _freeze(generator) -> None:
         net.eval().requires_grad_(False)
 
 
-def _check_resume(payload: dict[str, Any], cfg: DiscoveryConfig, classes: np.ndarray, path) -> None:
-    saved = payload.get("discovery_config", {})
-    ours = asdict(cfg)
-    changed = [k for k in ours if k not in RESUMABLE_CHANGES and saved.get(k) != ours[k]]
-    if payload.get("classes") is not None and list(payload["classes"]) != [int(c) for c in classes]:
+def _resume_problem(saved: dict | None, cfg: DiscoveryConfig, classes: np.ndarray) -> str | None:
+    """Why a checkpoint with ``saved`` settings cannot continue as ``cfg`` (``steps`` and ``checkpoint_every``
+    may differ), or None."""
+    saved = saved or {}
+    config, ours = saved.get("discovery_config", {}), asdict(cfg)
+    changed = [k for k in ours if k not in RESUMABLE_CHANGES and config.get(k) != ours[k]]
+    if saved.get("classes") is not None and list(saved["classes"]) != [int(c) for c in classes]:
         changed.append("classes")
-    if changed:
-        raise SynthsodError(
-            f"cannot resume from checkpoint {path}: it was made with other settings "
-            f"({', '.join(changed)}); delete it to start over"
-        )
+    return ", ".join(changed) if changed else None
 
 
 def _write_history(path: str | os.PathLike, history: list[dict[str, float]]) -> None:
@@ -247,63 +244,50 @@ def discover_directions(
     }
     latents = LatentSource(cfg.seed, z_dim, cfg.truncation, classes)
 
-    start, history = 0, []
-    if checkpoint_path is not None:
-        payload = load_checkpoint(checkpoint_path, parts)
-        if payload is not None:
-            _check_resume(payload, cfg, classes, checkpoint_path)
-            start, history = int(payload["step"]), list(payload.get("history", []))
-            log.info("discovery: resuming from step %d of %d (%s)", start, cfg.steps, checkpoint_path)
-
-    def save(step: int) -> None:
-        if checkpoint_path is not None:
-            save_checkpoint(
-                checkpoint_path,
-                step,
-                parts,
-                history=history,
-                discovery_config=asdict(cfg),
-                classes=[int(c) for c in classes],
-                z_dim=z_dim,
-            )
+    settings = {"discovery_config": asdict(cfg), "classes": [int(c) for c in classes], "z_dim": z_dim}
+    loop = TrainingLoop(
+        cfg.steps,
+        parts,
+        checkpoint_path,
+        cfg.checkpoint_every,
+        desc="direction discovery",
+        settings=settings,
+        check=lambda saved, step: _resume_problem(saved, cfg, classes),
+        state={"history": []},
+    )
+    start, history = loop.start, loop.state["history"]
 
     started = time.perf_counter()
-    with progress(total=cfg.steps, initial=start, desc="direction discovery", unit="step") as bar:
-        for step in range(start, cfg.steps):
-            z_np, ids = latents.draw(range(step * B, (step + 1) * B))
-            z = torch.from_numpy(z_np).to(device)
-            one_hot = generator.one_hot(ids)
-            indices, shifts = random_shifts(step_generator(cfg.seed, step), B, K, cfg.shift_max, cfg.shift_min)
-            indices, shifts = indices.to(device), shifts.to(device)
+    for step in loop:
+        z_np, ids = latents.draw(range(step * B, (step + 1) * B))
+        z = torch.from_numpy(z_np).to(device)
+        one_hot = generator.one_hot(ids)
+        indices, shifts = random_shifts(step_generator(cfg.seed, step), B, K, cfg.shift_max, cfg.shift_min)
+        indices, shifts = indices.to(device), shifts.to(device)
 
-            with torch.no_grad():
-                base = generator.images(z, one_hot, cfg.truncation)
-            shifted = generator.images(z + deformator(indices, shifts), one_hot, cfg.truncation)
-            with autocast(device):
-                logits, shift_hat = reconstructor(base, shifted)
-            logits, shift_hat = logits.float(), shift_hat.float()
-            shift_error = (shift_hat - shifts).abs().mean()
-            loss = F.cross_entropy(logits, indices) + cfg.shift_weight * shift_error
+        with torch.no_grad():
+            base = generator.images(z, one_hot, cfg.truncation)
+        shifted = generator.images(z + deformator(indices, shifts), one_hot, cfg.truncation)
+        with autocast(device):
+            logits, shift_hat = reconstructor(base, shifted)
+        logits, shift_hat = logits.float(), shift_hat.float()
+        shift_error = (shift_hat - shifts).abs().mean()
+        loss = F.cross_entropy(logits, indices) + cfg.shift_weight * shift_error
 
-            deformator_opt.zero_grad(set_to_none=True)
-            reconstructor_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            deformator_opt.step()
-            reconstructor_opt.step()
+        deformator_opt.zero_grad(set_to_none=True)
+        reconstructor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        deformator_opt.step()
+        reconstructor_opt.step()
 
-            row = {
-                "step": step + 1,
-                "loss": loss.item(),
-                "accuracy": (logits.argmax(dim=1) == indices).float().mean().item(),
-                "shift_error": shift_error.item(),
-            }
-            history.append(row)
-            bar.set_postfix({k: row[k] for k in ("loss", "accuracy", "shift_error")})
-            bar.update()
-            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-                save(step + 1)
-    if start < cfg.steps or (checkpoint_path is not None and not Path(checkpoint_path).exists()):
-        save(max(start, cfg.steps))
+        row = {
+            "step": step + 1,
+            "loss": loss.item(),
+            "accuracy": (logits.argmax(dim=1) == indices).float().mean().item(),
+            "shift_error": shift_error.item(),
+        }
+        history.append(row)
+        loop.bar.set_postfix({k: row[k] for k in ("loss", "accuracy", "shift_error")})
     if log_path is not None:
         _write_history(log_path, history)
     with torch.no_grad():

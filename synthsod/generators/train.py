@@ -41,10 +41,10 @@ import torch.nn.functional as F
 from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 from pytorch_pretrained_biggan.model import BigGANBatchNorm
 
-from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
+from synthsod.core.checkpoint import step_generator
 from synthsod.core.io import atomic_path, write_bytes_atomic
-from synthsod.core.progress import progress
 from synthsod.core.settings import from_section
+from synthsod.core.training import TrainingLoop
 from synthsod.errors import SynthsodError
 from synthsod.generators.biggan import ExactTruncationBatchNorm, save_pretrained
 from synthsod.generators.discriminator import ProjectionDiscriminator
@@ -216,17 +216,29 @@ def train_scene_gan(
     opt_g = torch.optim.Adam(net.parameters(), lr=config.lr_g, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr_d, betas=(0.0, 0.999))
     parts = {"generator": net, "ema": ema, "discriminator": disc, "opt_g": opt_g, "opt_d": opt_d}
-    payload = load_checkpoint(out_dir / CHECKPOINT, parts)  # states load onto the parts' device
-    problem = None if payload is None else _resume_problem(payload.get("config"), config, payload["step"])
-    if problem:
-        raise SynthsodError(
-            f"{out_dir / CHECKPOINT} was written with other settings ({problem}); delete it to start over"
-        )
-    start, rows = (payload["step"], payload["log"]) if payload else (0, [])
+
+    _upgrade_checkpoint(out_dir / CHECKPOINT)
+
+    def after_save(step: int) -> None:
+        _write_log(out_dir / TRAIN_LOG, _uniform_rows(loop.state["log"]))
+        if on_checkpoint is not None and step < config.total_steps:
+            on_checkpoint(step, export_generator(ema, config.seed, config.calibration_batch))
+
+    loop = TrainingLoop(
+        config.total_steps,
+        parts,
+        out_dir / CHECKPOINT,
+        config.checkpoint_every,
+        desc="generator training",
+        settings=asdict(config),
+        check=lambda saved, step: _resume_problem(saved, config, step),
+        state={"log": []},
+        after_save=after_save,
+    )
+    rows = loop.state["log"]
     n = len(data.images)
     t0 = time.perf_counter()
-    bar = progress(total=config.total_steps, initial=start, desc="generator training", unit="step")
-    for step in range(start, config.total_steps):
+    for step in loop:
         generator = step_generator(config.seed, step)
         real, z, one_hot, ids = data.batch(
             torch.randint(n, (config.batch_size,), generator=generator), num_classes, device
@@ -257,17 +269,21 @@ def train_scene_gan(
         _ema_update(ema, net, config.ema_decay)
         row["reconstruction"] = rec.item()
         rows.append(row)
-        bar.update()
-        bar.set_postfix(phase=row["phase"], reconstruction=round(row["reconstruction"], 4))
-        done = step + 1 == config.total_steps
-        if (step + 1) % config.checkpoint_every == 0 or done:
-            save_checkpoint(out_dir / CHECKPOINT, step + 1, parts, log=rows, config=asdict(config))
-            _write_log(out_dir / TRAIN_LOG, _uniform_rows(rows))
-            if on_checkpoint is not None and not done:
-                on_checkpoint(step + 1, export_generator(ema, config.seed, config.calibration_batch))
-    bar.close()
-    log.info("generator training: %d steps in %.0f s", config.total_steps - start, time.perf_counter() - t0)
+        loop.bar.set_postfix(phase=row["phase"], reconstruction=round(row["reconstruction"], 4))
+    log.info("generator training: %d steps in %.0f s", config.total_steps - loop.start, time.perf_counter() - t0)
     return export_generator(ema, config.seed, config.calibration_batch), disc.eval().requires_grad_(False)
+
+
+def _upgrade_checkpoint(path: Path) -> None:
+    """Rewrite a checkpoint from before the common training loop ({config, log} beside the parts) in its format."""
+    if not path.exists():
+        return
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if "settings" in payload or "config" not in payload:
+        return
+    payload["settings"], payload["state"] = payload.pop("config"), {"log": payload.pop("log")}
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(payload, file)
 
 
 def _resume_problem(saved: dict | None, config: GANTrainConfig, step: int) -> str | None:

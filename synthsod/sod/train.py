@@ -30,10 +30,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
+from synthsod.core.checkpoint import step_generator
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
-from synthsod.core.progress import LineBar, progress
+from synthsod.core.progress import LineBar
+from synthsod.core.training import TrainingLoop
 from synthsod.errors import SynthsodError
 from synthsod.sod.atal.methods import cyclic_cosine_lr
 from synthsod.sod.losses import LOSSES, OUTPUT_CHANNELS, partial_bce_loss
@@ -186,33 +187,36 @@ def training_batches(
     """The batches of a training from its checkpoint's step on (restoring ``parts`` from it). Items are
     {"image", "mask"} plus "visible" for partially labelled data: the batch then holds the mask only
     where visible (0 elsewhere), augmented with it.
-    The checkpoint of ``parts`` is written when the caller asks for the batch after every
-    ``checkpoint_every``-th step, i.e. after the caller's update of that step; so is the progress
-    bar ``desc`` updated."""
+    The checkpoint of ``parts`` (:class:`synthsod.core.training.TrainingLoop`) is written when the caller asks
+    for the batch after every ``checkpoint_every``-th step and after the last, i.e. after the caller's update
+    of that step; so is the progress bar ``desc`` updated."""
     recipe.check()
     n = len(data)
     if n == 0:
         raise SynthsodError("the training set is empty")
     per_epoch = math.ceil(n / recipe.batch_size)
     steps = training_steps(recipe, n)
-    payload = load_checkpoint(checkpoint_path, parts) if checkpoint_path else None
-    if payload is not None and payload.get("recipe") != asdict(recipe):
-        raise SynthsodError(f"checkpoint {checkpoint_path} was written with another recipe; delete it to start over")
-    start = 0 if payload is None else payload["step"]
-    with progress(range(start, steps), total=steps, initial=start, desc=desc, unit="step") as bar:
-        for step in bar:
-            gen = step_generator(seed, step)
-            items = [data[int(i)] for i in batch_indices(seed, step, n, recipe.batch_size)]
-            labels = torch.stack([it["mask"] for it in items])
-            partial = "visible" in items[0]
-            if partial:  # unannotated pixels are zeroed first, so resizing cannot blend them into annotated ones
-                visible = torch.stack([it["visible"] for it in items])
-                labels = torch.cat([labels * visible, visible], dim=1)
-            images, labels = augment(torch.stack([it["image"] for it in items]), labels, recipe, gen)
-            masks, visible = (labels[:, :1], (labels[:, 1:] > 0.5).float()) if partial else (labels, None)
-            yield Batch(step, steps, images, masks, visible, gen, lr_factor(recipe, step, per_epoch), bar)
-            if checkpoint_path and (step + 1) % recipe.checkpoint_every == 0 and step + 1 < steps:
-                save_checkpoint(checkpoint_path, step + 1, parts, recipe=asdict(recipe))
+    settings = {"recipe": asdict(recipe)}
+    loop = TrainingLoop(
+        steps,
+        parts,
+        checkpoint_path,
+        recipe.checkpoint_every,
+        desc=desc,
+        settings=settings,
+        check=lambda saved, step: None if saved == settings else "another recipe",
+    )
+    for step in loop:
+        gen = step_generator(seed, step)
+        items = [data[int(i)] for i in batch_indices(seed, step, n, recipe.batch_size)]
+        labels = torch.stack([it["mask"] for it in items])
+        partial = "visible" in items[0]
+        if partial:  # unannotated pixels are zeroed first, so resizing cannot blend them into annotated ones
+            visible = torch.stack([it["visible"] for it in items])
+            labels = torch.cat([labels * visible, visible], dim=1)
+        images, labels = augment(torch.stack([it["image"] for it in items]), labels, recipe, gen)
+        masks, visible = (labels[:, :1], (labels[:, 1:] > 0.5).float()) if partial else (labels, None)
+        yield Batch(step, steps, images, masks, visible, gen, lr_factor(recipe, step, per_epoch), loop.bar)
 
 
 def set_lr_factor(optimizer: torch.optim.Optimizer, factor: float) -> None:

@@ -104,10 +104,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthsod.core.backbones import create_backbone
-from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
+from synthsod.core.checkpoint import step_generator
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
 from synthsod.core.progress import progress
+from synthsod.core.training import TrainingLoop
 from synthsod.errors import SynthsodError
 
 log = logging.getLogger(__name__)
@@ -402,11 +403,12 @@ def load_den(checkpoint_path: str | Path, generator, device: torch.device | str 
         payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError) as err:
         raise SynthsodError(f"{checkpoint_path}: cannot read the DEN ({err})") from err
-    if "den_config" not in payload:
+    meta = payload.get("settings", payload)  # a training checkpoint keeps them under "settings"
+    if "den_config" not in meta or "den" not in payload:
         raise SynthsodError(f"{checkpoint_path} is not a DEN checkpoint")
     # The backbone's ImageNet file was only the init: the checkpoint holds the trained weights.
-    cfg = replace(DENConfig(**payload["den_config"]), backbone_weights=None)
-    den = build_den(generator, cfg, payload["truncation"], device="cpu")
+    cfg = replace(DENConfig(**meta["den_config"]), backbone_weights=None)
+    den = build_den(generator, cfg, meta["truncation"], device="cpu")
     den.load_state_dict(payload["den"])
     return den.to(device).eval()
 
@@ -538,6 +540,16 @@ def _ema_update(ema: dict[str, float], metrics: dict[str, float], decay: float =
     return {k: v if k not in ema else decay * ema[k] + (1 - decay) * v for k, v in metrics.items()}
 
 
+def _resume_problem(saved: dict | None, settings: dict) -> str | None:
+    """A DEN checkpoint continues with more or fewer steps or another cadence; anything else must match."""
+    free = {"steps", "checkpoint_every"}
+    saved = saved or {}
+    config, ours = saved.get("den_config", {}), settings["den_config"]
+    changed = [k for k in ours if k not in free and config.get(k) != ours[k]]
+    changed += [k for k in ("truncation", "seed") if saved.get(k) != settings[k]]
+    return ", ".join(changed) if changed else None
+
+
 def fit_den(
     generator,
     images,
@@ -554,35 +566,23 @@ def fit_den(
         raise SynthsodError("train_den: no training images")
     generator.net.requires_grad_(False)
     parts = _make_parts(generator, cfg, truncation, seed, device)
-    start, ema = 0, {}
-    if checkpoint_path is not None:
-        payload = load_checkpoint(checkpoint_path, parts.stateful())
-        if payload is not None:
-            start, ema = payload["step"], payload.get("metrics", {})
-            log.info("DEN: resuming from step %d of %d (%s)", start, cfg.steps, checkpoint_path)
+    settings = {"den_config": asdict(cfg), "truncation": float(truncation), "seed": int(seed)}
+    loop = TrainingLoop(
+        cfg.steps,
+        parts.stateful(),
+        checkpoint_path,
+        cfg.checkpoint_every,
+        desc=f"DEN training ({cfg.mode})",
+        settings=settings,
+        check=lambda saved, step: _resume_problem(saved, settings),
+        state={"metrics": {}},
+    )
+    start, ema = loop.start, loop.state["metrics"]
     started = time.perf_counter()
-
-    def save(step: int) -> None:
-        if checkpoint_path is not None:
-            save_checkpoint(
-                checkpoint_path,
-                step,
-                parts.stateful(),
-                metrics=ema,
-                den_config=asdict(cfg),
-                truncation=float(truncation),
-                seed=int(seed),
-            )
-
-    with progress(total=cfg.steps, initial=start, desc=f"DEN training ({cfg.mode})", unit="step") as bar:
-        for step in range(start, cfg.steps):
-            ema = _ema_update(ema, _train_step(parts, generator, images, cfg, truncation, seed, step))
-            bar.set_postfix(loss=ema["loss"])
-            bar.update()
-            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-                save(step + 1)
-    if start < cfg.steps or (checkpoint_path is not None and not Path(checkpoint_path).exists()):
-        save(max(start, cfg.steps))
+    for step in loop:
+        ema = _ema_update(ema, _train_step(parts, generator, images, cfg, truncation, seed, step))
+        loop.state["metrics"] = ema
+        loop.bar.set_postfix(loss=ema["loss"])
     metrics = {**ema, "steps": max(start, cfg.steps), "resumed_from": start, "seconds": time.perf_counter() - started}
     return parts.den.eval(), metrics
 

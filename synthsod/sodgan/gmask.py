@@ -79,10 +79,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthsod.core.checkpoint import load_checkpoint, save_checkpoint, step_generator
+from synthsod.core.checkpoint import step_generator
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
 from synthsod.core.progress import progress
+from synthsod.core.training import TrainingLoop
 from synthsod.data.datasets import ManifestDataset
 from synthsod.errors import SynthsodError
 from synthsod.generators.base import GeneratorOutput
@@ -701,21 +702,22 @@ def train_gmask(
     if torch.device(generator.device).type != device.type:
         raise SynthsodError(f"generator is on {generator.device} but G_mask training was asked to run on {device}")
     trainer = _Trainer(generator, stack_pairs(pairs, generator.resolution), truncation, cfg, dq, device, seed)
-    start = _resume(trainer, cfg, checkpoint_path)
+    loop = TrainingLoop(
+        cfg.steps,
+        trainer.parts(),
+        checkpoint_path,
+        cfg.checkpoint_every,
+        desc="G_mask training",
+        settings=_config_for_check(cfg),
+    )
+    start = loop.start
     history: list[dict[str, float]] = []
-    with (
-        torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
-        progress(total=cfg.steps, initial=start, desc="G_mask training", unit="step") as bar,
-    ):
-        for step in range(start, cfg.steps):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for step in loop:
             torch.manual_seed(step_generator(seed, step).initial_seed() ^ 0x5EED)  # stochastic layers, if any
             losses = trainer.step(step)
             history.append(losses)
-            bar.set_postfix(losses)
-            bar.update()
-            done = step + 1
-            if checkpoint_path is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                save_checkpoint(checkpoint_path, done, trainer.parts(), config=_config_for_check(cfg))
+            loop.bar.set_postfix(losses)
     if cfg.precise_bn:
         trainer.recalibrate_batchnorm()
     trainer.gmask.eval()
@@ -727,22 +729,6 @@ def train_gmask(
         "final": history[-1] if history else {},
         "resumed_from": start or None,
     }
-
-
-def _resume(trainer: _Trainer, cfg: GMaskConfig, checkpoint_path: str | os.PathLike | None) -> int:
-    if checkpoint_path is None:
-        return 0
-    payload = load_checkpoint(checkpoint_path, trainer.parts())
-    if payload is None:
-        return 0
-    saved = payload.get("config")
-    if saved != _config_for_check(cfg):
-        raise SynthsodError(
-            f"checkpoint {checkpoint_path} was written with G_mask settings {saved}, not "
-            f"{_config_for_check(cfg)}; delete it to start over"
-        )
-    log.info("G_mask: resuming from step %d of %s", payload["step"], checkpoint_path)
-    return int(payload["step"])
 
 
 # --- inference and metrics ----------------------------------------------------------------------------

@@ -185,8 +185,8 @@ def test_training_moves_deformator_and_reconstructor_never_the_generator(generat
     assert [row["step"] for row in result.history] == [1, 2, 3]
     assert all(np.isfinite(row[k]) for row in result.history for k in ("loss", "accuracy", "shift_error"))
 
-    payload = torch.load(checkpoint, weights_only=False)
-    assert payload["step"] == 3 and payload["history"] == result.history
+    payload = torch.load(checkpoint, weights_only=True)
+    assert payload["step"] == 3 and payload["state"]["history"] == result.history
     with torch.random.fork_rng(devices=[]):  # the reconstructor's weights moved from their init
         torch.manual_seed(cfg.seed)
         init = Reconstructor(4, cfg.backbone).state_dict()
@@ -222,7 +222,7 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(generator, tmp_p
         checkpoint_path=tmp_path / "resumed.pt",
     )
     assert len(first.history) == 3
-    with caplog.at_level(logging.INFO, logger="synthsod.directions.discovery"):
+    with caplog.at_level(logging.INFO, logger="synthsod"):
         resumed = discover_directions(
             generator,
             DiscoveryConfig(**FAST, steps=6, checkpoint_every=2),
@@ -233,8 +233,8 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(generator, tmp_p
     assert resumed.resumed_from == 3
     assert np.array_equal(straight.directions, resumed.directions)
     assert straight.history == resumed.history and len(resumed.history) == 6
-    a = torch.load(tmp_path / "straight.pt", weights_only=False)
-    b = torch.load(tmp_path / "resumed.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed.pt", weights_only=True)
     assert a["step"] == b["step"] == 6
     for part in ("deformator", "reconstructor"):
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])

@@ -61,7 +61,7 @@ def test_a_killed_coop_training_resumes_to_the_same_lvm_and_ebm(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train_coop(ToyData(), Recipe(**RECIPE), seed=1, model_kwargs=MODEL, checkpoint_path=checkpoint, on_step=kill)
-    assert torch.load(checkpoint, weights_only=False)["step"] == 2
+    assert torch.load(checkpoint, weights_only=True)["step"] == 2
     resumed = train_coop(ToyData(), Recipe(**RECIPE), seed=1, model_kwargs=MODEL, checkpoint_path=checkpoint)
     assert same_weights(uninterrupted, resumed)
     assert not same_weights(uninterrupted, train_coop(ToyData(), Recipe(**RECIPE), seed=2, model_kwargs=MODEL))

@@ -92,7 +92,7 @@ def test_a_killed_training_resumes_to_the_same_weights(tmp_path, loss):
 
     with pytest.raises(KeyboardInterrupt):
         train_sod("unet", loss, data, Recipe(**SMALL), checkpoint_path=checkpoint, on_step=kill_at_step_5, **kwargs)
-    assert torch.load(checkpoint, weights_only=False)["step"] == 4
+    assert torch.load(checkpoint, weights_only=True)["step"] == 4
     resumed = train_sod("unet", loss, data, Recipe(**SMALL), checkpoint_path=checkpoint, **kwargs)
     for (name, a), b in zip(uninterrupted.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
