@@ -20,6 +20,7 @@ def main(smk):
             n_samples=quality["samples"],
             classifier_steps=quality["classifier_steps"],
             seed=quality["seed"],
+            shape_judge=quality["shape_judge"],
         )
         sample_grid(
             net,
@@ -36,6 +37,7 @@ def main(smk):
         f"generator {smk.wildcards.gen}: class consistency {first['class_consistency']:.3f} "
         f"(judge accuracy {report['classifier']['heldout_accuracy']:.3f}), Frechet distance "
         f"{first['frechet_distance']:.2f} vs real-vs-real {report['frechet_distance_real_vs_real']:.2f}"
+        + (f"; shape consistency {first['shape_consistency']:.3f}" if "shape_consistency" in first else "")
     )
 
 

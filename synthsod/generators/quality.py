@@ -34,7 +34,7 @@ from scipy import linalg
 from torch import nn
 
 from synthsod.core.checkpoint import step_generator
-from synthsod.core.images import write_image
+from synthsod.core.images import to_gray, write_image
 from synthsod.core.io import write_json_atomic
 from synthsod.data import scenes
 from synthsod.errors import SynthsodError
@@ -281,9 +281,15 @@ def evaluate_generator(
     n_samples: int = 1000,
     classifier_steps: int = 600,
     seed: int = 0,
+    shape_judge: bool = True,
     progress: Progress | None = None,
 ) -> dict:
     """Class consistency and Fréchet distance of a class-conditional generator of the scene world.
+
+    Classes differ in hue as well as shape, so a generator can be classed right by colour alone.
+    ``shape_judge`` trains a second classifier on grey images (the same scenes, steps and seed) and reports
+    its accuracy on real scenes and its ``shape_consistency`` on grey samples: how far the samples' shapes,
+    not their colours, carry the class.
 
     The classifier trains on scenes ``0 .. n_train-1`` of split "eval"; its accuracy is measured on
     scenes ``0 .. n_test-1`` of "eval-ref". For each truncation, ``n_samples`` samples with balanced
@@ -308,6 +314,11 @@ def evaluate_generator(
         world_seed, scenes.split_indices("eval", n_train), size, progress, "real scenes (eval)"
     )
     model = train_scene_classifier(train_images, train_ids, num_classes, classifier_steps, seed=seed, progress=progress)
+    shape_model = (
+        train_scene_classifier(to_grey(train_images), train_ids, num_classes, classifier_steps, seed=seed)
+        if shape_judge
+        else None
+    )
     del train_images
     # One rendering of "eval-ref" serves the held-out accuracy and both real feature sets.
     ref_images, ref_ids = real_scenes(
@@ -329,6 +340,19 @@ def evaluate_generator(
         },
         "truncations": {},
         "frechet_distance_real_vs_real": frechet_distance(real_a, real_b),
+        **(
+            {
+                "shape_judge": {
+                    "heldout_accuracy": float(
+                        np.mean(
+                            classify(shape_model, images_to_tensor(to_grey(ref_images[:n_test])))[0] == ref_ids[:n_test]
+                        )
+                    )
+                }
+            }
+            if shape_model is not None
+            else {}
+        ),
         "real_scenes": n_samples,
         "chance": 1.0 / num_classes,
         "class_names": _class_names(num_classes),
@@ -353,7 +377,16 @@ def evaluate_generator(
             "per_class": _per_class(predicted, ids, num_classes),
             "frechet_distance": frechet_distance(features, real_a),
         }
+        if shape_model is not None:
+            grey = images_to_tensor(to_grey(tensor_to_images(images)))
+            report["truncations"][key]["shape_consistency"] = float(np.mean(classify(shape_model, grey)[0] == ids))
     return report
+
+
+def to_grey(images_uint8: np.ndarray) -> np.ndarray:
+    """RGB uint8 [N, S, S, 3] -> its grey level repeated in three channels (what the shape judge sees)."""
+    grey = np.clip(np.rint(to_gray(images_uint8) * 255), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
 
 
 def write_quality(report: dict, path: str | os.PathLike) -> None:

@@ -66,11 +66,11 @@ class GANTrainConfig:
     d_width: int = 32  # discriminator's first width
     batch_size: int = 32
     steps_reconstruct: int = 6000  # phase 1: regression on the world's codes
-    steps_adversarial: int = 3000  # phase 2: regression + hinge loss
+    steps_adversarial: int = 2000  # phase 2: regression + hinge loss
     lr_g: float = 3e-4
     lr_g_adversarial: float = 1e-4
     lr_d: float = 4e-4
-    adv_weight: float = 0.05  # weight of the generator's hinge term in phase 2
+    adv_weight: float = 0.1  # weight of the generator's hinge term in phase 2
     ema_decay: float = 0.999
     checkpoint_every: int = 250
     pretrain_size: int = 24000  # scenes in the pre-training set (the world's indices 0 .. size-1)

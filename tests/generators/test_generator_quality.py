@@ -25,6 +25,7 @@ from synthsod.generators.quality import (
     real_scenes,
     sample_grid,
     tensor_to_images,
+    to_grey,
     train_scene_classifier,
     write_quality,
 )
@@ -253,3 +254,11 @@ def test_sample_grid_writes_one_labelled_row_per_class(random_generator, tmp_pat
 def test_sample_grid_needs_one_name_per_class(random_generator, tmp_path):
     with pytest.raises(SynthsodError, match="class names"):
         sample_grid(random_generator, tmp_path / "grid.png", num_classes=K, class_names=["a"])
+
+
+def test_the_shape_judge_sees_grey_images_only():
+    rgb = np.zeros((2, 4, 4, 3), np.uint8)
+    rgb[0, ..., 0], rgb[1, ..., 2] = 200, 200  # a red and a blue image
+    grey = to_grey(rgb)
+    assert grey.shape == rgb.shape and (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    assert grey[0, 0, 0, 0] == round(0.2989 * 200) and grey[1, 0, 0, 0] == round(0.114 * 200)
