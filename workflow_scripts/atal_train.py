@@ -3,14 +3,13 @@
 import logging
 from pathlib import Path
 
-import pandas as pd
-
 from synthsod.core.gpu import gpu_lease, torch_device
 from synthsod.core.io import atomic_path
 from synthsod.core.settings import from_section
 from synthsod.sod.atal.train import ActiveSpec, train_active
 from synthsod.sod.datasets import training_set
-from synthsod.sod.train import Recipe, save_sod_model
+from synthsod.sod.fit import Trained, model_options, save_training
+from synthsod.sod.train import Recipe
 from synthsod.workflow import run_rule
 
 log = logging.getLogger("synthsod")
@@ -35,9 +34,7 @@ def main(smk):
             len(table) / table["id"].nunique(),
         )
 
-    model_kwargs = dict(spec["model_options"])
-    if spec["model"] == "f3net":
-        model_kwargs["backbone_weights"] = spec["backbone_weights"]
+    options = model_options(spec)
     with gpu_lease() as lease:
         model = train_active(
             spec["model"],
@@ -46,15 +43,13 @@ def main(smk):
             from_section(Recipe, spec["recipe"], where="sod.recipe"),
             from_section(ActiveSpec, spec["active"], where="sod.active"),
             seed=spec["seed"],
-            model_kwargs=model_kwargs,
+            model_kwargs=options,
             device=torch_device(lease),
             on_round=write_round,
             on_step=lambda r, step, value: history.append({"round": r, "step": step, "loss": value}),
         )
-    save_sod_model(smk.output.model, model, spec["model"], spec["loss"], model_kwargs, None)
-    frame = pd.DataFrame(history, columns=["round", "step", "loss"])
-    with atomic_path(smk.output.log_csv) as tmp:
-        frame.to_csv(tmp, index=False)
+    trained = Trained(model, options, None, history)
+    frame = save_training(smk.output.model, smk.output.log_csv, spec, trained, columns=["round", "step", "loss"])
     last_round = frame[frame["round"] == frame["round"].max()]["loss"]
     return (
         f"{smk.wildcards.sod}: {frame['round'].nunique()} rounds on {len(data)} images; last round's loss "

@@ -36,9 +36,9 @@ from synthsod.core.io import atomic_path
 from synthsod.core.progress import LineBar
 from synthsod.core.training import TrainingLoop
 from synthsod.errors import SynthsodError
-from synthsod.sod.atal.methods import cyclic_cosine_lr
 from synthsod.sod.losses import LOSSES, OUTPUT_CHANNELS, partial_bce_loss
 from synthsod.sod.models import create_sod_model, f3net_loss
+from synthsod.sod.schedules import cyclic_cosine_lr
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

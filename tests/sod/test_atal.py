@@ -18,7 +18,6 @@ from synthsod.sod.atal.methods import (
     REGION_SAFE,
     REGION_SENSITIVE,
     candidate_pixels,
-    cyclic_cosine_lr,
     ensemble_probabilities,
     greedy_k_center,
     margin_uncertainty,
@@ -27,9 +26,9 @@ from synthsod.sod.atal.methods import (
     propagate_point_labels,
     rank_by_dissimilarity,
     rds_select,
-    snapshot_steps,
     superpixels,
 )
+from synthsod.sod.schedules import cyclic_cosine_lr, snapshot_steps
 
 
 def small_net() -> nn.Module:

@@ -46,7 +46,6 @@ Probabilities p are sigmoid saliency probabilities; a pixel is salient when p > 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -149,35 +148,6 @@ def pixel_regions(
 
 
 # --- TEUE: cyclic cosine schedule, snapshots and their ensemble ------------------------------------------------
-
-
-def _check_schedule(total_iterations: int, cycles: int) -> int:
-    """The cycle length ceil(T / L), after checking T and L."""
-    if total_iterations < 1 or cycles < 1 or cycles > total_iterations:
-        raise SynthsodError(
-            f"a cyclic schedule needs 1 <= cycles <= total iterations, got {cycles} cycles "
-            f"over {total_iterations} iterations"
-        )
-    return math.ceil(total_iterations / cycles)
-
-
-def cyclic_cosine_lr(base_lr: float, iteration: int, total_iterations: int, cycles: int, min_lr: float = 0.0) -> float:
-    """Eq 8 at the 0-based ``iteration``: each cycle of ceil(T / L) steps anneals from base_lr towards min_lr."""
-    cycle = _check_schedule(total_iterations, cycles)
-    if not 0 <= iteration < total_iterations:
-        raise SynthsodError(f"iteration {iteration} is outside the schedule's 0..{total_iterations - 1}")
-    phase = (iteration % cycle) / cycle
-    return min_lr + (base_lr - min_lr) / 2 * (1 + math.cos(math.pi * phase))
-
-
-def snapshot_steps(total_iterations: int, cycles: int) -> list[int]:
-    """0-based iterations after which to save a snapshot: each cycle's last one, and the final iteration.
-
-    That is ``cycles`` snapshots when cycles divides the iterations; otherwise ceil(T / L) lengthens the
-    cycles and the last one ends early with the training, so there can be fewer.
-    """
-    cycle = _check_schedule(total_iterations, cycles)
-    return [min(end, total_iterations) - 1 for end in range(cycle, total_iterations + cycle, cycle)]
 
 
 def ensemble_probabilities(
@@ -414,7 +384,6 @@ __all__ = [
     "REGION_SENSITIVE",
     "SUPERPIXELS",
     "candidate_pixels",
-    "cyclic_cosine_lr",
     "ensemble_probabilities",
     "greedy_k_center",
     "margin_uncertainty",
@@ -423,6 +392,5 @@ __all__ = [
     "propagate_point_labels",
     "rank_by_dissimilarity",
     "rds_select",
-    "snapshot_steps",
     "superpixels",
 ]

@@ -42,10 +42,10 @@ from synthsod.sod.atal.methods import (
     pgd_attack,
     propagate_point_labels,
     rds_select,
-    snapshot_steps,
     superpixels,
 )
 from synthsod.sod.point_labels import id_rng, random_points
+from synthsod.sod.schedules import snapshot_steps
 from synthsod.sod.train import Recipe, normalise, train_sod, training_steps
 
 POINT_COLUMNS = ["id", "row", "col", "y", "x", "label", "superpixel", "round"]

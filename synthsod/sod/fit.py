@@ -1,0 +1,95 @@
+"""A configured SOD training from start to files: the model registry's trainer, the saliency channel, the
+model file and the loss log (the ``sod:`` section of the config, as rules sod_train and atal_train read it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from synthsod.core.io import atomic_path
+from synthsod.core.settings import from_section
+from synthsod.names import COOP
+from synthsod.sod.coop.train import train_coop
+from synthsod.sod.predict import prediction_channel
+from synthsod.sod.train import Recipe, save_sod_model, train_sod
+
+VALIDATION_PAIRS = 16  # training pairs on which a CAS model's saliency channel is chosen
+BACKBONE_MODELS = ("f3net", COOP)  # models whose backbone starts from an ImageNet file (backbone_weights)
+
+
+@dataclass
+class Trained:
+    """A finished training: the model, the options it was built with, its saliency channel, its losses."""
+
+    model: torch.nn.Module
+    model_options: dict
+    channel: int | None
+    history: list[dict]
+
+
+def model_options(spec: Mapping[str, Any]) -> dict:
+    """The model's constructor options: ``model_options`` plus the backbone's ImageNet file where it has one."""
+    options = dict(spec["model_options"])
+    if spec["model"] in BACKBONE_MODELS:
+        options["backbone_weights"] = spec["backbone_weights"]
+    return options
+
+
+def fit_sod(
+    spec: Mapping[str, Any],
+    data: Dataset,
+    *,
+    device: torch.device | str = "cpu",
+    checkpoint_path: str | os.PathLike | None = None,
+) -> Trained:
+    """Train the model of a ``sod.<name>`` section on ``data`` (the coop model by its own algorithm)."""
+    recipe = from_section(Recipe, spec["recipe"], where="sod.recipe")
+    options = model_options(spec)
+    history: list[dict] = []
+    if spec["model"] == COOP:
+        options.update(image_size=spec["eval_size"], config=spec["coop"])
+        model = train_coop(
+            data,
+            recipe,
+            seed=spec["seed"],
+            model_kwargs=options,
+            device=device,
+            checkpoint_path=checkpoint_path,
+            on_step=lambda step, losses: history.append({"step": step, **losses}),
+        )
+        return Trained(model, options, None, history)
+    model = train_sod(
+        spec["model"],
+        spec["loss"],
+        data,
+        recipe,
+        seed=spec["seed"],
+        model_kwargs=options,
+        device=device,
+        checkpoint_path=checkpoint_path,
+        on_step=lambda step, value: history.append({"step": step, "loss": value}),
+    )
+    items = [data[i] for i in range(min(VALIDATION_PAIRS, len(data)))]
+    images, masks = torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items])
+    return Trained(model, options, prediction_channel(model, spec["loss"], images, masks), history)
+
+
+def save_training(
+    model_path: str | os.PathLike,
+    log_path: str | os.PathLike,
+    spec: Mapping[str, Any],
+    trained: Trained,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """Write the model file (:func:`synthsod.sod.train.save_sod_model`) and the loss log (CSV); return the log."""
+    save_sod_model(model_path, trained.model, spec["model"], spec["loss"], trained.model_options, trained.channel)
+    frame = pd.DataFrame(trained.history, columns=columns)
+    with atomic_path(log_path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return frame
