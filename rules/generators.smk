@@ -4,19 +4,6 @@
 # generators' quality evaluation; and BigBiGAN's encoder embeddings of a dataset (its inversion).
 
 
-def bigbigan_module_file(name):
-    """The file a BigBiGAN generator's rules depend on: the SavedModel in its weights directory."""
-    return f"{config['generators'][name]['weights']}/saved_model.pb"
-
-
-def bigbigan_generator():
-    """The BigBiGAN generator that embeds datasets (results/bigbigan/ holds one module's embeddings)."""
-    names = [name for name, spec in config["generators"].items() if spec["model"] == BIGBIGAN]
-    if len(names) != 1:
-        raise WorkflowError(f"BigBiGAN embeddings need exactly one generator with model: bigbigan, found {names}")
-    return names[0]
-
-
 rule tiny_generator:
     output:
         weights="results/generators/{gen}/pytorch_model.bin",

@@ -4,26 +4,6 @@
 # are marked where they are made.
 
 
-def dataset_statistics_inputs(wildcards):
-    """Every run's shards against the real training set; its classes are the DEN's inferred ones."""
-    return {
-        "manifests": [f"results/synthetic/{run}/manifest.json" for run in config["runs"]],
-        "shards": [path for run in config["runs"] for path in run_shard_files(run)],
-        "dataset": f"results/data/{config['train_dataset']}/manifest.parquet",
-        "classes": f"results/den/{config['generator']}/latents.parquet",
-    }
-
-
-def report_targets():
-    runs = list(config["runs"])
-    figures = [f"results/report/runs/{run}/samples.png" for run in runs]
-    if runs:
-        figures += ["results/report/filter_counts.png", "results/report/dataset/statistics.json"]
-    if config["sod"]:
-        figures.append("results/report/training_curves.png")
-    return figures
-
-
 rule report_run:
     input:
         manifest="results/synthetic/{run}/manifest.json",

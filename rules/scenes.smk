@@ -2,18 +2,6 @@
 # global threshold cannot segment it (results/scenes/baseline.json).
 
 
-def scene_targets():
-    scenes = config["scenes"]
-    return [
-        *(
-            expand("results/generators/{gen}/quality.json", gen=scene_generators())
-            if scenes["quality"]["enabled"]
-            else []
-        ),
-        *(["results/scenes/baseline.json"] if scenes["baseline"]["enabled"] else []),
-    ]
-
-
 rule scene_split:
     output:
         images=directory("results/scenes/{split}/images"),
