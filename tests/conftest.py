@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 import yaml
-from snakemake.utils import update_config
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -61,6 +60,8 @@ def small_config() -> dict[str, Any]:
 
     The shipped scene generator's weights directory becomes absolute: the runs use other working directories.
     """
+    from snakemake.utils import update_config  # here: the TensorFlow env's tests import this file, without snakemake
+
     config = copy.deepcopy(load_repo_config())
     update_config(config, copy.deepcopy(TEST_CONFIG))
     config["generators"]["scene"]["weights"] = str(REPO / config["generators"]["scene"]["weights"])

@@ -31,6 +31,7 @@ from conftest import (
     SMALL_SPLIT_SIZES,
     SNAKEFILE,
     SNAKEMAKE,
+    TEST_CONFIG,
     DemoRun,
     make_workdir,
     run_snakemake,
@@ -631,9 +632,14 @@ def test_two_runs_write_identical_demo_splits_and_manifests(demo_runs: tuple[Dem
     for run in demo_runs:
         assert run.result.returncode == 0, run.result.describe()
     first, second = (run.workdir.path / "results" for run in demo_runs)
-    for sub in ("demo", "data"):
+    scene_splits = TEST_CONFIG["scenes"]["splits"]
+    expected = {
+        "demo": sum(SMALL_SPLIT_SIZES.values()) * 2,  # images and masks
+        "scenes": sum(spec["size"] for spec in scene_splits.values()) * 2 + 1,  # and baseline.json
+        "data": (len(DEMO_SPLITS) + len(scene_splits)) * 2,  # manifest and bad-input list per dataset
+    }
+    for sub, expected_files in expected.items():
         hashes = file_hashes(first / sub)
-        expected_files = sum(SMALL_SPLIT_SIZES.values()) * 2 if sub == "demo" else len(DEMO_SPLITS) * 2
         assert len(hashes) == expected_files, sorted(hashes)
         assert hashes == file_hashes(second / sub), sub
 
