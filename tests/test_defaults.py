@@ -14,7 +14,7 @@ from synthsod.sod.atal.train import ActiveSpec
 from synthsod.sod.coop.model import CoopConfig
 from synthsod.sod.train import Recipe
 from synthsod.sodgan.den import DENConfig
-from synthsod.sodgan.gmask import GMaskConfig
+from synthsod.sodgan.gmask_train import GMaskConfig
 from synthsod.synthesis.demo import MaskRule
 
 SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml").read_text())

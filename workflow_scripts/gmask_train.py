@@ -7,7 +7,8 @@ from synthsod.core.io import write_json_atomic
 from synthsod.core.settings import from_section
 from synthsod.generators.latent_table import read_latent_table, table_truncation
 from synthsod.sodgan.dq import QualityDiscriminator, save_dq
-from synthsod.sodgan.gmask import GMaskConfig, heldout_metrics, labelled_pairs, save_gmask, train_gmask
+from synthsod.sodgan.gmask_infer import heldout_metrics, save_gmask
+from synthsod.sodgan.gmask_train import GMaskConfig, labelled_pairs, train_gmask
 from synthsod.synthesis.demo import DemoMasker, MaskRule
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
 

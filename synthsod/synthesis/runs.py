@@ -107,7 +107,7 @@ def proposer(run: Mapping[str, Any], backend: Backend, source: LatentSource, tru
     if mask["method"] == "gmask":
         if backend.name == BIGBIGAN:
             raise SynthsodError("BigBiGAN runs take masks from a direction (mask.method: direction)")
-        from synthsod.sodgan.gmask import load_gmask
+        from synthsod.sodgan.gmask_infer import load_gmask
         from synthsod.synthesis.biggan_sampling import gmask_proposer
 
         gmask = load_gmask(files.gmask, backend.device)

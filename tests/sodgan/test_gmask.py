@@ -19,20 +19,18 @@ from synthsod.sodgan.gmask import (
     HEADS,
     FeatureFusion,
     GMask,
-    GMaskConfig,
     OmniAttention,
     create_head,
     gather_pixels,
     gmask_parameter_count,
-    mask_metrics,
     naive_fusion,
-    predict_masks,
     segmentation_loss,
-    train_gmask,
     upsample,
     upsample_mean_weights,
     upsampled_mean,
 )
+from synthsod.sodgan.gmask_infer import mask_metrics, predict_masks
+from synthsod.sodgan.gmask_train import GMaskConfig, train_gmask
 from synthsod.synthesis.demo import DemoMasker, MaskRule, demo_mask, to_uint8
 
 TRUNCATION = 0.6
@@ -415,7 +413,7 @@ def test_predict_masks_shapes_and_ranges(tiny_generator):
 
 
 def test_feature_cache_serves_what_the_generator_computes(tiny_generator):
-    from synthsod.sodgan.gmask import _Trainer, stack_pairs
+    from synthsod.sodgan.gmask_train import _Trainer, stack_pairs
 
     data = stack_pairs(few_shot_pairs(tiny_generator, seed=5, n=6), tiny_generator.resolution)
     trainers = [

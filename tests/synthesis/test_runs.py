@@ -22,7 +22,9 @@ from synthsod.generators.latents import LatentSource
 from synthsod.generators.tiny import build_tiny_biggan
 from synthsod.sod.datasets import ShardDataset
 from synthsod.sodgan.dq import QualityDiscriminator, save_dq
-from synthsod.sodgan.gmask import GMask, GMaskConfig, save_gmask
+from synthsod.sodgan.gmask import GMask
+from synthsod.sodgan.gmask_infer import save_gmask
+from synthsod.sodgan.gmask_train import GMaskConfig
 from synthsod.synthesis.filters import quantile_threshold
 from synthsod.synthesis.runs import RunFiles, calibrate, open_run, write_run_shard
 from synthsod.synthesis.sampling import cheap_filters, shard_rows
