@@ -6,8 +6,9 @@ RNG stream, so a run resumed from a checkpoint at step k continues exactly as an
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,15 @@ def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> 
     generator = torch.Generator(device=device)
     generator.manual_seed((int(seed) * 1_000_003 + int(step)) % (2**63))
     return generator
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Inside the block torch's CPU generator is seeded by ``seed``; after it, the caller's state is back.
+    Models built inside start from weights that depend on the seed alone, not on what ran before."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def save_checkpoint(path: str | os.PathLike, step: int, parts: Mapping[str, Stateful], **extra: Any) -> None:

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthsod.core.backbones import create_backbone, output_features
-from synthsod.core.checkpoint import step_generator
+from synthsod.core.checkpoint import seeded, step_generator
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path, write_bytes_atomic
 from synthsod.core.training import TrainingLoop
@@ -228,8 +228,7 @@ def discover_directions(
     device = torch.device(generator.device)
     _freeze(generator)
     z_dim, K, B = int(generator.z_dim), cfg.directions, cfg.batch_size
-    with torch.random.fork_rng(devices=[]):  # initial weights depend on the seed alone
-        torch.manual_seed(cfg.seed)
+    with seeded(cfg.seed):
         deformator = Deformator(z_dim, K, cfg.deformator, seed=cfg.seed).to(device)
         reconstructor = Reconstructor(K, cfg.backbone, cfg.backbone_weights).to(device)
     deformator.train()

@@ -33,7 +33,7 @@ from pytorch_pretrained_biggan import BigGAN
 from scipy import linalg
 from torch import nn
 
-from synthsod.core.checkpoint import step_generator
+from synthsod.core.checkpoint import seeded, step_generator
 from synthsod.core.images import to_gray, write_image
 from synthsod.core.io import write_json_atomic
 from synthsod.data import scenes
@@ -131,8 +131,7 @@ def train_scene_classifier(
         raise SynthsodError(f"classifier training: labels must be within 0..{num_classes - 1}")
     if steps < 0 or batch_size < 2:
         raise SynthsodError("classifier training: steps must be >= 0 and batch_size >= 2")
-    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's global RNG
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = SceneClassifier(num_classes)
     model.train()
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from synthsod.core.checkpoint import step_generator
+from synthsod.core.checkpoint import seeded, step_generator
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
 from synthsod.core.progress import LineBar
@@ -254,8 +254,7 @@ def train_sod(
     partially labelled data); the model in eval mode. ``after_step(step, model)`` sees the model after
     each update (snapshots). ``desc`` names the progress bar (default: "<model_name> training")."""
     device = torch.device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = build_model(model_name, loss, model_kwargs).to(device)
     objective = model_loss(model_name, loss)
     optimizer = make_optimizer(model, recipe)

@@ -104,7 +104,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthsod.core.backbones import create_backbone
-from synthsod.core.checkpoint import step_generator
+from synthsod.core.checkpoint import seeded, step_generator
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
 from synthsod.core.progress import progress
@@ -370,8 +370,7 @@ class Discriminator(nn.Module):
 
 def build_den(generator, cfg: DENConfig, truncation: float, seed: int = 0, device: torch.device | str = "cpu") -> DEN:
     """A fresh DEN for ``generator``; its random init depends on ``seed`` only."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         den = DEN(
             generator.z_dim,
             generator.num_classes,
@@ -385,8 +384,7 @@ def build_den(generator, cfg: DENConfig, truncation: float, seed: int = 0, devic
 
 
 def _build_discriminator(seed: int, device: torch.device | str) -> Discriminator:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1)
+    with seeded(seed + 1):
         return Discriminator().to(device)
 
 

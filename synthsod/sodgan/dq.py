@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthsod.core.backbones import create_backbone, output_features
+from synthsod.core.checkpoint import seeded
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
 from synthsod.errors import SynthsodError
@@ -59,8 +60,7 @@ class QualityDiscriminator(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # the initial weights depend on the seed alone, not on the process
+        with seeded(seed):
             self.backbone = create_backbone(backbone, in_chans=4, weights=weights)
             self.classifier = nn.Linear(output_features(self.backbone), 1)
         self.input_size = int(input_size)

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from synthsod.core.checkpoint import step_generator
+from synthsod.core.checkpoint import seeded, step_generator
 from synthsod.core.gpu import autocast
 from synthsod.core.training import TrainingLoop
 from synthsod.data.datasets import ManifestDataset
@@ -147,8 +147,7 @@ class _Trainer:
     ):
         self.generator, self.data, self.truncation, self.cfg = generator, data, truncation, cfg
         self.device, self.seed = device, seed
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # the initial weights depend on the seed alone
+        with seeded(seed):
             self.gmask = GMask(
                 generator.feature_shapes,
                 generator.resolution,

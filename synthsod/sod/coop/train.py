@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import Dataset
 
+from synthsod.core.checkpoint import seeded
 from synthsod.errors import SynthsodError
 from synthsod.sod.coop.model import CoopSaliency, coop_step, recover, warmup_weight
 from synthsod.sod.train import Recipe, make_optimizer, normalise, set_lr_factor, training_batches
@@ -37,8 +38,7 @@ def train_coop(
 ) -> CoopSaliency:
     """Train a :class:`CoopSaliency` (built from ``model_kwargs``) on ``data``; returned in eval mode."""
     device = torch.device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = CoopSaliency(**(model_kwargs or {})).to(device)
     if list(recipe.sizes) != [model.ebm.image_size]:
         raise SynthsodError(
