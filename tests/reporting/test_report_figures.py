@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from synthsod.errors import SynthsodError
+from synthsod.evaluation.metrics import SCALARS
 from synthsod.evaluation.summary import summary_table, write_summary
 from synthsod.reporting.dataset_stats import DatasetStats, collect, colour_contrast
 from synthsod.reporting.figures import (
@@ -208,23 +209,7 @@ def test_tile_grid_pads_the_last_row_and_resizes_odd_tiles() -> None:
 
 
 def test_summary_html_has_the_metrics_and_ratio_tables(tmp_path: Path) -> None:
-    metrics = {
-        k: 0.5
-        for k in (
-            "mae",
-            "max_f",
-            "mean_f",
-            "adp_f",
-            "s_measure",
-            "max_e",
-            "mean_e",
-            "adp_e",
-            "weighted_f",
-            "iou",
-            "accuracy",
-            "auc",
-        )
-    }
+    metrics = dict.fromkeys(SCALARS, 0.5)
     table = summary_table(
         [
             {"training": "real", "benchmark": "B", "metrics": metrics},
