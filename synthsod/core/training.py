@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +26,24 @@ log = logging.getLogger(__name__)
 Check = Callable[[Any, int], "str | None"]  # (saved settings, saved step) -> why it cannot resume, or None
 
 
-def same_settings(settings: Any) -> Check:
-    """The default resume check: the saved settings equal ``settings`` (naming the keys that differ)."""
+def changed_settings(saved: Any, wanted: Any, free: Iterable[str] = (), prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ, nested dicts compared key by key; names in ``free`` may."""
+    if not (isinstance(saved, dict) and isinstance(wanted, dict)):
+        return [] if saved == wanted or prefix.rstrip(".") in free else [prefix.rstrip(".") or "settings"]
+    changed = []
+    for key in sorted(set(saved) | set(wanted), key=str):
+        name = f"{prefix}{key}"
+        if name not in free:
+            changed += changed_settings(saved.get(key), wanted.get(key), free, f"{name}.")
+    return changed
+
+
+def same_settings(settings: Any, free: Iterable[str] = ()) -> Check:
+    """The default resume check: the saved settings equal ``settings``, except those named in ``free``."""
 
     def check(saved: Any, step: int) -> str | None:
-        if saved == settings:
-            return None
-        if isinstance(saved, dict) and isinstance(settings, dict):
-            changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
-            return ", ".join(changed) + " differ"
-        return "they differ"
+        changed = changed_settings(saved, settings, set(free))
+        return ", ".join(changed) + " differ" if changed else None
 
     return check
 

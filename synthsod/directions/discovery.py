@@ -31,8 +31,6 @@ Our choices:
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import time
@@ -47,8 +45,8 @@ from torch import nn
 from synthsod.core.backbones import create_backbone, output_features
 from synthsod.core.checkpoint import seeded, step_generator
 from synthsod.core.gpu import autocast
-from synthsod.core.io import atomic_path, write_bytes_atomic
-from synthsod.core.training import TrainingLoop
+from synthsod.core.io import atomic_path, write_csv_atomic
+from synthsod.core.training import TrainingLoop, same_settings
 from synthsod.directions.files import check_direction_matrix, load_direction_matrix
 from synthsod.errors import SynthsodError
 from synthsod.generators.latents import LatentSource
@@ -186,25 +184,6 @@ def _freeze(generator) -> None:
         net.eval().requires_grad_(False)
 
 
-def _resume_problem(saved: dict | None, cfg: DiscoveryConfig, classes: np.ndarray) -> str | None:
-    """Why a checkpoint with ``saved`` settings cannot continue as ``cfg`` (``steps`` and ``checkpoint_every``
-    may differ), or None."""
-    saved = saved or {}
-    config, ours = saved.get("discovery_config", {}), asdict(cfg)
-    changed = [k for k in ours if k not in RESUMABLE_CHANGES and config.get(k) != ours[k]]
-    if saved.get("classes") is not None and list(saved["classes"]) != [int(c) for c in classes]:
-        changed.append("classes")
-    return ", ".join(changed) if changed else None
-
-
-def _write_history(path: str | os.PathLike, history: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    write_bytes_atomic(path, buffer.getvalue().encode())
-
-
 def discover_directions(
     generator,
     cfg: DiscoveryConfig,
@@ -251,7 +230,7 @@ def discover_directions(
         cfg.checkpoint_every,
         desc="direction discovery",
         settings=settings,
-        check=lambda saved, step: _resume_problem(saved, cfg, classes),
+        check=same_settings(settings, free={f"discovery_config.{key}" for key in RESUMABLE_CHANGES}),
         state={"history": []},
     )
     start, history = loop.start, loop.state["history"]
@@ -288,7 +267,7 @@ def discover_directions(
         history.append(row)
         loop.bar.set_postfix({k: row[k] for k in ("loss", "accuracy", "shift_error")})
     if log_path is not None:
-        _write_history(log_path, history)
+        write_csv_atomic(log_path, history, HISTORY_COLUMNS)
     with torch.no_grad():
         directions = deformator.directions().float().cpu().numpy().astype(np.float32)
     return DiscoveryResult(directions, history, cfg, resumed_from=start, seconds=time.perf_counter() - started)

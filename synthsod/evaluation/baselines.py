@@ -56,10 +56,11 @@ def threshold_vs_unet(
     test = pd.read_parquet(test_manifest)
     images = [load_image_rgb(path) for path in test["image"]]
     otsu = [otsu_saliency(image) for image in images]
+    train = ManifestDataset(train_manifest, size)
     model = train_sod(
         "unet",
         "ce",
-        ManifestDataset(train_manifest, size),
+        train,
         recipe,
         seed=seed,
         model_kwargs=model_options,
@@ -76,6 +77,6 @@ def threshold_vs_unet(
     return {
         "otsu": _score(otsu, test),
         "unet": _score(unet, test),
-        "train_images": len(pd.read_parquet(train_manifest)),
+        "train_images": len(train),
         "test_images": len(test),
     }

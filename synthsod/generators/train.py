@@ -27,8 +27,6 @@ Reproducibility
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -42,9 +40,9 @@ from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 from pytorch_pretrained_biggan.model import BigGANBatchNorm
 
 from synthsod.core.checkpoint import step_generator
-from synthsod.core.io import atomic_path, write_bytes_atomic
+from synthsod.core.io import atomic_path, write_bytes_atomic, write_csv_atomic
 from synthsod.core.settings import from_section
-from synthsod.core.training import TrainingLoop
+from synthsod.core.training import TrainingLoop, changed_settings
 from synthsod.errors import SynthsodError
 from synthsod.generators.biggan import ExactTruncationBatchNorm, save_pretrained
 from synthsod.generators.discriminator import ProjectionDiscriminator
@@ -55,6 +53,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 DISCRIMINATOR = "discriminator.pt"
 TRAIN_LOG = "train_log.csv"
+LOG_COLUMNS = ["step", "phase", "reconstruction", "g_adv", "d_loss"]
 
 
 @dataclass(frozen=True)
@@ -183,16 +182,6 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> Non
             e.copy_(b)  # spectral-norm vectors follow the trained weights
 
 
-def _write_log(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_bytes_atomic(path, buffer.getvalue().encode())
-
-
 def train_scene_gan(
     out_dir: str | Path,
     data: PretrainSet,
@@ -217,10 +206,8 @@ def train_scene_gan(
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr_d, betas=(0.0, 0.999))
     parts = {"generator": net, "ema": ema, "discriminator": disc, "opt_g": opt_g, "opt_d": opt_d}
 
-    _upgrade_checkpoint(out_dir / CHECKPOINT)
-
     def after_save(step: int) -> None:
-        _write_log(out_dir / TRAIN_LOG, _uniform_rows(loop.state["log"]))
+        write_csv_atomic(out_dir / TRAIN_LOG, loop.state["log"], LOG_COLUMNS)
         if on_checkpoint is not None and step < config.total_steps:
             on_checkpoint(step, export_generator(ema, config.seed, config.calibration_batch))
 
@@ -274,18 +261,6 @@ def train_scene_gan(
     return export_generator(ema, config.seed, config.calibration_batch), disc.eval().requires_grad_(False)
 
 
-def _upgrade_checkpoint(path: Path) -> None:
-    """Rewrite a checkpoint from before the common training loop ({config, log} beside the parts) in its format."""
-    if not path.exists():
-        return
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if "settings" in payload or "config" not in payload:
-        return
-    payload["settings"], payload["state"] = payload.pop("config"), {"log": payload.pop("log")}
-    with atomic_path(path) as tmp, open(tmp, "wb") as file:
-        torch.save(payload, file)
-
-
 def _resume_problem(saved: dict | None, config: GANTrainConfig, step: int) -> str | None:
     """Why a checkpoint at ``step`` written with ``saved`` settings cannot continue as ``config`` (None: it can).
 
@@ -300,17 +275,12 @@ def _resume_problem(saved: dict | None, config: GANTrainConfig, step: int) -> st
     before_boundary = step <= min(saved["steps_reconstruct"], wanted["steps_reconstruct"])
     if before_boundary:
         free |= {"steps_reconstruct", "adv_weight", "lr_g_adversarial"}
-    changed = [k for k in wanted if k not in free and saved[k] != wanted[k]]
+    changed = changed_settings(saved, wanted, free)
     if changed:
         return f"settings {', '.join(changed)} differ" + (
             "" if before_boundary else " after the adversarial phase began"
         )
     return None
-
-
-def _uniform_rows(rows: list[dict]) -> list[dict]:
-    keys = ["step", "phase", "reconstruction", "g_adv", "d_loss"]
-    return [{k: row.get(k, "") for k in keys} for row in rows]
 
 
 @torch.no_grad()

@@ -54,26 +54,17 @@ def fit_sod(
     history: list[dict] = []
     if spec["model"] == COOP:
         options.update(image_size=spec["eval_size"], config=spec["coop"])
-        model = train_coop(
-            data,
-            recipe,
-            seed=spec["seed"],
-            model_kwargs=options,
-            device=device,
-            checkpoint_path=checkpoint_path,
-            on_step=lambda step, losses: history.append({"step": step, **losses}),
-        )
+    run = dict(seed=spec["seed"], model_kwargs=options, device=device, checkpoint_path=checkpoint_path)
+    if spec["model"] == COOP:
+        model = train_coop(data, recipe, on_step=lambda step, losses: history.append({"step": step, **losses}), **run)
         return Trained(model, options, None, history)
     model = train_sod(
         spec["model"],
         spec["loss"],
         data,
         recipe,
-        seed=spec["seed"],
-        model_kwargs=options,
-        device=device,
-        checkpoint_path=checkpoint_path,
         on_step=lambda step, value: history.append({"step": step, "loss": value}),
+        **run,
     )
     items = [data[i] for i in range(min(VALIDATION_PAIRS, len(data)))]
     images, masks = torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items])

@@ -108,7 +108,7 @@ from synthsod.core.checkpoint import seeded, step_generator
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
 from synthsod.core.progress import progress
-from synthsod.core.training import TrainingLoop
+from synthsod.core.training import TrainingLoop, same_settings
 from synthsod.errors import SynthsodError
 
 log = logging.getLogger(__name__)
@@ -538,16 +538,6 @@ def _ema_update(ema: dict[str, float], metrics: dict[str, float], decay: float =
     return {k: v if k not in ema else decay * ema[k] + (1 - decay) * v for k, v in metrics.items()}
 
 
-def _resume_problem(saved: dict | None, settings: dict) -> str | None:
-    """A DEN checkpoint continues with more or fewer steps or another cadence; anything else must match."""
-    free = {"steps", "checkpoint_every"}
-    saved = saved or {}
-    config, ours = saved.get("den_config", {}), settings["den_config"]
-    changed = [k for k in ours if k not in free and config.get(k) != ours[k]]
-    changed += [k for k in ("truncation", "seed") if saved.get(k) != settings[k]]
-    return ", ".join(changed) if changed else None
-
-
 def fit_den(
     generator,
     images,
@@ -572,7 +562,7 @@ def fit_den(
         cfg.checkpoint_every,
         desc=f"DEN training ({cfg.mode})",
         settings=settings,
-        check=lambda saved, step: _resume_problem(saved, settings),
+        check=same_settings(settings, free={"den_config.steps", "den_config.checkpoint_every"}),
         state={"metrics": {}},
     )
     start, ema = loop.start, loop.state["metrics"]
