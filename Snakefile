@@ -30,7 +30,6 @@ include: "rules/inputs/scenes.smk"
 include: "rules/inputs/sod.smk"
 include: "rules/inputs/sodgan.smk"
 include: "rules/generators.smk"
-include: "rules/demo.smk"
 include: "rules/scenes.smk"
 include: "rules/data.smk"
 include: "rules/sodgan.smk"
@@ -50,4 +49,5 @@ rule all:
         direction_targets(),
         sampling_targets(),
         sod_targets(),
+        scorecard_file(),
         report_targets(),

@@ -43,22 +43,9 @@ def used_datasets():
     return list(dict.fromkeys([config["train_dataset"], *config["benchmarks"], *sod]))
 
 
-def demo_split_folders():
-    """Dataset folders that the demo rule writes (so they need not exist before the run)."""
-    return {f"results/demo/{split}/{role}" for split in config["demo"]["splits"] for role in ("images", "masks")}
-
-
 def used_generators():
-    uses_demo = any(config["datasets"].get(name, {}).get("images") in demo_split_folders() for name in used_datasets())
     runs = [spec["generator"] for spec in config["runs"].values()]
-    return sorted(
-        {
-            config["generator"],
-            *runs,
-            *searched_generators(config),
-            *([config["demo"]["generator"]] if uses_demo else []),
-        }
-    )
+    return sorted({config["generator"], *runs, *searched_generators(config)})
 
 
 def built_generators(model=None):
@@ -95,6 +82,19 @@ def without(section, *keys):
     return {k: v for k, v in section.items() if k not in keys}
 
 
+def scene_world(*keys):
+    """The scene world's identity (seed, size) plus ``keys`` of the scenes: section."""
+    return {k: config["scenes"][k] for k in ("seed", "size", *keys)}
+
+
+ORACLE_BUILT = "results/scenes/oracle/oracle.pt"  # where rule oracle_train writes it
+
+
+def oracle_file():
+    """The reference segmenter: the configured file, or the one the workflow trains."""
+    return config["scenes"]["oracle"]["weights"] or ORACLE_BUILT
+
+
 def scene_split_folders():
     return {f"results/scenes/{split}/{role}" for split in config["scenes"]["splits"] for role in ("images", "masks")}
 
@@ -105,6 +105,12 @@ def run_spec(run):
 
 def run_generator(run):
     return config["generators"][run_spec(run)["generator"]]
+
+
+def generator_params(name):
+    """Generator ``name``'s settings as the rules that use it read them: its ``train`` section only matters to
+    generator_train, so retuning it (shipped weights never read it) re-runs nothing else."""
+    return without(config["generators"][name], "train")
 
 
 def run_shard_stems(run):
@@ -121,6 +127,10 @@ def run_shard_files(run, kind="", ext="parquet"):
 def sod_benchmarks(sod):
     return config["sod"][sod]["benchmarks"] or config["benchmarks"]
 
+
+# The SODGAN chain (DEN, inversion, few-shot set, G_mask, sampling) is the DAG's longest path: its jobs go first
+# when the scheduler has a choice, so the trainings that need none of it fill the other slots meanwhile.
+SODGAN_CHAIN_PRIORITY = 10
 
 # Categories of the HTML report (snakemake --report), shared by the rule files that add figures to it.
 REPORT_SAMPLES, REPORT_FILTERS, REPORT_STATISTICS = "Synthetic samples", "Filters", "Dataset statistics"
@@ -140,7 +150,7 @@ _missing = missing_inputs(
     config,
     used_datasets(),
     [*used_generators(), *(scene_generators() if config["scenes"]["quality"]["enabled"] else [])],
-    produced=lambda path: path in demo_split_folders() | scene_split_folders(),
+    produced=lambda path: path in scene_split_folders(),
 )
 if _missing:
     raise WorkflowError(format_missing(_missing))

@@ -22,7 +22,7 @@ rule direction_contrast:
         gpu=1,
     params:
         contrast=config["directions"]["contrast"],
-        generator=lambda w: config["generators"][w.gen],
+        generator=lambda w: generator_params(w.gen),
     script:
         "../workflow_scripts/direction_contrast.py"
 
@@ -45,7 +45,7 @@ rule directions_discover:
         gpu=1,
     params:
         discover=config["directions"]["discover"],
-        generator=lambda w: config["generators"][w.gen],
+        generator=lambda w: generator_params(w.gen),
     script:
         "../workflow_scripts/directions_discover.py"
 
@@ -77,7 +77,7 @@ rule directions_rank:
         gpu=1,
     params:
         search=without(config["directions"]["search"], "candidates", "generators"),
-        generator=lambda w: config["generators"][w.gen],
+        generator=lambda w: generator_params(w.gen),
     script:
         "../workflow_scripts/directions_rank.py"
 

@@ -2,6 +2,24 @@
 # with the synthetic-vs-real ratio table.
 
 
+rule baseline_predict:
+    input:
+        manifest="results/data/{bench}/manifest.parquet",
+    output:
+        predictions=directory("results/pred/{baseline}/{bench}"),
+    log:
+        log_path("baseline_predict", "{baseline}/{bench}"),
+    benchmark:
+        benchmark_path("baseline_predict", "{baseline}/{bench}")
+    wildcard_constraints:
+        baseline=_name_pattern(config["baselines"]),
+        bench=_name_pattern(config["datasets"]),
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/baseline_predict.py"
+
+
 rule evaluate:
     input:
         predictions="results/pred/{sod}/{bench}",
@@ -26,6 +44,7 @@ rule summarize:
     input:
         metrics=[f"results/eval/{sod}/{bench}/metrics.json" for sod, bench in sod_evaluations()],
         curves=[f"results/eval/{sod}/{bench}/curves.csv" for sod, bench in sod_evaluations()],
+        scorecard=scorecard_file(),
     output:
         csv="results/eval/summary.csv",
         md="results/eval/summary.md",
@@ -52,3 +71,46 @@ rule summarize:
         evaluations=sod_evaluations(),
     script:
         "../workflow_scripts/summarize.py"
+
+
+rule oracle_audit:
+    input:
+        unpack(oracle_audit_inputs),
+    output:
+        audit="results/eval/oracle/{run}.json",
+    log:
+        log_path("oracle_audit", "{run}"),
+    benchmark:
+        benchmark_path("oracle_audit", "{run}")
+    wildcard_constraints:
+        run=_name_pattern(oracle_runs()),
+    conda:
+        "../envs/torch.yaml"
+    params:
+        sha256=config["scenes"]["oracle"]["sha256"],
+    script:
+        "../workflow_scripts/oracle_audit.py"
+
+
+rule scorecard:
+    input:
+        unpack(scorecard_inputs),
+    output:
+        scorecard="results/eval/scorecard.json",
+    log:
+        log_path("scorecard", "scorecard"),
+    benchmark:
+        benchmark_path("scorecard", "scorecard")
+    conda:
+        "../envs/torch.yaml"
+    params:
+        targets=config["scorecard"]["targets"],
+        reference=config["sod_reference"],
+        benchmarks=config["benchmarks"],
+        evaluations=sod_evaluations(),
+        runs=list(config["runs"]),
+        directions=config["directions"]["discover"]["directions"],
+        oracle_sha256=config["scenes"]["oracle"]["sha256"],
+        size=config["scenes"]["size"],
+    script:
+        "../workflow_scripts/scorecard.py"

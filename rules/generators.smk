@@ -17,7 +17,7 @@ rule tiny_generator:
     conda:
         "../envs/torch.yaml"
     params:
-        generator=lambda w: config["generators"][w.gen],
+        generator=lambda w: generator_params(w.gen),
     script:
         "../workflow_scripts/tiny_generator.py"
 
@@ -40,7 +40,7 @@ rule generator_train:
         gpu=1,
     params:
         train=lambda w: config["generators"][w.gen]["train"],
-        world=without(config["scenes"], "splits", "baseline", "quality", "jpeg_quality"),
+        world=scene_world(),
         checkpoint_dir=lambda w: f"results/generators/{w.gen}/train",
     script:
         "../workflow_scripts/generator_train.py"
@@ -63,9 +63,9 @@ rule generator_quality:
     resources:
         gpu=1,
     params:
-        generator=lambda w: without(config["generators"][w.gen], "train"),
+        generator=lambda w: generator_params(w.gen),
         quality=without(config["scenes"]["quality"], "enabled"),
-        world=without(config["scenes"], "splits", "baseline", "quality", "jpeg_quality"),
+        world=scene_world(),
     script:
         "../workflow_scripts/generator_quality.py"
 
@@ -87,7 +87,7 @@ rule bigbigan_embed:
     resources:
         gpu=1,
     params:
-        generator=lambda w: config["generators"][bigbigan_generator()],
+        generator=lambda w: generator_params(bigbigan_generator()),
         embed=config["bigbigan"],
     script:
         "../workflow_scripts/bigbigan_embed.py"

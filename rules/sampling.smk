@@ -8,6 +8,7 @@ rule sample_calibrate:
         unpack(lambda w: run_files(w.run)),
     output:
         calibration="results/synthetic/{run}/dq_calibration.json",
+        candidates="results/synthetic/{run}/dq_calibration.parquet",
     log:
         log_path("sample_calibrate", "{run}"),
     benchmark:
@@ -18,9 +19,10 @@ rule sample_calibrate:
         "../envs/torch.yaml"
     resources:
         gpu=1,
+    priority: SODGAN_CHAIN_PRIORITY
     params:
         run=lambda w: without(run_spec(w.run), "pairs"),
-        generator=lambda w: run_generator(w.run),
+        generator=lambda w: generator_params(run_spec(w.run)["generator"]),
     script:
         "../workflow_scripts/sample.py"
 
@@ -44,9 +46,10 @@ rule sample:
         "../envs/torch.yaml"
     resources:
         gpu=1,
+    priority: SODGAN_CHAIN_PRIORITY
     params:
         run=shard_params,
-        generator=lambda w: run_generator(w.run),
+        generator=lambda w: generator_params(run_spec(w.run)["generator"]),
     script:
         "../workflow_scripts/sample.py"
 
@@ -80,6 +83,6 @@ rule shard_manifest:
         "../envs/data.yaml"
     params:
         run=lambda w: run_spec(w.run),
-        generator=lambda w: run_generator(w.run),
+        generator=lambda w: generator_params(run_spec(w.run)["generator"]),
     script:
         "../workflow_scripts/shard_manifest.py"

@@ -1,5 +1,5 @@
-# The scene world (synthsod/data/scenes.py): DUTS-layout splits with exact masks, and the check that a
-# global threshold cannot segment it (results/scenes/baseline.json).
+# The scene world (synthsod/data/scenes.py): DUTS-layout splits with exact masks (the demo's real data), and
+# the reference segmenter that scores generated images against the world's ground truth.
 
 
 rule scene_split:
@@ -15,25 +15,25 @@ rule scene_split:
     conda:
         "../envs/data.yaml"
     params:
-        world=without(config["scenes"], "splits", "baseline", "quality"),
+        world=scene_world("jpeg_quality"),
         split=lambda w: config["scenes"]["splits"][w.split],
     script:
         "../workflow_scripts/scene_split.py"
 
 
-rule scene_baseline:
-    input:
-        train=lambda w: f"results/data/{config['scenes']['baseline']['train']}/manifest.parquet",
-        test=lambda w: f"results/data/{config['scenes']['baseline']['benchmark']}/manifest.parquet",
+rule oracle_train:
     output:
-        "results/scenes/baseline.json",
+        oracle=ORACLE_BUILT,
     log:
-        log_path("scene_baseline", "world"),
+        log_path("oracle_train", "oracle"),
     benchmark:
-        benchmark_path("scene_baseline", "world")
+        benchmark_path("oracle_train", "oracle")
     conda:
         "../envs/torch.yaml"
+    resources:
+        gpu=1,
     params:
-        baseline=without(config["scenes"]["baseline"], "enabled"),
+        train=config["scenes"]["oracle"]["train"],
+        world=scene_world(),
     script:
-        "../workflow_scripts/scene_baseline.py"
+        "../workflow_scripts/oracle_train.py"

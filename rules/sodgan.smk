@@ -19,11 +19,29 @@ rule den_train:
         "../envs/torch.yaml"
     resources:
         gpu=1,
+    priority: SODGAN_CHAIN_PRIORITY
     params:
-        den=without(config["den"], "invert"),
-        generator=lambda w: config["generators"][w.gen],
+        den=without(config["den"], "invert", "ablations"),
+        generator=lambda w: generator_params(w.gen),
     script:
         "../workflow_scripts/den_train.py"
+
+
+use rule den_train as den_ablation with:
+    output:
+        model="results/den/{gen}/ablation-{mode}/model.pt",
+        metrics="results/den/{gen}/ablation-{mode}/train_metrics.json",
+    log:
+        log_path("den_ablation", "{gen}-{mode}"),
+    benchmark:
+        benchmark_path("den_ablation", "{gen}-{mode}")
+    wildcard_constraints:
+        gen=_name_pattern(config["generators"]),
+        mode=_name_pattern(config["den"]["ablations"]),
+    priority: 0  # a comparison, not on the way to the samples
+    params:
+        den=lambda w: {**without(config["den"], "invert", "ablations"), "mode": w.mode},
+        generator=lambda w: generator_params(w.gen),
 
 
 rule den_invert:
@@ -44,9 +62,10 @@ rule den_invert:
         "../envs/torch.yaml"
     resources:
         gpu=1,
+    priority: SODGAN_CHAIN_PRIORITY
     params:
         invert=config["den"]["invert"],
-        generator=lambda w: config["generators"][w.gen],
+        generator=lambda w: generator_params(w.gen),
     script:
         "../workflow_scripts/den_invert.py"
 
@@ -65,6 +84,7 @@ rule fewshot_select:
         gen=_name_pattern(config["generators"]),
     conda:
         "../envs/torch.yaml"
+    priority: SODGAN_CHAIN_PRIORITY
     params:
         fewshot=fewshot_params(),
     script:
@@ -90,9 +110,9 @@ rule gmask_train:
         "../envs/torch.yaml"
     resources:
         gpu=1,
+    priority: SODGAN_CHAIN_PRIORITY
     params:
         gmask=config["gmask"],
-        generator=lambda w: config["generators"][w.gen],
-        oracle=demo_mask_oracle(),
+        generator=lambda w: generator_params(w.gen),
     script:
         "../workflow_scripts/gmask_train.py"

@@ -83,7 +83,7 @@ def missing_inputs(
 ) -> list[str]:
     """One line per user-supplied input that is not on disk: dataset folders and generator weights.
 
-    ``produced(path)`` tells whether the workflow itself makes a path (the demo world, the tiny
+    ``produced(path)`` tells whether the workflow itself makes a path (the scene world's splits, the tiny
     generator), which then need not exist yet.
     """
     from synthsod.generators.weights import bigbigan_module_problem, locate_weights, missing_weights_message
@@ -184,9 +184,9 @@ def config_problems(config: dict) -> list[str]:
 
     lines = []
     generators = config["generators"]
-    for name in (config["generator"], config["demo"]["generator"]):
-        if generators.get(name, {}).get("model") == BIGBIGAN:
-            lines.append(f"generator '{name}' is BigBiGAN, which only sampling runs can use (SODGAN needs BigGAN)")
+    name = config["generator"]
+    if generators.get(name, {}).get("model") == BIGBIGAN:
+        lines.append(f"generator '{name}' is BigBiGAN, which only sampling runs can use (SODGAN needs BigGAN)")
     for name, run in config["runs"].items():
         where = f"runs.{name}"
         spec = generators.get(run["generator"])

@@ -10,6 +10,7 @@ directory (snakemake only requires the ``configfile:`` file when no ``--configfi
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -26,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
-# The small demo world the workflow tests run: the whole DAG takes ~20 s on two CPU cores.
+# The small demo world the workflow tests run: the whole DAG takes about a minute on two CPU cores.
 TEST_CONFIG = yaml.safe_load((REPO / "configs" / "test.yaml").read_text())  # the small scenario
-SMALL_SPLIT_SIZES = {split: spec["size"] for split, spec in TEST_CONFIG["demo"]["splits"].items()}
+SMALL_SPLIT_SIZES = {split: spec["size"] for split, spec in TEST_CONFIG["scenes"]["splits"].items()}
 SMALL_RUN_PAIRS = TEST_CONFIG["runs"]["sodgan"]["pairs"]  # every sampling run: 2 shards of 3 pairs
 SMALL_RUN_ROWS = TEST_CONFIG["runs"]["sodgan"]["rows_per_shard"]
 RUN_TIMEOUT_S = 300
@@ -56,7 +57,8 @@ def load_repo_config() -> dict[str, Any]:
 
 
 def small_config() -> dict[str, Any]:
-    """config.yaml with configs/test.yaml applied, as Snakemake merges config files (a fresh copy every call).
+    """config.yaml with configs/test.yaml applied, as Snakemake merges config files (a fresh copy every call,
+    without shared sub-objects).
 
     The shipped scene generator's weights directory becomes absolute: the runs use other working directories.
     """
@@ -65,7 +67,9 @@ def small_config() -> dict[str, Any]:
     config = copy.deepcopy(load_repo_config())
     update_config(config, copy.deepcopy(TEST_CONFIG))
     config["generators"]["scene"]["weights"] = str(REPO / config["generators"]["scene"]["weights"])
-    return config
+    # YAML anchors (config.yaml's shared U-Net recipe) load as one shared object: a test changing one
+    # training's recipe would change them all. A JSON round trip gives every section its own copy.
+    return json.loads(json.dumps(config))
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:

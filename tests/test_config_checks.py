@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from synthsod.evaluation.oracle import OracleConfig
+from synthsod.sod.train import Recipe
 from synthsod.workflow import direction_problems, searched_generators, sod_problems
+
+RECIPE = {f.name for f in dataclasses.fields(Recipe)}
 
 
 def spec(
@@ -92,12 +98,24 @@ def test_the_test_scenario_only_shrinks_settings_of_config_yaml():
     full = yaml.safe_load((REPO / "config.yaml").read_text())
     validate(full, str(REPO / "schemas" / "config.schema.yaml"))  # fills the defaults in
 
+    # free-form sections (config.yaml: {}, the shipped run's settings), checked against their dataclass instead
+    free_form = {"scenes.oracle.train": OracleConfig}
+
     def missing(small, base, where=""):
         for key, value in small.items():
-            if key not in base:
+            if f"{where}{key}" in free_form:
+                fields = {f.name for f in dataclasses.fields(free_form[f"{where}{key}"])}
+                yield from (f"{where}{key}.{name}" for name in value if name not in fields)
+                yield from (f"{where}{key}.recipe.{name}" for name in value.get("recipe", {}) if name not in RECIPE)
+            elif key not in base:
                 yield f"{where}{key}"
             elif isinstance(value, dict) and isinstance(base[key], dict):
                 yield from missing(value, base[key], f"{where}{key}.")
 
     assert not list(missing(TEST_CONFIG, full))
+    typos = {"scenes": {"oracle": {"train": {"scenes": 1, "stpes": 2, "recipe": {"setps": 1}}}}}
+    assert list(missing(typos, full)) == ["scenes.oracle.train.stpes", "scenes.oracle.train.recipe.setps"]
     assert small_config()["den"]["steps"] == TEST_CONFIG["den"]["steps"] < full["den"]["steps"]
+    small_oracle = TEST_CONFIG["scenes"]["oracle"]["train"]
+    assert small_oracle["scenes"] < OracleConfig().scenes
+    assert small_oracle["recipe"]["steps"] < OracleConfig().recipe["steps"]

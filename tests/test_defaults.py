@@ -8,16 +8,19 @@ from pathlib import Path
 import pytest
 import yaml
 
+from synthsod.core.settings import from_section
 from synthsod.directions.discovery import DiscoveryConfig
+from synthsod.errors import SynthsodError
+from synthsod.evaluation.oracle import OracleConfig
 from synthsod.generators.train import GANTrainConfig
 from synthsod.sod.atal.train import ActiveSpec
 from synthsod.sod.coop.model import CoopConfig
 from synthsod.sod.train import Recipe
 from synthsod.sodgan.den import DENConfig
 from synthsod.sodgan.gmask_train import GMaskConfig
-from synthsod.synthesis.demo import MaskRule
 
-SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml").read_text())
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
 
 
 def _resolve(node: dict) -> dict:
@@ -36,13 +39,12 @@ def _section(*path: str) -> dict:
 
 # (schema path, dataclass, schema keys that are not fields of it: read by another stage or rule)
 SECTIONS = {
-    "den": (("den",), DENConfig, {"truncation", "seed", "invert"}),
+    "den": (("den",), DENConfig, {"truncation", "seed", "invert", "ablations"}),
     "gmask": (("gmask",), GMaskConfig, {"dq", "eval_pairs", "seed"}),
     "sod.recipe": (("sod", "*", "recipe"), Recipe, set()),
     "sod.active": (("sod", "*", "active"), ActiveSpec, set()),
     "sod.coop": (("sod", "*", "coop"), CoopConfig, set()),
     "directions.discover": (("directions", "discover"), DiscoveryConfig, {"classes"}),
-    "demo.mask": (("demo", "mask"), MaskRule, set()),
     "generators.train": (("generators", "*", "train"), GANTrainConfig, set()),
 }
 
@@ -85,3 +87,20 @@ def test_schema_and_dataclass_defaults_agree(name):
     assert not wrong, f"{name}: (schema, dataclass) defaults differ: {wrong}"
     unsettable = fields - set(props)
     assert not unsettable, f"{name}: dataclass fields no config key sets: {sorted(unsettable)}"
+
+
+def test_oracle_settings_are_an_oracle_config_with_a_valid_recipe():
+    """scenes.oracle.train has no schema properties (rule oracle_train builds OracleConfig from it): its schema
+    default is every OracleConfig default, the shipped run's recipe and the configs' recipes are valid, and
+    an unknown key is an error naming the section."""
+    assert _section("scenes", "oracle")["properties"]["train"]["default"] == {}
+    assert from_section(OracleConfig, {}, where="scenes.oracle.train") == OracleConfig()
+    sections = [
+        yaml.safe_load((REPO / name).read_text())["scenes"]["oracle"]["train"]
+        for name in ("config.yaml", "configs/test.yaml")
+    ]
+    for section in [{}, *sections]:
+        config = from_section(OracleConfig, section, where="scenes.oracle.train")
+        Recipe(**config.recipe).check()  # a typo in a recipe key raises TypeError here
+    with pytest.raises(SynthsodError, match=r"scenes\.oracle\.train: unknown settings stpes"):
+        from_section(OracleConfig, {"stpes": 3}, where="scenes.oracle.train")

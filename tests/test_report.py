@@ -18,7 +18,7 @@ pytestmark = pytest.mark.workflow
 
 RUNS = ("sodgan", "ebigbigan")
 DATASET_FIGURES = ("centre_bias", "object_size", "colour_contrast", "classes")
-# category -> the results it must hold (the demo searches the tiny generator's directions)
+# category -> the results it must hold (the demo searches the scene generator's directions)
 SECTIONS = {
     "Synthetic samples": {f"results/report/runs/{run}/samples.png" for run in RUNS},
     "Filters": {"results/report/filter_counts.png", *(f"results/report/runs/{run}/rejected.png" for run in RUNS)},
@@ -45,7 +45,7 @@ def report_html(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
-def test_report_holds_every_section_with_its_figures(report_html: Path) -> None:
+def test_report_holds_every_section_with_its_figures(report_html: Path, demo_run: DemoRun) -> None:
     page = report_html.read_text()
     categories = _script_value(page, "categories")
     assert set(categories) == set(SECTIONS)
@@ -54,7 +54,8 @@ def test_report_holds_every_section_with_its_figures(report_html: Path) -> None:
         if expected is not None:
             assert files[category] == expected, category
     ranked = sorted(files["Directions"])
-    assert ranked and all(re.fullmatch(r"results/directions/tiny/top/rank-\d\d\.png", f) for f in ranked)
+    gen = demo_run.workdir.config["generator"]
+    assert ranked and all(re.fullmatch(rf"results/directions/{gen}/top/rank-\d\d\.png", f) for f in ranked)
     results = _script_value(page, "results")
     for path in set().union(*files.values()):
         entry = results[path]
@@ -64,7 +65,9 @@ def test_report_holds_every_section_with_its_figures(report_html: Path) -> None:
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
             assert image is not None and image.std() > 0, path
         else:
-            assert data.count(b"<table") == 2, path  # the metrics and the ratio tables
+            # the scorecard's two tables (its targets, more figures), the metrics and the ratio tables
+            assert data.count(b"<table") == 4, path
+            assert b"Scorecard" in data, path
     # captions are rendered with the job's wildcards
     assert "run <strong>sodgan</strong>" in results["results/report/runs/sodgan/samples.png"]["caption"]
 

@@ -162,7 +162,7 @@ def test_demo_dag_on_slurm_requests_gpus_and_matches_the_local_run(
 
     jobs = submitted_jobs()
     gpu = gpu_rules()
-    assert {"den_train", "gmask_train", "sample", "sod_train", "directions_rank"} <= gpu
+    assert {"den_train", "den_ablation", "gmask_train", "sample", "sod_train", "directions_rank", "oracle_train"} <= gpu
     ran = {re.match(r"rule_(.+?)(?:_wildcards_.*)?$", comment)[1]: tres for comment, tres in jobs.items()}
     assert len(jobs) >= 30, jobs  # every job of the small DAG went through sbatch
     for comment, tres in jobs.items():
@@ -171,7 +171,7 @@ def test_demo_dag_on_slurm_requests_gpus_and_matches_the_local_run(
     assert "summarize" in ran and ran["summarize"] == ""
 
     local, cluster = demo_run.workdir.path, workdir.path
-    for pattern in ("results/synthetic/*/shard-*.parquet", "results/demo/*/*/*", "results/directions/*/ranking.csv"):
+    for pattern in ("results/synthetic/*/shard-*.parquet", "results/scenes/*/*/*", "results/directions/*/ranking.csv"):
         expected = digests(local, pattern)
         assert expected and digests(cluster, pattern) == expected, pattern
     pd.testing.assert_frame_equal(

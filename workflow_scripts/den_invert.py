@@ -1,4 +1,5 @@
-"""Rule den_invert: invert every training image into (z⁺, class) with the trained DEN (+ refinement)."""
+"""Rule den_invert: invert the training images (all, or the first ``images`` by id) into (z⁺, class) with the
+trained DEN (+ refinement)."""
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,9 @@ def main(smk):
         device = torch_device(lease)
         generator = load_generator(smk, device)
         den = load_den(smk.input.model, generator, device)
-        manifest = pd.read_parquet(smk.input.manifest)
+        manifest = pd.read_parquet(smk.input.manifest).sort_values("id", ignore_index=True)
+        if spec["images"] is not None:
+            manifest = manifest.head(spec["images"])
         result = invert(
             den,
             generator,

@@ -9,7 +9,6 @@ from synthsod.generators.latent_table import read_latent_table, table_truncation
 from synthsod.sodgan.dq import QualityDiscriminator, save_dq
 from synthsod.sodgan.gmask_infer import heldout_metrics, save_gmask
 from synthsod.sodgan.gmask_train import GMaskConfig, labelled_pairs, train_gmask
-from synthsod.synthesis.demo import DemoMasker, MaskRule
 from synthsod.workflow import checkpoint_path, load_generator, run_rule
 
 
@@ -42,21 +41,9 @@ def main(smk):
             checkpoint_path=checkpoint_path(smk.output.gmask, smk.params),
         )
         gmask = result["gmask"]
-        demo = smk.params.oracle
-        oracle = (
-            None
-            if demo is None
-            else DemoMasker(
-                generator,
-                MaskRule(**demo["mask"]),
-                seed=demo["seed"],
-                truncation=demo["truncation"],
-                classes=demo["classes"],
-            )
-        )
         metrics = {
-            "train": heldout_metrics(gmask, generator, selection, truncation, oracle),
-            "heldout": heldout_metrics(gmask, generator, heldout, truncation, oracle),
+            "train": heldout_metrics(gmask, generator, selection, truncation),
+            "heldout": heldout_metrics(gmask, generator, heldout, truncation),
             "parameters": gmask.num_parameters(),
             "steps": result["steps"],
             "final_losses": result["final"],
@@ -72,7 +59,6 @@ def main(smk):
     return (
         f"G_mask: {metrics['parameters']} parameters; held-out IoU {held.get('iou', float('nan')):.3f}, "
         f"Dice {held.get('dice', float('nan')):.3f} on {held.get('pairs', 0)} pairs"
-        + (f"; against the demo rule IoU {held['oracle']['iou']:.3f}" if "oracle" in held else "")
     )
 
 

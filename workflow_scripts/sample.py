@@ -37,7 +37,7 @@ def main(smk):
         device = "cpu" if lease.device == "cpu" else "cuda:0"
         sampler = open_run(name, run, smk.params.generator, files, device)
         if "calibration" in smk.output.keys():
-            threshold = calibrate(sampler, smk.output.calibration)
+            threshold = calibrate(sampler, smk.output.calibration, smk.output.candidates)
             keep_top = run["filters"]["dq"]["keep_top"]
             return f"run {name}: D_q threshold {threshold:.3g} keeps the top {100 * keep_top:.0f}%"
         shard = int(smk.wildcards.shard)

@@ -12,7 +12,9 @@ from synthsod.workflow import run_rule
 
 def main(smk):
     table = summary_table([json.loads(Path(p).read_text()) for p in smk.input.metrics])
-    write_summary(table, smk.output.csv, smk.output.md, smk.params.reference, smk.output.html)
+    scorecard_files = smk.input.get("scorecard") or []  # the rule's input is a list: [] when disabled
+    scorecard = json.loads(Path(scorecard_files[0]).read_text()) if scorecard_files else None
+    write_summary(table, smk.output.csv, smk.output.md, smk.params.reference, smk.output.html, scorecard)
     curves = {}
     for (sod, bench), path in zip(smk.params.evaluations, smk.input.curves):
         curves.setdefault(bench, {})[sod] = pd.read_csv(path)

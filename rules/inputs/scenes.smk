@@ -10,5 +10,4 @@ def scene_targets():
             if scenes["quality"]["enabled"]
             else []
         ),
-        *(["results/scenes/baseline.json"] if scenes["baseline"]["enabled"] else []),
     ]

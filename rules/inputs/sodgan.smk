@@ -6,18 +6,13 @@ def train_manifest():
     return f"results/data/{config['train_dataset']}/manifest.parquet"
 
 
+def den_ablation_metrics():
+    gen = config["generator"]
+    return [f"results/den/{gen}/ablation-{mode}/train_metrics.json" for mode in config["den"]["ablations"]]
+
+
 def sodgan_targets():
-    return [f"results/gmask/{config['generator']}/train_metrics.json"]
-
-
-def demo_mask_oracle():
-    """The demo's sampling settings and mask rule when the training set is a demo split of the SODGAN
-    generator (then the rule applied to G(z⁺) is an exact reference for G_mask), else None."""
-    images = config["datasets"][config["train_dataset"]]["images"]
-    demo = config["demo"]
-    if images not in demo_split_folders() or demo["generator"] != config["generator"]:
-        return None
-    return without(demo, "splits", "jpeg_quality", "generator")
+    return [f"results/gmask/{config['generator']}/train_metrics.json", *den_ablation_metrics()]
 
 
 def fewshot_params():

@@ -57,6 +57,7 @@ SPLIT_OFFSETS = {
     "test": 2 * SPLIT_STRIDE,
     "eval": 3 * SPLIT_STRIDE,
     "eval-ref": 4 * SPLIT_STRIDE,
+    "oracle": 5 * SPLIT_STRIDE,  # the reference segmenter's training scenes (synthsod/evaluation/oracle.py)
 }
 
 # Which code coordinates drive what (start, stop); coordinates 123.. are unused.

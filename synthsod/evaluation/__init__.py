@@ -1,5 +1,6 @@
 """Scoring: the benchmark protocol over pysodmetrics (metrics), folder evaluation (evaluate), the summary
-and ratio tables (summary), and the baselines that tell a trivial dataset from a real one (baselines).
+and ratio tables (summary), untrained baselines (baselines), the scene world's reference segmenter and its
+audits of generated pairs (oracle), and the demo's scorecard against ground truth (scorecard).
 
 Imports are left to the modules (importing the package loads nothing).
 """

@@ -18,6 +18,7 @@ from synthsod.core.io import atomic_path, write_bytes_atomic
 from synthsod.core.plots import pyplot, save_figure
 from synthsod.errors import SynthsodError
 from synthsod.evaluation.metrics import SCALARS
+from synthsod.evaluation.scorecard import scorecard_html, scorecard_markdown
 
 
 def summary_table(records: Sequence[Mapping]) -> pd.DataFrame:
@@ -62,21 +63,29 @@ def write_summary(
     md_path: str | os.PathLike,
     reference: str | None,
     html_path: str | os.PathLike | None = None,
+    scorecard: Mapping | None = None,
 ) -> None:
     """The table as CSV and Markdown (and HTML for the report when ``html_path`` is given), each with
-    the ratio table to ``reference`` when there is more than one training."""
+    the ratio table to ``reference`` when there is more than one training, and the ``scorecard``
+    (:mod:`synthsod.evaluation.scorecard`) first when given."""
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
     title, note = "SOD results", "One row per (training, benchmark); protocol in synthsod/evaluation/metrics.py."
     ratios = reference is not None and len(set(table["training"])) > 1
     ratio_title = f"Ratio to `{reference}` (value / reference; for MAE lower is better)"
-    text = [f"# {title}", "", note, "", _markdown(table, 4)]
+    text = [f"# {title}", "", note, ""]
+    if scorecard is not None:
+        text += [scorecard_markdown(scorecard)]
+    text += ["## Benchmark", "", _markdown(table, 4)]
     if ratios:
         text += ["", f"## {ratio_title}", "", _markdown(ratio_table(table, reference), 3)]
     write_bytes_atomic(md_path, ("\n".join(text) + "\n").encode())
     if html_path is None:
         return
-    page = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(note)}</p>", _html_table(table, 4)]
+    page = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(note)}</p>"]
+    if scorecard is not None:
+        page.append(scorecard_html(scorecard))
+    page += ["<h2>Benchmark</h2>", _html_table(table, 4)]
     if ratios:
         page += [f"<h2>{html.escape(ratio_title)}</h2>", _html_table(ratio_table(table, reference), 3)]
     style = (

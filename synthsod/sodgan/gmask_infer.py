@@ -4,7 +4,6 @@ of predicted masks against real ones (held-out evaluation)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,6 @@ from synthsod.core.io import atomic_path
 from synthsod.core.progress import progress
 from synthsod.data.datasets import ManifestDataset
 from synthsod.errors import SynthsodError
-from synthsod.generators.base import GeneratorOutput
 from synthsod.generators.latent_table import latent_arrays
 from synthsod.sodgan.gmask import (
     GMask,
@@ -106,19 +104,11 @@ def heldout_metrics(
     generator: BigGANGenerator,
     rows: pd.DataFrame,
     truncation: float,
-    oracle: Callable[[GeneratorOutput], np.ndarray] | None = None,
 ) -> dict:
-    """IoU / Dice of G_mask(G(z⁺)) against the real masks of latent-table ``rows`` (their images' masks); with
-    ``oracle`` (a mask rule on generated output, e.g. the demo's), also against the rule applied to G(z⁺)."""
+    """IoU / Dice of G_mask(G(z⁺)) against the real masks of latent-table ``rows`` (their images' masks)."""
     if rows.empty:
         return {}
     z, ids = latent_arrays(rows)
     _, probs = predict_masks(gmask, generator, z, ids, truncation)
     real = torch.stack([item["mask"] for item in ManifestDataset(rows, generator.resolution)])
-    metrics = {"pairs": len(rows), **mask_metrics(probs, real)}
-    if oracle is not None:
-        truth = np.concatenate(
-            [oracle(generator.generate(z[lo : lo + 32], ids[lo : lo + 32], truncation)) for lo in range(0, len(z), 32)]
-        )
-        metrics["oracle"] = mask_metrics(probs, torch.from_numpy(truth[:, None]).float())
-    return metrics
+    return {"pairs": len(rows), **mask_metrics(probs, real)}

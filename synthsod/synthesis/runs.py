@@ -190,9 +190,11 @@ def open_run(
     )
 
 
-def calibrate(sampler: Sampler, out_json: str) -> float:
+def calibrate(sampler: Sampler, out_json: str, out_candidates: str) -> float:
     """Fix the run's D_q threshold from ``filters.dq.calibration`` candidates (indices no shard uses):
-    the ``keep_top`` quantile of the scores of those that pass the cheaper filters."""
+    the ``keep_top`` quantile of the scores of those that pass the cheaper filters. The scored candidates
+    are written to ``out_candidates`` (shard schema, with their D_q scores): both sides of the threshold,
+    for audits of D_q (:mod:`synthsod.evaluation.oracle`)."""
     dq = sampler.filters.dq
     cheap = replace(sampler.filters, dq=None)
     indices = calibration_indices(dq["calibration"])
@@ -207,6 +209,12 @@ def calibrate(sampler: Sampler, out_json: str) -> float:
         raise SynthsodError(f"run {sampler.name}: no calibration candidate passed the filters before D_q")
     scores = sampler.score([c.image for c in survivors], [c.mask for c in survivors])
     threshold = quantile_threshold(scores, dq["keep_top"])
+    for candidate, score in zip(survivors, scores):
+        candidate.dq_score = float(score)
+    rows = [_shard_row(sampler, c, cheap.enabled()) for c in survivors]
+    write_shard(
+        out_candidates, rows, image_format=sampler.run["image_format"], jpeg_quality=sampler.run["jpeg_quality"]
+    )
     write_json_atomic(
         out_json,
         {
@@ -218,6 +226,18 @@ def calibrate(sampler: Sampler, out_json: str) -> float:
         },
     )
     return threshold
+
+
+def _shard_row(sampler: Sampler, candidate, filters) -> dict:
+    """A candidate of the run as a shard row (``filters``: the filters it went through)."""
+    return shard_row(
+        sampler.name,
+        candidate,
+        generator=sampler.backend.name,
+        seed=sampler.run["seed"],
+        truncation=sampler.truncation,
+        filters=filters,
+    )
 
 
 def write_run_shard(sampler: Sampler, shard: int, rows: int, files: RunFiles, out: Mapping[str, str]) -> dict:
@@ -237,21 +257,10 @@ def write_run_shard(sampler: Sampler, shard: int, rows: int, files: RunFiles, ou
         where=f"run {sampler.name} shard {shard}",
     )
 
-    def row(candidate, filters):
-        return shard_row(
-            sampler.name,
-            candidate,
-            generator=sampler.backend.name,
-            seed=run["seed"],
-            truncation=sampler.truncation,
-            filters=filters,
-        )
-
     fmt = dict(image_format=run["image_format"], jpeg_quality=run["jpeg_quality"])
-    write_shard(out["shard"], [row(c, filters_ran) for c in result.kept], **fmt)
-    write_shard(
-        out["rejected"], [row(c, filters_ran[: filters_ran.index(reason) + 1]) for c, reason in result.rejected], **fmt
-    )
+    write_shard(out["shard"], [_shard_row(sampler, c, filters_ran) for c in result.kept], **fmt)
+    rejected = [_shard_row(sampler, c, filters_ran[: filters_ran.index(reason) + 1]) for c, reason in result.rejected]
+    write_shard(out["rejected"], rejected, **fmt)
     stats = {"shard": shard, **result.stats(), "seconds": round(time.perf_counter() - started, 3)}
     for example in stats["examples"]:
         example["id"] = sample_id(sampler.name, example["index"])

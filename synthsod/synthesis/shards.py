@@ -333,10 +333,21 @@ def iter_shard_rows(paths: Iterable[str | os.PathLike]) -> Iterator[dict]:
                 raise SynthsodError(f"{path}: {exc}") from None
 
 
+TILE_MIN_SIDE = 128  # small images are enlarged (nearest neighbour) so a 1-pixel contour stays legible
+
+
 def pair_tile(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The image above a copy of it with the foreground tinted red: how the pair looks at a glance."""
-    overlay = image.copy()
-    overlay[mask] = (0.5 * overlay[mask] + [127, 0, 0]).astype(np.uint8)
+    """The image above a copy of it with the mask's contour drawn on it (yellow inside a dark rim, visible on
+    any background), so the mask can be judged against the pixels it claims; images smaller than
+    :data:`TILE_MIN_SIDE` are enlarged first."""
+    scale = max(1, -(-TILE_MIN_SIDE // max(image.shape[:2])))
+    if scale > 1:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        mask = cv2.resize(mask.astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) > 0
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    overlay = np.ascontiguousarray(image.copy())
+    cv2.drawContours(overlay, contours, -1, (0, 0, 0), 3)
+    cv2.drawContours(overlay, contours, -1, (255, 230, 0), 1)
     return np.concatenate([image, overlay], axis=0)
 
 
@@ -361,7 +372,7 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
 def preview_grid(run_dir: str | os.PathLike, out_png: str | os.PathLike, n: int = 16) -> int:
     """Write a PNG grid of the first ``n`` samples (image above its mask overlay); return the count.
 
-    Tiles take the first image's size; the overlay tints the foreground red.
+    Tiles take the first image's size; each is :func:`pair_tile` (the image above its mask's contour).
     """
     tiles = []
     for row in iter_rows(run_dir):

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from synthsod.errors import SynthsodError
 from synthsod.evaluation.metrics import SCALARS
@@ -26,7 +27,7 @@ from synthsod.reporting.figures import (
     training_curves,
     training_figure,
 )
-from synthsod.synthesis.shards import pair_tile, tile_grid, write_manifest, write_shard
+from synthsod.synthesis.shards import TILE_MIN_SIDE, pair_tile, tile_grid, write_manifest, write_shard
 
 
 def _image(colour, size=8):
@@ -199,6 +200,56 @@ def test_figures_are_written_as_pngs(tmp_path: Path) -> None:
         image = cv2.imread(str(path))
         assert image is not None and image.std() > 0, path
     assert not list(tmp_path.glob("*.tmp*"))  # written atomically
+
+
+CONTOUR = (255, 230, 0)  # pair_tile's contour colour (inside a black rim)
+
+
+def _enlarged(array: np.ndarray, scale: int) -> np.ndarray:
+    return np.repeat(np.repeat(array, scale, axis=0), scale, axis=1)
+
+
+def test_pair_tile_draws_the_mask_contour_on_the_boundary_and_leaves_the_rest() -> None:
+    ys, xs = np.mgrid[:16, :16]
+    mask = (ys - 8) ** 2 + (xs - 7) ** 2 <= 16
+    mask[1:4, 12:15] = True  # a second component: each gets its contour
+    image = np.full((16, 16, 3), 60, np.uint8)
+    image[mask] = (30, 90, 200)
+    tile = pair_tile(image, mask)
+    scale = TILE_MIN_SIDE // 16  # a 16 px pair is enlarged 8x (nearest neighbour) to stay legible
+    assert tile.shape == (2 * TILE_MIN_SIDE, TILE_MIN_SIDE, 3) and tile.dtype == np.uint8
+    big, big_mask = _enlarged(image, scale), _enlarged(mask, scale)
+    assert np.array_equal(tile[:TILE_MIN_SIDE], big)  # the image itself above
+    overlay = tile[TILE_MIN_SIDE:]
+    contour = (overlay == CONTOUR).all(-1)
+    # the contour: exactly the mask's pixels that touch the background (4-neighbours)
+    boundary = big_mask & ~ndimage.binary_erosion(big_mask, border_value=0)
+    assert np.array_equal(contour, boundary)
+    # the rest is the image, but for a black rim hugging the contour
+    changed = (overlay != big).any(-1)
+    assert np.array_equal(changed, contour | (changed & (overlay == 0).all(-1)))
+    inside = ndimage.distance_transform_cdt(big_mask, metric="chessboard")
+    outside = ndimage.distance_transform_cdt(~big_mask, metric="chessboard")
+    assert not changed[big_mask & (inside > 3)].any()  # the object's interior is untouched
+    assert not changed[~big_mask & (outside > 3)].any()  # and so is the background away from it
+    assert changed[~big_mask & (outside == 1)].all()  # the rim is visible just outside the object
+
+
+def test_pair_tile_enlarges_small_images_only_and_draws_nothing_without_a_mask() -> None:
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 200, (20, 40, 3), dtype=np.uint8)
+    tile = pair_tile(small, np.zeros((20, 40), bool))
+    scale = -(-TILE_MIN_SIDE // 40)  # the longer side reaches TILE_MIN_SIDE: x4
+    assert tile.shape == (2 * 20 * scale, 40 * scale, 3)
+    assert np.array_equal(tile, np.concatenate([_enlarged(small, scale)] * 2))  # no mask, no contour
+    large = rng.integers(0, 200, (TILE_MIN_SIDE, TILE_MIN_SIDE + 8, 3), dtype=np.uint8)
+    mask = np.zeros(large.shape[:2], bool)
+    mask[40:80, 50:90] = True
+    tile = pair_tile(large, mask)
+    assert tile.shape == (2 * TILE_MIN_SIDE, TILE_MIN_SIDE + 8, 3)  # large enough: its own size
+    assert np.array_equal(tile[:TILE_MIN_SIDE], large)
+    contour = (tile[TILE_MIN_SIDE:] == CONTOUR).all(-1)
+    assert contour.sum() == 4 * 40 - 4 and contour[40, 50:90].all() and contour[79, 50:90].all()
 
 
 def test_tile_grid_pads_the_last_row_and_resizes_odd_tiles() -> None:

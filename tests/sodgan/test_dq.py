@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 import torch
 
 from synthsod.errors import SynthsodError
-from synthsod.generators import create_generator, sample_latents
-from synthsod.generators.tiny import write_tiny_biggan
+from synthsod.evaluation.oracle import scene_tensors
 from synthsod.sodgan.dq import QualityDiscriminator, adversarial_loss, dq_step, pair_input
-from synthsod.synthesis.demo import MaskRule, demo_mask, to_uint8
-
-TRUNCATION = 0.6
 
 
 def roc_auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
@@ -79,19 +74,9 @@ def test_adversarial_loss_is_differentiable_in_the_mask_only(dq):
 
 
 @pytest.fixture(scope="module")
-def demo_pairs(tmp_path_factory):
-    """Tiny-generator images with their luminance-rule masks (visible in the image): 96 to train, 48 held out."""
-    directory = tmp_path_factory.mktemp("tiny")
-    write_tiny_biggan(directory, seed=0)
-    generator = create_generator("tiny", directory)
-
-    def make(seed: int, n: int):
-        z, ids = sample_latents(seed, range(n), generator.z_dim, TRUNCATION, np.arange(1000))
-        images = generator.generate(z, ids, TRUNCATION, with_features=False).images
-        masks = np.stack([demo_mask(image, MaskRule(source="luminance")) for image in to_uint8(images)])
-        return images, torch.from_numpy(masks[:, None].astype(np.float32))
-
-    return make(1, 96), make(2, 48)
+def demo_pairs():
+    """Scenes of the scene world (the demo's real data) with their exact masks: 96 to train, 48 held out."""
+    return scene_tensors(0, "train", 96, 64), scene_tensors(0, "test", 48, 64)
 
 
 def mismatched(n: int, generator: torch.Generator) -> torch.Tensor:

@@ -10,7 +10,9 @@ import pytest
 import torch
 from pytorch_pretrained_biggan import BigGANConfig
 
+from synthsod.core.images import to_uint8_nhwc, write_image
 from synthsod.errors import SynthsodError
+from synthsod.evaluation.baselines import otsu_saliency
 from synthsod.generators import create_generator, sample_latents
 from synthsod.generators.biggan import PRETRAINED_CONFIGS, default_taps, tap_shapes
 from synthsod.generators.tiny import TINY_CONFIG, write_tiny_biggan
@@ -29,9 +31,9 @@ from synthsod.sodgan.gmask import (
     upsample_mean_weights,
     upsampled_mean,
 )
-from synthsod.sodgan.gmask_infer import mask_metrics, predict_masks
+from synthsod.sodgan.gmask_infer import heldout_metrics, mask_metrics, predict_masks
 from synthsod.sodgan.gmask_train import GMaskConfig, train_gmask
-from synthsod.synthesis.demo import DemoMasker, MaskRule, demo_mask, to_uint8
+from synthsod.synthesis.filters import drop_small_components
 
 TRUNCATION = 0.6
 
@@ -312,17 +314,20 @@ def tiny_generator(tmp_path_factory):
     return create_generator("tiny", directory)
 
 
-DEMO_RULE = MaskRule()
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Generator output [N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3]."""
+    return to_uint8_nhwc(images.detach().cpu().numpy().transpose(0, 2, 3, 1))
 
 
-def few_shot_pairs(generator, seed: int, n: int, rule: MaskRule = DEMO_RULE) -> list[dict]:
-    """n pairs whose mask is the demo rule applied to G(z) itself: labels perfectly aligned with features."""
+def few_shot_pairs(generator, seed: int, n: int, min_fg: float = 0.05, max_fg: float = 0.6) -> list[dict]:
+    """n pairs whose mask is a luminance threshold of G(z) itself (the Otsu baseline): labels aligned with
+    the image, of a plausible size."""
     z, ids = sample_latents(seed, range(4 * n), generator.z_dim, TRUNCATION, np.arange(generator.num_classes))
     images = generator.generate(z, ids, TRUNCATION, with_features=False).images
     pairs = []
     for i, image in enumerate(to_uint8(images)):
-        mask = demo_mask(image, rule)
-        if rule.min_fg <= mask.mean() <= rule.max_fg:
+        mask = otsu_saliency(image) > 0
+        if min_fg <= mask.mean() <= max_fg:
             pairs.append(
                 {
                     "z": z[i],
@@ -333,7 +338,7 @@ def few_shot_pairs(generator, seed: int, n: int, rule: MaskRule = DEMO_RULE) -> 
             )
         if len(pairs) == n:
             return pairs
-    raise AssertionError("not enough samples pass the demo mask rule")
+    raise AssertionError("not enough samples with a plausible luminance mask")
 
 
 def test_resumed_training_ends_with_the_same_weights(tiny_generator, tmp_path):
@@ -412,6 +417,50 @@ def test_predict_masks_shapes_and_ranges(tiny_generator):
     assert torch.allclose(images, expected, atol=1e-5)
 
 
+def test_heldout_metrics_score_gmask_against_the_rows_real_masks(tiny_generator, tmp_path):
+    """heldout_metrics compares G_mask(G(z⁺)) of each latent-table row with the mask file of that row: masks
+    written from G_mask's own prediction score 1, their complements what mask_metrics gives them."""
+    import pandas as pd
+
+    torch.manual_seed(0)
+    gmask = GMask(tiny_generator.feature_shapes, tiny_generator.resolution).eval()
+    z, ids = sample_latents(7, range(4), tiny_generator.z_dim, TRUNCATION, np.arange(tiny_generator.num_classes))
+    _, probs = predict_masks(gmask, tiny_generator, z, ids, TRUNCATION)
+    # centre the random head's foreground logit on its median, so that about half of the pixels are foreground
+    last = [m for m in gmask.head.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.bias[1] -= float(torch.logit(probs.double().clamp(1e-9, 1 - 1e-9)).median())
+    images, probs = predict_masks(gmask, tiny_generator, z, ids, TRUNCATION)
+    predicted = (probs[:, 0] > 0.5).numpy()
+    assert 0.2 < predicted.mean() < 0.8 and all(0 < m.mean() < 1 for m in predicted)
+
+    def rows(masks: np.ndarray, name: str) -> pd.DataFrame:
+        records = []
+        for i, (image, mask) in enumerate(zip(to_uint8(images), masks)):
+            write_image(tmp_path / f"{name}{i}.jpg", image)
+            write_image(tmp_path / f"{name}{i}.png", mask.astype(np.uint8) * 255)
+            records.append(
+                {
+                    "id": f"{name}{i}",
+                    "z": z[i],
+                    "class": int(ids[i]),
+                    "image": str(tmp_path / f"{name}{i}.jpg"),
+                    "mask": str(tmp_path / f"{name}{i}.png"),
+                }
+            )
+        return pd.DataFrame(records)
+
+    same = heldout_metrics(gmask, tiny_generator, rows(predicted, "same"), TRUNCATION)
+    assert same == {"pairs": 4, "iou": 1.0, "dice": 1.0}
+    flipped = heldout_metrics(gmask, tiny_generator, rows(~predicted, "flipped"), TRUNCATION)
+    expected = mask_metrics(probs, torch.from_numpy(~predicted[:, None]).float())
+    assert flipped == {"pairs": 4, **expected} and flipped["iou"] == 0.0
+    # rows in another order: each prediction still meets its own row's mask
+    shuffled = rows(predicted, "order").iloc[[2, 0, 3, 1]].reset_index(drop=True)
+    assert heldout_metrics(gmask, tiny_generator, shuffled, TRUNCATION)["iou"] == 1.0
+    assert heldout_metrics(gmask, tiny_generator, shuffled.iloc[:0], TRUNCATION) == {}
+
+
 def test_feature_cache_serves_what_the_generator_computes(tiny_generator):
     from synthsod.sodgan.gmask_train import _Trainer, stack_pairs
 
@@ -438,8 +487,38 @@ def test_feature_cache_serves_what_the_generator_computes(tiny_generator):
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
 
-def layout_pairs(generator, masker: DemoMasker, seed: int, n: int) -> list[dict]:
-    """Generated pairs with the demo's layout masks (the mask of G(z) itself: labels perfectly aligned)."""
+LAYOUT_REFERENCE = range(10**9, 10**9 + 64)  # sample indices the layout read-out is fitted on
+
+
+def layout_masker(generator, quantile: float = 0.6, keep_fraction: float = 0.2):
+    """A planted saliency rule on generator output: ``U(d . f_tap) > t`` with ``f_tap`` the coarsest tapped
+    feature map bilinearly upsampled to the image, ``d`` its top principal direction and ``t`` the
+    ``quantile`` of the scores, both fitted on reference samples; then components smaller than
+    ``keep_fraction`` x the largest are dropped. The object layout lives in the generator's features (SODGAN's
+    premise), so a mask generator can learn this rule from a few shots."""
+    tap = generator.taps[0]
+    z, ids = sample_latents(0, LAYOUT_REFERENCE, generator.z_dim, TRUNCATION, np.arange(generator.num_classes))
+    reference = generator.generate(z, ids, TRUNCATION)
+    f = reference.features[tap].double().cpu()
+    direction = torch.linalg.eigh(torch.cov(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).T)).eigenvectors[:, -1]
+    direction = (direction * torch.sign(direction[direction.abs().argmax()])).float()  # eigh's sign is arbitrary
+
+    def scores(output) -> torch.Tensor:
+        score = torch.einsum("nchw,c->nhw", output.features[tap], direction)[:, None]
+        size = (generator.resolution, generator.resolution)
+        return torch.nn.functional.interpolate(score, size=size, mode="bilinear", align_corners=False)[:, 0]
+
+    threshold = float(torch.quantile(scores(reference).flatten(), quantile))
+
+    def masks(output) -> np.ndarray:
+        foreground = (scores(output) > threshold).numpy()
+        return np.stack([drop_small_components(m, keep_fraction, connectivity=8)[0] for m in foreground])
+
+    return masks
+
+
+def layout_pairs(generator, masker, seed: int, n: int) -> list[dict]:
+    """Generated pairs with the planted layout masks (the mask of G(z) itself: labels perfectly aligned)."""
     z, ids = sample_latents(seed, range(3 * n), generator.z_dim, TRUNCATION, np.arange(generator.num_classes))
     out = generator.generate(z, ids, TRUNCATION)
     masks = torch.from_numpy(masker(out)[:, None]).float()
@@ -453,14 +532,14 @@ def layout_pairs(generator, masker: DemoMasker, seed: int, n: int) -> list[dict]
 
 
 def test_gmask_learns_planted_saliency_from_few_shots(tiny_generator):
-    """48 aligned pairs of the demo's layout rule -> held-out IoU >= 0.8 with the default config.
+    """48 aligned pairs of the planted layout rule -> held-out IoU >= 0.8 with the default config.
 
     The target is a fixed read-out of the generator's coarsest (layout) features, the kind of signal
-    SODGAN relies on (high-level GAN features carry the layout of objects). The luminance rule is not
+    SODGAN relies on (high-level GAN features carry the layout of objects). A luminance rule is not
     used: on the random tiny generator no per-pixel head learns it from 48 shots (held-out IoU about
     0.42-0.5, at the all-foreground prediction's 0.45).
     """
-    masker = DemoMasker(tiny_generator, MaskRule(source="layout"), seed=0, truncation=TRUNCATION, classes=None)
+    masker = layout_masker(tiny_generator)
     train = layout_pairs(tiny_generator, masker, seed=1, n=48)
     held_out = layout_pairs(tiny_generator, masker, seed=2, n=32)
     start = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -27,8 +28,8 @@ from synthsod.sodgan.gmask_infer import save_gmask
 from synthsod.sodgan.gmask_train import GMaskConfig
 from synthsod.synthesis.filters import quantile_threshold
 from synthsod.synthesis.runs import RunFiles, calibrate, open_run, write_run_shard
-from synthsod.synthesis.sampling import cheap_filters, shard_rows
-from synthsod.synthesis.shards import read_shard, verify_run, write_manifest
+from synthsod.synthesis.sampling import calibration_indices, cheap_filters, sample_id, shard_rows
+from synthsod.synthesis.shards import iter_shard_rows, read_shard, verify_run, write_manifest
 
 TRUNCATION = 0.4
 RUN = {
@@ -154,7 +155,7 @@ def test_keep_top_calibration_fixes_the_threshold_and_the_shards_respect_it(worl
     root, files, _ = world
     run = run_config(filters__dq={"threshold": None, "keep_top": 0.5, "calibration": 16})
     sampler = open_run("r", run, GENERATOR, files)
-    threshold = calibrate(sampler, tmp_path / "calibration.json")
+    threshold = calibrate(sampler, tmp_path / "calibration.json", tmp_path / "calibration.parquet")
     record = json.loads((tmp_path / "calibration.json").read_text())
     assert record["threshold"] == threshold and record["scored"] == 16  # size [0, 1] passes every one
     survivors = sampler.propose(range(2**50, 2**50 + 16))
@@ -168,6 +169,40 @@ def test_keep_top_calibration_fixes_the_threshold_and_the_shards_respect_it(worl
     stats = json.loads((tmp_path / "stats/shard-00000.json").read_text())
     # D_q is the only filter that rejects here (size [0, 1]): every candidate not kept is its rejection
     assert stats["rejected"]["dq"] == stats["candidates"] - stats["kept"] and stats["kept"] == len(rows)
+
+
+def test_calibration_writes_every_scored_survivor_with_its_score(world, tmp_path):
+    """The calibration's candidates file: exactly the candidates that passed the cheaper filters, in order,
+    as shard rows with their D_q scores, split by the threshold into the keep_top share and the rest."""
+    root, files, _ = world
+    keep_top = 0.75
+    # a size limit at the median mask fraction, so that the cheaper filters reject some candidates
+    probe = open_run("r", run_config(), GENERATOR, files)
+    fractions = [float(np.mean(c.mask)) for c in probe.propose(calibration_indices(16))]
+    limit = float(np.median(fractions))
+    run = run_config(
+        filters__size={"min": 0.0, "max": limit},
+        filters__dq={"threshold": None, "keep_top": keep_top, "calibration": 16},
+    )
+    sampler = open_run("r", run, GENERATOR, files)
+    threshold = calibrate(sampler, tmp_path / "calibration.json", tmp_path / "candidates.parquet")
+
+    indices, batch = calibration_indices(16), run["batch_size"]
+    proposed = [c for lo in range(0, 16, batch) for c in sampler.propose(indices[lo : lo + batch])]  # as calibrate
+    survivors = [c for c in proposed if cheap_filters(c, sampler.filters) is None]
+    assert 0 < len(survivors) < 16, "the size limit should reject some candidates, not all"
+    scores = sampler.score([c.image for c in survivors], [c.mask for c in survivors])
+    rows = list(iter_shard_rows([tmp_path / "candidates.parquet"]))
+    assert json.loads((tmp_path / "calibration.json").read_text())["scored"] == len(rows) == len(survivors)
+    assert [row["id"] for row in rows] == [sample_id("r", c.index) for c in survivors]
+    for row, candidate, score in zip(rows, survivors, scores):
+        assert row["dq_score"] == pytest.approx(float(score), abs=1e-6)
+        assert np.array_equal(row["image"], candidate.image) and np.array_equal(row["mask"], candidate.mask)
+        assert row["filters"] == ["components", "size"]  # the filters it passed; D_q only scored it
+        assert row["mask_fraction"] <= limit
+    kept = sum(row["dq_score"] >= threshold for row in rows)
+    assert kept == math.ceil(keep_top * len(rows))  # distinct scores: exactly the top share
+    assert threshold == pytest.approx(min(row["dq_score"] for row in rows if row["dq_score"] >= threshold))
 
 
 def test_direction_run_on_inverted_latents_records_its_provenance(world, tmp_path):

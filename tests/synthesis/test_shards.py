@@ -22,7 +22,9 @@ from synthsod.sod.datasets import ShardDataset
 from synthsod.synthesis.shards import (
     MANIFEST_NAME,
     SCHEMA,
+    TILE_MIN_SIDE,
     decode_row,
+    pair_tile,
     preview_grid,
     read_shard,
     verify_run,
@@ -287,12 +289,10 @@ def test_preview_grid_shows_image_and_overlay(tmp_path: Path) -> None:
     out = tmp_path / "grid.png"
     assert preview_grid(tmp_path, out, n=4) == 4
     grid = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
-    assert grid.shape == (2 * 2 * SIZE, 2 * SIZE, 3)  # 2x2 tiles, each image above its overlay
-    np.testing.assert_array_equal(grid[:SIZE, :SIZE], rows[0]["image"])
-    overlay = grid[SIZE : 2 * SIZE, :SIZE]
-    foreground = rows[0]["mask"] > 0
-    np.testing.assert_array_equal(overlay[~foreground], rows[0]["image"][~foreground])
-    assert not np.array_equal(overlay[foreground], rows[0]["image"][foreground])
+    side = TILE_MIN_SIDE  # the 16 px samples are enlarged 8x for the preview
+    assert grid.shape == (2 * 2 * side, 2 * side, 3)  # 2x2 tiles, each image above its overlay
+    np.testing.assert_array_equal(grid[: 2 * side, :side], pair_tile(rows[0]["image"], rows[0]["mask"] > 0))
+    np.testing.assert_array_equal(grid[2 * side :, side:], pair_tile(rows[3]["image"], rows[3]["mask"] > 0))
 
 
 def test_preview_of_missing_shard_names_it(tmp_path: Path) -> None:
@@ -319,4 +319,4 @@ def test_cli_preview_writes_grid(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = tmp_path / "grid.png"
     assert main(["shards", "preview", str(tmp_path), "--out", str(out), "--n", "3"]) == 0
     assert "(3 samples)" in capsys.readouterr().out
-    assert cv2.imread(str(out)).shape == (2 * 2 * SIZE, 2 * SIZE, 3)
+    assert cv2.imread(str(out)).shape == (2 * 2 * TILE_MIN_SIDE, 2 * TILE_MIN_SIDE, 3)  # enlarged 16 px pairs
