@@ -128,8 +128,9 @@ def sod_benchmarks(sod):
     return config["sod"][sod]["benchmarks"] or config["benchmarks"]
 
 
-# The SODGAN chain (DEN, inversion, few-shot set, G_mask, sampling) is the DAG's longest path: its jobs go first
-# when the scheduler has a choice, so the trainings that need none of it fill the other slots meanwhile.
+# The SODGAN chain (scene splits and their preparation, DEN, inversion, few-shot set, G_mask, sampling) is the
+# DAG's longest path: its jobs go first when the scheduler has a choice, so the trainings that need none of it
+# fill the other slots meanwhile.
 SODGAN_CHAIN_PRIORITY = 10
 
 # Categories of the HTML report (snakemake --report), shared by the rule files that add figures to it.

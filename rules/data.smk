@@ -17,6 +17,7 @@ rule prepare_dataset:
     conda:
         "../envs/data.yaml"
     threads: config["prepare"]["threads"]
+    priority: SODGAN_CHAIN_PRIORITY
     params:
         dataset=lambda w: config["datasets"][w.dataset],
         prepare=config["prepare"],

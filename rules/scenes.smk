@@ -14,6 +14,7 @@ rule scene_split:
         split=_name_pattern(config["scenes"]["splits"]),
     conda:
         "../envs/data.yaml"
+    priority: SODGAN_CHAIN_PRIORITY
     params:
         world=scene_world("jpeg_quality"),
         split=lambda w: config["scenes"]["splits"][w.split],
