@@ -126,6 +126,20 @@ def scenes(seed: int, indices: Iterable[int], size: int = DEFAULT_SIZE) -> Itera
         yield scene(seed, index, size)
 
 
+def scene_arrays(
+    seed: int, indices: Iterable[int], size: int = DEFAULT_SIZE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Scenes ``indices`` stacked: images [N, S, S, 3] uint8, masks [N, S, S] bool, class ids [N] int64 and
+    codes [N, 128] float32."""
+    items = list(scenes(seed, indices, size))
+    return (
+        np.stack([it.image for it in items]),
+        np.stack([it.mask for it in items]),
+        np.array([it.class_id for it in items], np.int64),
+        np.stack([it.code for it in items]),
+    )
+
+
 # --- the code map ------------------------------------------------------------------------------------
 def _uniform(z: np.ndarray | float) -> np.ndarray:
     """A truncated-normal coordinate mapped to [0, 1] uniformly (its CDF)."""

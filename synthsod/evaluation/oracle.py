@@ -22,11 +22,13 @@ import torch
 from torch.utils.data import TensorDataset
 
 from synthsod.core.io import atomic_path, file_sha256
+from synthsod.core.masks import mask_overlap
 from synthsod.data import scenes as world
 from synthsod.data.datasets import ManifestDataset, image_to_tensor
 from synthsod.errors import SynthsodError
 from synthsod.sod.predict import probabilities
 from synthsod.sod.train import Recipe, build_model, train_sod
+from synthsod.synthesis.shards import iter_shard_rows
 
 MODEL = "unet"
 LOSS = "ce"
@@ -65,10 +67,8 @@ class _Items(TensorDataset):
 
 def scene_tensors(seed: int, split: str, count: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Images [N, 3, S, S] in [-1, 1] and masks [N, 1, S, S] of the first ``count`` scenes of ``split``."""
-    items = list(world.scenes(seed, world.split_indices(split, count), size))
-    images = torch.stack([image_to_tensor(it.image, size) for it in items])
-    masks = torch.from_numpy(np.stack([it.mask for it in items]).astype(np.float32))[:, None]
-    return images, masks
+    images, masks, _, _ = world.scene_arrays(seed, world.split_indices(split, count), size)
+    return torch.stack([image_to_tensor(image, size) for image in images]), torch.from_numpy(masks).float()[:, None]
 
 
 def train_oracle(
@@ -130,17 +130,9 @@ def oracle_masks(model: torch.nn.Module, images: torch.Tensor, batch_size: int =
     return torch.cat(out) if out else torch.zeros((0, *images.shape[2:]), dtype=torch.bool)
 
 
-def iou(masks: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-    """Per-image IoU of boolean masks [N, H, W]; 1 where both are empty."""
-    masks, references = masks.flatten(1).bool(), references.flatten(1).bool()
-    inter = (masks & references).sum(1).float()
-    union = (masks | references).sum(1).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-
-
 def oracle_iou(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Per-image IoU of ``masks`` [N, H, W] against the oracle's masks of ``images`` [N, 3, H, W]."""
-    return iou(masks, oracle_masks(model, images))
+    return mask_overlap(masks, oracle_masks(model, images))[0]
 
 
 def _pairs_iou(model: torch.nn.Module, rows: list[dict]) -> np.ndarray:
@@ -149,7 +141,7 @@ def _pairs_iou(model: torch.nn.Module, rows: list[dict]) -> np.ndarray:
         return np.zeros(0)
     images = torch.stack([image_to_tensor(row["image"], row["image"].shape[0]) for row in rows])
     masks = torch.from_numpy(np.stack([row["mask"] for row in rows]))
-    return oracle_iou(model, images, masks).double().numpy()
+    return oracle_iou(model, images, masks).numpy()
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -181,8 +173,6 @@ def audit_run(
     ``calibration`` (with the run's D_q ``threshold``) is the file of scored candidates that
     :func:`synthsod.synthesis.runs.calibrate` writes; they passed every cheaper filter, so the two sides
     differ by D_q's verdict alone."""
-    from synthsod.synthesis.shards import iter_shard_rows
-
     audit = {"kept_pairs": _describe(_pairs_iou(model, list(iter_shard_rows(shards))))}
     if calibration is not None:
         rows = list(iter_shard_rows([calibration]))
@@ -205,14 +195,13 @@ def audit_benchmark(model: torch.nn.Module, manifest: pd.DataFrame, size: int) -
     items = [dataset[i] for i in range(len(dataset))]
     images = torch.stack([it["image"] for it in items])
     masks = torch.stack([it["mask"][0] > 0.5 for it in items])
-    return _describe(oracle_iou(model, images, masks).double().numpy())
+    return _describe(oracle_iou(model, images, masks).numpy())
 
 
 __all__ = [
     "OracleConfig",
     "audit_benchmark",
     "audit_run",
-    "iou",
     "load_oracle",
     "oracle_iou",
     "oracle_masks",

@@ -238,12 +238,7 @@ def _details(card: Mapping[str, Any]) -> list[tuple[str, str]]:
                     f"{_fmt(dq['rejected'].get('mean'))} ({dq['rejected']['pairs']})",
                 )
             )
-    ratios = card.get("max_f_ratio", {})
-    checked = {c["key"].removeprefix("max_f_ratio.") for c in card["checks"]}
-    for name, value in ratios.items():
-        if name != "benchmark" and name not in checked:
-            lines.append((f"{name} on {ratios['benchmark']}: max F / reference", _fmt(value)))
-    return lines
+    return lines  # the other trainings' ratios: the summary's ratio table, printed beside the scorecard
 
 
 def scorecard_markdown(card: Mapping[str, Any]) -> str:

@@ -317,13 +317,8 @@ def pretrain_set(seed: int, size: int, resolution: int = 64) -> PretrainSet:
     """The unlabelled pre-training set: scenes 0 .. size-1 of the world's pre-training range (no masks)."""
     from synthsod.data import scenes
 
-    class_ids, codes, images = [], [], []
-    for index in scenes.split_indices("pretrain", size):
-        scene = scenes.scene(seed, index, resolution)
-        class_ids.append(scene.class_id)
-        codes.append(scene.code)
-        images.append(scene.image)
-    return PretrainSet(np.stack(images), np.array(class_ids, np.int64), np.stack(codes))
+    images, _, class_ids, codes = scenes.scene_arrays(seed, scenes.split_indices("pretrain", size), resolution)
+    return PretrainSet(images, class_ids, codes)
 
 
 def build_scene_generator(

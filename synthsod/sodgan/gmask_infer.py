@@ -13,6 +13,7 @@ import torch
 
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
+from synthsod.core.masks import mask_overlap
 from synthsod.core.progress import progress
 from synthsod.data.datasets import ManifestDataset
 from synthsod.errors import SynthsodError
@@ -89,13 +90,7 @@ def mask_metrics(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 
 
     An image whose prediction and target are both empty scores 1 on both (nothing to find, nothing found).
     """
-    pred = (probs > threshold).flatten(1)
-    true = (targets > 0.5).flatten(1)
-    inter = (pred & true).sum(1).double()
-    union = (pred | true).sum(1).double()
-    sizes = pred.sum(1).double() + true.sum(1).double()
-    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-    dice = torch.where(sizes > 0, 2 * inter / sizes.clamp(min=1), torch.ones_like(sizes))
+    iou, dice = mask_overlap(probs > threshold, targets > 0.5)
     return {"iou": float(iou.mean()), "dice": float(dice.mean())}
 
 

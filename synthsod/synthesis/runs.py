@@ -211,10 +211,7 @@ def calibrate(sampler: Sampler, out_json: str, out_candidates: str) -> float:
     threshold = quantile_threshold(scores, dq["keep_top"])
     for candidate, score in zip(survivors, scores):
         candidate.dq_score = float(score)
-    rows = [_shard_row(sampler, c, cheap.enabled()) for c in survivors]
-    write_shard(
-        out_candidates, rows, image_format=sampler.run["image_format"], jpeg_quality=sampler.run["jpeg_quality"]
-    )
+    _write_rows(sampler, out_candidates, [(c, cheap.enabled()) for c in survivors])
     write_json_atomic(
         out_json,
         {
@@ -228,16 +225,20 @@ def calibrate(sampler: Sampler, out_json: str, out_candidates: str) -> float:
     return threshold
 
 
-def _shard_row(sampler: Sampler, candidate, filters) -> dict:
-    """A candidate of the run as a shard row (``filters``: the filters it went through)."""
-    return shard_row(
-        sampler.name,
-        candidate,
-        generator=sampler.backend.name,
-        seed=sampler.run["seed"],
-        truncation=sampler.truncation,
-        filters=filters,
-    )
+def _write_rows(sampler: Sampler, path: str, candidates) -> None:
+    """Write (candidate, the filters it went through) pairs of the run as a shard in the run's format."""
+    rows = [
+        shard_row(
+            sampler.name,
+            candidate,
+            generator=sampler.backend.name,
+            seed=sampler.run["seed"],
+            truncation=sampler.truncation,
+            filters=filters,
+        )
+        for candidate, filters in candidates
+    ]
+    write_shard(path, rows, image_format=sampler.run["image_format"], jpeg_quality=sampler.run["jpeg_quality"])
 
 
 def write_run_shard(sampler: Sampler, shard: int, rows: int, files: RunFiles, out: Mapping[str, str]) -> dict:
@@ -257,10 +258,8 @@ def write_run_shard(sampler: Sampler, shard: int, rows: int, files: RunFiles, ou
         where=f"run {sampler.name} shard {shard}",
     )
 
-    fmt = dict(image_format=run["image_format"], jpeg_quality=run["jpeg_quality"])
-    write_shard(out["shard"], [_shard_row(sampler, c, filters_ran) for c in result.kept], **fmt)
-    rejected = [_shard_row(sampler, c, filters_ran[: filters_ran.index(reason) + 1]) for c, reason in result.rejected]
-    write_shard(out["rejected"], rejected, **fmt)
+    _write_rows(sampler, out["shard"], [(c, filters_ran) for c in result.kept])
+    _write_rows(sampler, out["rejected"], [(c, filters_ran[: filters_ran.index(r) + 1]) for c, r in result.rejected])
     stats = {"shard": shard, **result.stats(), "seconds": round(time.perf_counter() - started, 3)}
     for example in stats["examples"]:
         example["id"] = sample_id(sampler.name, example["index"])

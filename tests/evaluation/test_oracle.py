@@ -12,12 +12,12 @@ import torch
 import yaml
 
 import synthsod.evaluation.oracle as oracle_module
+from synthsod.core.masks import mask_overlap
 from synthsod.data import scenes as world
 from synthsod.errors import SynthsodError
 from synthsod.evaluation.oracle import (
     OracleConfig,
     audit_run,
-    iou,
     load_oracle,
     oracle_iou,
     oracle_masks,
@@ -47,10 +47,12 @@ def test_iou_per_image_with_empty_pairs_scoring_one():
     masks[2, :, :3] = True  # 2: 12 vs 8 pixels sharing 8 -> 8 / 12
     refs[2, :, 1:3] = True
     refs[3, 0, 0] = True  # 3: an empty mask against a non-empty reference -> 0
-    assert iou(masks, refs).tolist() == pytest.approx([1.0, 0.0, 8 / 12, 0.0])
-    assert iou(refs, masks).tolist() == pytest.approx([1.0, 0.0, 8 / 12, 0.0])  # symmetric
+    assert mask_overlap(masks, refs)[0].tolist() == pytest.approx([1.0, 0.0, 8 / 12, 0.0])
+    assert mask_overlap(refs, masks)[0].tolist() == pytest.approx([1.0, 0.0, 8 / 12, 0.0])  # symmetric
     # float and uint8 masks count as foreground where non-zero, like bool ones
-    assert iou(masks.float(), (refs * 255).to(torch.uint8)).tolist() == pytest.approx([1.0, 0.0, 8 / 12, 0.0])
+    assert mask_overlap(masks.float(), (refs * 255).to(torch.uint8))[0].tolist() == pytest.approx(
+        [1.0, 0.0, 8 / 12, 0.0]
+    )
 
 
 # --- a stub oracle: foreground where the image is red ---------------------------------------------
