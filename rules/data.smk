@@ -14,10 +14,10 @@ rule prepare_dataset:
         benchmark_path("prepare_dataset", "{dataset}")
     wildcard_constraints:
         dataset=_name_pattern(config["datasets"]),
+    priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/data.yaml"
     threads: config["prepare"]["threads"]
-    priority: SODGAN_CHAIN_PRIORITY
     params:
         dataset=lambda w: config["datasets"][w.dataset],
         prepare=config["prepare"],

@@ -15,11 +15,11 @@ rule sample_calibrate:
         benchmark_path("sample_calibrate", "{run}")
     wildcard_constraints:
         run=_name_pattern(runs_on(tensorflow=False)),
+    priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/torch.yaml"
     resources:
         gpu=1,
-    priority: SODGAN_CHAIN_PRIORITY
     params:
         run=lambda w: without(run_spec(w.run), "pairs"),
         generator=lambda w: generator_params(run_spec(w.run)["generator"]),
@@ -42,11 +42,11 @@ rule sample:
     wildcard_constraints:
         run=_name_pattern(runs_on(tensorflow=False)),
         shard=r"\d{5}",
+    priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/torch.yaml"
     resources:
         gpu=1,
-    priority: SODGAN_CHAIN_PRIORITY
     params:
         run=shard_params,
         generator=lambda w: generator_params(run_spec(w.run)["generator"]),

@@ -12,9 +12,9 @@ rule scene_split:
         benchmark_path("scene_split", "{split}")
     wildcard_constraints:
         split=_name_pattern(config["scenes"]["splits"]),
+    priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/data.yaml"
-    priority: SODGAN_CHAIN_PRIORITY
     params:
         world=scene_world("jpeg_quality"),
         split=lambda w: config["scenes"]["splits"][w.split],

@@ -15,11 +15,11 @@ rule den_train:
         benchmark_path("den_train", "{gen}")
     wildcard_constraints:
         gen=_name_pattern(config["generators"]),
+    priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/torch.yaml"
     resources:
         gpu=1,
-    priority: SODGAN_CHAIN_PRIORITY
     params:
         den=without(config["den"], "invert", "ablations"),
         generator=lambda w: generator_params(w.gen),
@@ -58,11 +58,11 @@ rule den_invert:
         benchmark_path("den_invert", "{gen}")
     wildcard_constraints:
         gen=_name_pattern(config["generators"]),
+    priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/torch.yaml"
     resources:
         gpu=1,
-    priority: SODGAN_CHAIN_PRIORITY
     params:
         invert=config["den"]["invert"],
         generator=lambda w: generator_params(w.gen),
@@ -82,9 +82,9 @@ rule fewshot_select:
         benchmark_path("fewshot_select", "{gen}")
     wildcard_constraints:
         gen=_name_pattern(config["generators"]),
+    priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/torch.yaml"
-    priority: SODGAN_CHAIN_PRIORITY
     params:
         fewshot=fewshot_params(),
     script:
@@ -106,11 +106,11 @@ rule gmask_train:
         benchmark_path("gmask_train", "{gen}")
     wildcard_constraints:
         gen=_name_pattern(config["generators"]),
+    priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/torch.yaml"
     resources:
         gpu=1,
-    priority: SODGAN_CHAIN_PRIORITY
     params:
         gmask=config["gmask"],
         generator=lambda w: generator_params(w.gen),
