@@ -92,6 +92,29 @@ rule oracle_audit:
         "../workflow_scripts/oracle_audit.py"
 
 
+rule inversion_audit:
+    input:
+        oracle=oracle_file(),
+        latents="results/den/{gen}/latents.parquet",
+        weights=lambda w: generator_weight_files(w.gen),
+    output:
+        audit="results/eval/inversion/{gen}.json",
+    log:
+        log_path("inversion_audit", "{gen}"),
+    benchmark:
+        benchmark_path("inversion_audit", "{gen}")
+    wildcard_constraints:
+        gen=_name_pattern(scene_generators()),
+    conda:
+        "../envs/torch.yaml"
+    params:
+        sha256=config["scenes"]["oracle"]["sha256"],
+        generator=lambda w: generator_params(w.gen),
+        seed=config["scenes"]["seed"],
+    script:
+        "../workflow_scripts/inversion_audit.py"
+
+
 rule scorecard:
     input:
         unpack(scorecard_inputs),

@@ -44,6 +44,7 @@ def main(smk):
         den=_json(inputs.den),
         den_ablations={Path(p).parent.name.removeprefix("ablation-"): _json(p) for p in _listed(inputs.den_ablations)},
         inversion=_json(inputs.inversion),
+        inversion_audit=_json(inputs.inversion_audit) if "inversion_audit" in inputs.keys() else None,
         gmask=_json(inputs.gmask),
         runs=runs,
         discovery=(pd.read_csv(inputs.discovery), params.directions) if "discovery" in inputs.keys() else None,

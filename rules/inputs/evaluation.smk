@@ -72,6 +72,8 @@ def scorecard_inputs(wildcards):
         files["quality"] = f"results/generators/{gen}/quality.json"
     if gen in searched_generators(config) and not config["directions"]["search"]["candidates"].get(gen):
         files["discovery"] = f"results/directions/{gen}/discover_log.csv"
+    if gen in scene_generators() and config["scenes"]["oracle"]["enabled"]:
+        files["inversion_audit"] = f"results/eval/inversion/{gen}.json"
     if oracle_runs():
         files["oracle"] = oracle_file()
         files["benchmarks"] = [f"results/data/{bench}/manifest.parquet" for bench in config["benchmarks"]]

@@ -115,6 +115,17 @@ def split_indices(split: str, size: int, first: int = 0) -> range:
     return range(offset + first, offset + first + size)
 
 
+def scene_name(index: int) -> str:
+    """The file stem of scene ``index`` in a split's DUTS layout."""
+    return f"scene_{index:07d}"
+
+
+def scene_index(name: str) -> int | None:
+    """The world index of a file stem written by :func:`write_duts_split` (None for any other name)."""
+    prefix, _, digits = str(name).partition("_")
+    return int(digits) if prefix == "scene" and len(digits) == 7 and digits.isdigit() else None
+
+
 def scene(seed: int, index: int, size: int = DEFAULT_SIZE) -> Scene:
     """Scene ``index`` of the world ``seed`` at ``size`` x ``size`` pixels."""
     class_id, code = draw_code(seed, index)
@@ -388,7 +399,7 @@ def write_duts_split(
     indices = split_indices(split, size, first)
     for index in progress(indices, desc=f"scenes for {images_dir.parent.name}", unit="scene"):
         item = scene(seed, index, resolution)
-        name = f"scene_{index:07d}"
+        name = scene_name(index)
         write_image(images_dir / f"{name}.jpg", item.image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
         write_image(masks_dir / f"{name}.png", item.mask.astype(np.uint8) * 255)
     return len(indices)

@@ -74,13 +74,15 @@ def build_scorecard(
     den: Mapping[str, Any] | None = None,
     den_ablations: Mapping[str, Mapping[str, Any]] | None = None,
     inversion: Mapping[str, Any] | None = None,
+    inversion_audit: Mapping[str, Any] | None = None,
     gmask: Mapping[str, Any] | None = None,
     runs: Mapping[str, Mapping[str, Any]] | None = None,
     discovery: tuple[pd.DataFrame, int] | None = None,
 ) -> dict:
     """The scorecard dict. ``sod[benchmark][training]`` holds evaluation metrics (baselines included);
     ``runs[run]`` = {"filter_report": ..., "audit": ...} (audit: :func:`synthsod.evaluation.oracle.audit_run`);
-    ``discovery`` = (history of the discovery, number of directions). The reference's targets are read on
+    ``discovery`` = (history of the discovery, number of directions); ``inversion_audit``:
+    :func:`synthsod.evaluation.oracle.audit_inversions`. The reference's targets are read on
     ``benchmark`` (default: the alphabetically first)."""
     card: dict[str, Any] = {"reference_training": reference}
     checks: list[dict | None] = []
@@ -99,6 +101,8 @@ def build_scorecard(
                 "recon_error": inversion["recon_error_refined"],
                 "error_ratio": inversion["recon_error_refined"] / den["recon_error_untrained"],
             }
+            if inversion_audit is not None:
+                card["den"]["inversion"]["oracle_audit"] = dict(inversion_audit)
         checks.append(
             _check(
                 "DEN: reconstruction error after / before training",
@@ -221,6 +225,18 @@ def _details(card: Mapping[str, Any]) -> list[tuple[str, str]]:
                 _fmt(inversion["error_ratio"]),
             )
         )
+    audit = (inversion or {}).get("oracle_audit")
+    if audit:
+        figure = _fmt(audit["inversions"].get("mean"))
+        lines.append(("DEN inversions: oracle IoU of G(z⁺) vs the images' masks", figure))
+        if "true_codes" in audit:
+            lines.append(
+                (
+                    "generator fidelity: the same for each scene's true code and class (a perfect inversion)",
+                    _fmt(audit["true_codes"].get("mean")),
+                )
+            )
+            lines.append(("DEN inversions: share with the scene's class", _fmt(audit["class_accuracy"])))
     for mode, m in card.get("den", {}).get("ablations", {}).items():
         lines.append((f"DEN ablation '{mode}': reconstruction error after / before", _fmt(m["error_ratio"])))
     for run, entry in card.get("runs", {}).items():

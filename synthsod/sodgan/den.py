@@ -54,6 +54,20 @@ Losses (per image, D = 3 R R image values; all reported per image value, in nats
     generic "mean image" latent, a poor start for the refinement below; with it the encoder's own
     error is no worse and refining from its z beats refining from z = 0 (see ``invert``).
 
+    Generated-sample term (our addition, weight ``sample_weight``; 0 by default, the paper's DEN).
+    Each step also draws a batch of ``(z, c)`` from the generator's prior (``truncation`` x the
+    truncated normal, classes uniform) and asks E to recover them from the clean ``G(z, c)``::
+
+        L_E += sample_weight * (mean_j (E_z(G(z, c)) - z_j)^2 / truncation^2 + CE(E_logits(G(z, c)), c))
+
+    the encoder half of iGAN's hybrid inversion (Zhu et al., ECCV 2016). The pixel loss alone
+    teaches E little about the class (any soft class vector is a valid input to G) or the layout (a
+    misplaced object's pixel gradient is weak); on the scene world (300 steps, 300 DEMO-TR images,
+    then 50 refinement steps) weight 1 lifts the class accuracy of the inversions from 0.16 to 0.45
+    and the oracle IoU of ``G(z+)`` against the images' masks from 0.39 to 0.59, while the encoder's
+    own pixel error rises (0.16 to 0.22): its z is a better start for the refinement, not a closer
+    reconstruction.
+
     Adversarial term (eq. 5), weight ``adv_weight`` (0 builds no discriminator at all). A small conv
     net D_r is trained alternately with the non-saturating GAN loss::
 
@@ -107,6 +121,7 @@ from synthsod.core.backbones import create_backbone
 from synthsod.core.checkpoint import seeded, step_generator
 from synthsod.core.gpu import autocast
 from synthsod.core.io import atomic_path
+from synthsod.core.prior import truncated_normal
 from synthsod.core.progress import progress
 from synthsod.core.training import TrainingLoop, same_settings
 from synthsod.errors import SynthsodError
@@ -125,6 +140,7 @@ class DENConfig:
 
     ``max_t_fraction``: t is drawn from 0..round(max_t_fraction * T) (module docstring, "additions").
     ``latent_weight``: weight of the latent prior term ("den" mode; the VAE has its KL instead).
+    ``sample_weight``: weight of the generated-sample term (module docstring; 0, the paper, builds none).
     The inversion's refinement settings are :func:`invert`'s arguments (``den.invert`` in the config).
 
     Measured on the tiny generator (64 or 200 training samples, held-out samples, one CPU thread):
@@ -148,6 +164,7 @@ class DENConfig:
     beta_kl: float = 0.01
     checkpoint_every: int = 100
     latent_weight: float = 0.1
+    sample_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -165,6 +182,7 @@ class DENConfig:
             adv_weight=self.adv_weight >= 0,
             beta_kl=self.beta_kl >= 0,
             latent_weight=self.latent_weight >= 0,
+            sample_weight=self.sample_weight >= 0,
         )
         bad = [name for name, ok in valid.items() if not ok]
         if bad:
@@ -504,6 +522,19 @@ def _vae_loss(
     return loss, x0_hat, {"mse": mse.mean().item(), "kl": kl.mean().item()}
 
 
+def _sample_loss(den: DEN, generator, cfg: DENConfig, truncation: float, seed: int, step: int) -> torch.Tensor:
+    """The generated-sample term (module docstring): E recovers prior draws (z, c) from G(z, c)."""
+    device = next(den.parameters()).device
+    rng = np.random.default_rng([seed, step, 1])  # its own stream: the real batch's draws stay as they were
+    z = torch.from_numpy(truncation * truncated_normal(rng, (cfg.batch_size, generator.z_dim))).float().to(device)
+    classes = torch.from_numpy(rng.integers(generator.num_classes, size=cfg.batch_size)).to(device)
+    with torch.no_grad():
+        x = generator.images(z, F.one_hot(classes, generator.num_classes).float(), truncation)
+    with autocast(device):
+        z_hat, logits = den(x, 0)[:2]  # the mean mu in vae mode
+    return ((z_hat.float() - z) ** 2).mean() / truncation**2 + F.cross_entropy(logits.float(), classes)
+
+
 def _train_step(
     parts: _Parts, generator, images, cfg: DENConfig, truncation: float, seed: int, step: int
 ) -> dict[str, float]:
@@ -513,6 +544,10 @@ def _train_step(
     x0 = _fetch(images, indices, generator.resolution).to(device)
     loss_fn = _vae_loss if cfg.mode == "vae" else _den_loss
     loss, x0_hat, metrics = loss_fn(parts, generator, x0, cfg, truncation, rng)
+    if cfg.sample_weight > 0:
+        sample = _sample_loss(parts.den, generator, cfg, truncation, seed, step)
+        loss = loss + cfg.sample_weight * sample
+        metrics["sample"] = sample.item()
     if parts.disc is not None:
         parts.disc.requires_grad_(False)
         with autocast(device):

@@ -91,11 +91,17 @@ def test_a_written_split_goes_through_prepare_dataset(tmp_path):
     assert summary.line() and "6" in summary.line()
     stems = sorted(p.stem for p in (tmp_path / "S" / "masks").iterdir())
     assert stems == [f"scene_{2 * scenes.SPLIT_STRIDE + 10 + k:07d}" for k in range(6)]
+    assert [scenes.scene_index(stem) for stem in stems] == list(scenes.split_indices("test", 6, first=10))
     # the mask files hold exactly the scenes' masks
     from synthsod.data.prepare import load_mask_binary
 
     first = scenes.scene(0, 2 * scenes.SPLIT_STRIDE + 10)
     assert np.array_equal(load_mask_binary(tmp_path / "S" / "masks" / f"{stems[0]}.png"), first.mask)
+
+
+@pytest.mark.parametrize("name", ["scene_12", "scene_00000x1", "img_0000001", "scene_0000001_b", "0000001"])
+def test_names_of_other_files_have_no_scene_index(name):
+    assert scenes.scene_index(name) is None
 
 
 def test_otsu_finds_a_plain_object_of_either_polarity():

@@ -17,6 +17,7 @@ from synthsod.data import scenes as world
 from synthsod.errors import SynthsodError
 from synthsod.evaluation.oracle import (
     OracleConfig,
+    audit_inversions,
     audit_run,
     load_oracle,
     oracle_iou,
@@ -284,3 +285,42 @@ def test_the_shipped_oracle_loads_with_its_sha256_and_segments_real_test_scenes(
     images, masks = scene_tensors(config["seed"], "test", 200, config["size"])
     scores = oracle_iou(model, images, masks[:, 0] > 0.5)
     assert float(scores.mean()) > SHIPPED_IOU, f"mean IoU {float(scores.mean()):.3f} on 200 test scenes"
+
+
+def test_inversion_audit_scores_latents_against_the_real_masks_beside_the_true_codes(tmp_path):
+    # Inverted "perfectly" (the scenes' own codes and classes), the inversions' figure is the generator's
+    # fidelity figure; with every class wrong, the class accuracy is 0 and the IoU changes.
+    import pandas as pd
+
+    from synthsod.generators import create_generator
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    spec, oracle = config["generators"]["scene"], config["scenes"]["oracle"]
+    if not (REPO / spec["weights"]).is_dir() or not (REPO / oracle["weights"]).is_file():
+        pytest.skip("the shipped scene generator or oracle is not in this checkout")
+    generator = create_generator("scene", str(REPO / spec["weights"]))
+    model = load_oracle(REPO / oracle["weights"], oracle["sha256"])
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    world.write_duts_split(images, masks, seed=0, split="train", size=16)
+    stems = sorted(p.stem for p in images.iterdir())
+    classes, codes = zip(*(world.draw_code(0, world.scene_index(stem)) for stem in stems))
+    latents = pd.DataFrame(
+        {
+            "id": stems,
+            "image": [str(images / f"{s}.jpg") for s in stems],
+            "mask": [str(masks / f"{s}.png") for s in stems],
+            "z": list(codes),
+            "class": classes,
+            "truncation": 1.0,
+        }
+    )
+    perfect = audit_inversions(model, generator, latents, seed=0)
+    assert perfect["class_accuracy"] == 1.0 and perfect["inversions"]["pairs"] == 16
+    assert perfect["inversions"] == pytest.approx(perfect["true_codes"])
+    assert perfect["true_codes"]["mean"] > 0.4, perfect  # the shipped generator draws the objects where they are
+    wrong = audit_inversions(model, generator, latents.assign(**{"class": (np.array(classes) + 1) % 8}), seed=0)
+    assert wrong["class_accuracy"] == 0.0 and wrong["true_codes"] == pytest.approx(perfect["true_codes"])
+    assert wrong["inversions"]["mean"] != pytest.approx(perfect["inversions"]["mean"])
+    # images that are no scenes of the world: the inversions only
+    renamed = latents.assign(id=[f"img{i}" for i in range(16)])
+    assert set(audit_inversions(model, generator, renamed, seed=0)) == {"inversions"}

@@ -179,6 +179,17 @@ def test_den_and_run_details_are_carried_into_the_card():
     assert "| DEN inversion with 2 refinement steps: error / untrained encoder's | 0.100 |" in scorecard_markdown(
         with_inversion
     )
+    # the oracle's audit of the inversions, beside the generator's fidelity on the true codes
+    audit = {"inversions": {"pairs": 12, "mean": 0.4}, "true_codes": {"pairs": 12, "mean": 0.7}, "class_accuracy": 0.5}
+    audited = _card(inversion=inversion, inversion_audit=audit)
+    assert audited["den"]["inversion"]["oracle_audit"] == audit
+    text = scorecard_markdown(audited)
+    assert "| DEN inversions: oracle IoU of G(z⁺) vs the images' masks | 0.400 |" in text
+    assert "(a perfect inversion) | 0.700 |" in text
+    assert "| DEN inversions: share with the scene's class | 0.500 |" in text
+    unaudited_text = scorecard_markdown(_card(inversion=inversion, inversion_audit={"inversions": {"mean": 0.4}}))
+    assert "oracle IoU of G(z⁺)" in unaudited_text and "perfect inversion" not in unaudited_text
+    assert "oracle IoU of G(z⁺)" not in scorecard_markdown(with_inversion)
 
 
 QUALITY = {
