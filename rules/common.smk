@@ -6,12 +6,14 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from synthsod.errors import SynthsodError
 from synthsod.names import (
     BIGBIGAN,
     BUILT_MODELS,
     COOP,
     CONTRAST,
     DATASET_FIGURES,
+    DEN_MODES,
     SCENE,
     SEARCH,
     TINY,
@@ -19,6 +21,8 @@ from synthsod.names import (
     shard_count,
     shard_rows,
 )
+from synthsod.pipelines import complete_runs, resolve_pipelines, stage_keys, stage_owners
+from synthsod.sweeps import expand_sweeps
 from synthsod.workflow import (
     config_problems,
     format_missing,
@@ -26,6 +30,16 @@ from synthsod.workflow import (
     missing_inputs,
     searched_generators,
 )
+
+# Sweeps become runs and trainings; the named SODGAN pipelines get their stage keys; each run gets its
+# pipeline's generator.
+try:
+    SWEEPS = expand_sweeps(config)
+    PIPELINES = resolve_pipelines(config)
+except SynthsodError as err:
+    raise WorkflowError(f"config: {err}") from None
+STAGE_OWNERS = {stage: stage_owners(PIPELINES, stage) for stage in ("den", "fewshot", "gmask")}
+_run_problems = complete_runs(config, PIPELINES)
 
 
 def log_path(rule_name, stem):
@@ -45,7 +59,7 @@ def used_datasets():
 
 def used_generators():
     runs = [spec["generator"] for spec in config["runs"].values()]
-    return sorted({config["generator"], *runs, *searched_generators(config)})
+    return sorted({*(p.generator for p in PIPELINES.values()), *runs, *searched_generators(config)})
 
 
 def built_generators(model=None):
@@ -136,6 +150,7 @@ SODGAN_CHAIN_PRIORITY = 10
 # Categories of the HTML report (snakemake --report), shared by the rule files that add figures to it.
 REPORT_SAMPLES, REPORT_FILTERS, REPORT_STATISTICS = "Synthetic samples", "Filters", "Dataset statistics"
 REPORT_TRAINING, REPORT_BENCHMARK, REPORT_DIRECTIONS = "Training", "Benchmark", "Directions"
+REPORT_ABLATIONS = "Ablations"
 
 
 def _name_pattern(names):
@@ -144,7 +159,7 @@ def _name_pattern(names):
 
 # Stop before any job when the config is inconsistent or user-supplied inputs are missing: one message
 # listing all of them.
-_problems = config_problems(config)
+_problems = _run_problems or config_problems(config)  # the run checks need every run's generator
 if _problems:
     raise WorkflowError(format_problems(_problems))
 _missing = missing_inputs(

@@ -45,6 +45,7 @@ rule summarize:
         metrics=[f"results/eval/{sod}/{bench}/metrics.json" for sod, bench in sod_evaluations()],
         curves=[f"results/eval/{sod}/{bench}/curves.csv" for sod, bench in sod_evaluations()],
         scorecard=scorecard_file(),
+        sweeps=[f"results/eval/sweeps/{sweep}.csv" for sweep in SWEEPS],
     output:
         csv="results/eval/summary.csv",
         md="results/eval/summary.md",
@@ -95,21 +96,21 @@ rule oracle_audit:
 rule inversion_audit:
     input:
         oracle=oracle_file(),
-        latents="results/den/{gen}/latents.parquet",
-        weights=lambda w: generator_weight_files(w.gen),
+        latents="results/den/{key}/latents.parquet",
+        weights=lambda w: generator_weight_files(owner("den", w.key).generator),
     output:
-        audit="results/eval/inversion/{gen}.json",
+        audit="results/eval/inversion/{key}.json",
     log:
-        log_path("inversion_audit", "{gen}"),
+        log_path("inversion_audit", "{key}"),
     benchmark:
-        benchmark_path("inversion_audit", "{gen}")
+        benchmark_path("inversion_audit", "{key}")
     wildcard_constraints:
-        gen=_name_pattern(scene_generators()),
+        key=_name_pattern(stage_keys(PIPELINES, "den")),
     conda:
         "../envs/torch.yaml"
     params:
         sha256=config["scenes"]["oracle"]["sha256"],
-        generator=lambda w: generator_params(w.gen),
+        generator=lambda w: generator_params(owner("den", w.key).generator),
         seed=config["scenes"]["seed"],
     script:
         "../workflow_scripts/inversion_audit.py"
@@ -137,3 +138,30 @@ rule scorecard:
         size=config["scenes"]["size"],
     script:
         "../workflow_scripts/scorecard.py"
+
+
+rule sweep_table:
+    input:
+        unpack(sweep_inputs),
+    output:
+        csv="results/eval/sweeps/{sweep}.csv",
+        md="results/eval/sweeps/{sweep}.md",
+        plot=report(
+            "results/eval/sweeps/{sweep}.png",
+            caption="../report/sweep.rst",
+            category=REPORT_ABLATIONS,
+            labels={"sweep": "{sweep}"},
+        ),
+    log:
+        log_path("sweep_table", "{sweep}"),
+    benchmark:
+        benchmark_path("sweep_table", "{sweep}")
+    wildcard_constraints:
+        sweep=_name_pattern(SWEEPS),
+    conda:
+        "../envs/torch.yaml"
+    params:
+        points=lambda w: sweep_points(w.sweep),
+        benchmarks=lambda w: sweep_benchmarks(w.sweep),
+    script:
+        "../workflow_scripts/sweep_table.py"

@@ -1,118 +1,119 @@
 # SODGAN's learning stages: DEN inversion of the real training set, the few-shot set, and the mask
-# generator with its quality discriminator. {gen} is a generator name from config (generators:).
+# generator with its quality discriminator. {key} is a stage key of a named pipeline (config pipelines:;
+# synthsod/pipelines.py): pipelines whose settings agree up to a stage share its files.
 
 
 rule den_train:
     input:
         manifest=train_manifest(),
-        weights=lambda w: generator_weight_files(w.gen),
+        weights=lambda w: generator_weight_files(owner("den", w.key).generator),
     output:
-        model="results/den/{gen}/model.pt",
-        metrics="results/den/{gen}/train_metrics.json",
+        model="results/den/{key}/model.pt",
+        metrics="results/den/{key}/train_metrics.json",
     log:
-        log_path("den_train", "{gen}"),
+        log_path("den_train", "{key}"),
     benchmark:
-        benchmark_path("den_train", "{gen}")
+        benchmark_path("den_train", "{key}")
     wildcard_constraints:
-        gen=_name_pattern(config["generators"]),
+        key=_name_pattern(stage_keys(PIPELINES, "den")),
     priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/torch.yaml"
     resources:
         gpu=1,
     params:
-        den=without(config["den"], "invert", "ablations"),
-        generator=lambda w: generator_params(w.gen),
+        den=lambda w: without(stage_settings("den", w.key), "invert", "ablations"),
+        generator=lambda w: generator_params(owner("den", w.key).generator),
     script:
         "../workflow_scripts/den_train.py"
 
 
 use rule den_train as den_ablation with:
     output:
-        model="results/den/{gen}/ablation-{mode}/model.pt",
-        metrics="results/den/{gen}/ablation-{mode}/train_metrics.json",
+        model="results/den/{key}/ablation-{mode}/model.pt",
+        metrics="results/den/{key}/ablation-{mode}/train_metrics.json",
     log:
-        log_path("den_ablation", "{gen}-{mode}"),
+        log_path("den_ablation", "{key}-{mode}"),
     benchmark:
-        benchmark_path("den_ablation", "{gen}-{mode}")
+        benchmark_path("den_ablation", "{key}-{mode}")
     wildcard_constraints:
-        gen=_name_pattern(config["generators"]),
-        mode=_name_pattern(config["den"]["ablations"]),
+        key=_name_pattern(stage_keys(PIPELINES, "den")),
+        mode=_name_pattern(DEN_MODES),
     priority: 0  # a comparison, not on the way to the samples
     params:
-        den=lambda w: {**without(config["den"], "invert", "ablations"), "mode": w.mode},
-        generator=lambda w: generator_params(w.gen),
+        den=lambda w: {**without(stage_settings("den", w.key), "invert", "ablations"), "mode": w.mode},
+        generator=lambda w: generator_params(owner("den", w.key).generator),
 
 
 rule den_invert:
     input:
-        model="results/den/{gen}/model.pt",
+        model="results/den/{key}/model.pt",
         manifest=train_manifest(),
-        weights=lambda w: generator_weight_files(w.gen),
+        weights=lambda w: generator_weight_files(owner("den", w.key).generator),
     output:
-        latents="results/den/{gen}/latents.parquet",
-        metrics="results/den/{gen}/inversion_metrics.json",
+        latents="results/den/{key}/latents.parquet",
+        metrics="results/den/{key}/inversion_metrics.json",
     log:
-        log_path("den_invert", "{gen}"),
+        log_path("den_invert", "{key}"),
     benchmark:
-        benchmark_path("den_invert", "{gen}")
+        benchmark_path("den_invert", "{key}")
     wildcard_constraints:
-        gen=_name_pattern(config["generators"]),
+        key=_name_pattern(stage_keys(PIPELINES, "den")),
     priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/torch.yaml"
     resources:
         gpu=1,
     params:
-        invert=config["den"]["invert"],
-        generator=lambda w: generator_params(w.gen),
+        invert=lambda w: stage_settings("den", w.key)["invert"],
+        generator=lambda w: generator_params(owner("den", w.key).generator),
     script:
         "../workflow_scripts/den_invert.py"
 
 
 rule fewshot_select:
     input:
-        latents="results/den/{gen}/latents.parquet",
-        model=fewshot_uncertainty_model(),
+        latents=lambda w: stage_file(owner("fewshot", w.key), "den", "latents.parquet"),
+        model=lambda w: fewshot_uncertainty_model(w.key),
     output:
-        selection="results/fewshot/{gen}/selection.parquet",
+        selection="results/fewshot/{key}/selection.parquet",
     log:
-        log_path("fewshot_select", "{gen}"),
+        log_path("fewshot_select", "{key}"),
     benchmark:
-        benchmark_path("fewshot_select", "{gen}")
+        benchmark_path("fewshot_select", "{key}")
     wildcard_constraints:
-        gen=_name_pattern(config["generators"]),
+        key=_name_pattern(stage_keys(PIPELINES, "fewshot")),
     priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/torch.yaml"
     params:
-        fewshot=fewshot_params(),
+        fewshot=lambda w: fewshot_params(w.key),
     script:
         "../workflow_scripts/fewshot_select.py"
 
 
 rule gmask_train:
     input:
-        selection="results/fewshot/{gen}/selection.parquet",
-        latents="results/den/{gen}/latents.parquet",
-        weights=lambda w: generator_weight_files(w.gen),
+        selection=lambda w: stage_file(owner("gmask", w.key), "fewshot", "selection.parquet"),
+        latents=lambda w: stage_file(owner("gmask", w.key), "den", "latents.parquet"),
+        weights=lambda w: generator_weight_files(owner("gmask", w.key).generator),
     output:
-        gmask="results/gmask/{gen}/gmask.pt",
-        dq="results/gmask/{gen}/dq.pt",
-        metrics="results/gmask/{gen}/train_metrics.json",
+        gmask="results/gmask/{key}/gmask.pt",
+        dq="results/gmask/{key}/dq.pt",
+        metrics="results/gmask/{key}/train_metrics.json",
     log:
-        log_path("gmask_train", "{gen}"),
+        log_path("gmask_train", "{key}"),
     benchmark:
-        benchmark_path("gmask_train", "{gen}")
+        benchmark_path("gmask_train", "{key}")
     wildcard_constraints:
-        gen=_name_pattern(config["generators"]),
+        key=_name_pattern(stage_keys(PIPELINES, "gmask")),
     priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/torch.yaml"
     resources:
         gpu=1,
     params:
-        gmask=config["gmask"],
-        generator=lambda w: generator_params(w.gen),
+        gmask=lambda w: stage_settings("gmask", w.key),
+        generator=lambda w: generator_params(owner("gmask", w.key).generator),
     script:
         "../workflow_scripts/gmask_train.py"

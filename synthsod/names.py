@@ -18,6 +18,9 @@ BIGBIGAN = "bigbigan"  # the TensorFlow generator (synthsod/generators/bigbigan.
 MODELS = (*PRETRAINED_MODELS, *BUILT_MODELS)  # the PyTorch generators of create_generator
 WEIGHT_FILES = ("pytorch_model.bin", "config.json")  # the from_pretrained layout
 
+# --- SODGAN ----------------------------------------------------------------------------------------------
+DEN_MODES = ("den", "vae")  # the DEN and the paper's VAE ablation (synthsod/sodgan/den.py)
+
 # --- built latent directions ------------------------------------------------------------------------------
 # `contrast` (synthsod/directions/contrast.py) and `search`, the rank-1 direction of the segmenting-direction search
 # (synthsod/directions/search.py) among the discovered ones.

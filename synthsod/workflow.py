@@ -184,9 +184,16 @@ def config_problems(config: dict) -> list[str]:
 
     lines = []
     generators = config["generators"]
-    name = config["generator"]
-    if generators.get(name, {}).get("model") == BIGBIGAN:
-        lines.append(f"generator '{name}' is BigBiGAN, which only sampling runs can use (SODGAN needs BigGAN)")
+    pipelines = config["pipelines"]
+    for pipeline, spec in pipelines.items():
+        name = spec.get("generator", config["generator"])
+        if generators.get(name, {}).get("model") == BIGBIGAN:
+            lines.append(
+                f"pipelines.{pipeline}: generator '{name}' is BigBiGAN, which only sampling runs can use "
+                "(SODGAN needs BigGAN)"
+            )
+    if config["pipeline"] not in pipelines:
+        lines.append(f"pipeline: '{config['pipeline']}' is not under pipelines: ({', '.join(sorted(pipelines))})")
     for name, run in config["runs"].items():
         where = f"runs.{name}"
         spec = generators.get(run["generator"])

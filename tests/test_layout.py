@@ -13,6 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "synthsod"
 STAGES = [
     "errors",
     "names",
+    "pipelines",  # the config's experiments (stdlib only): named pipelines, then sweeps
+    "sweeps",
     "core",
     "data",
     "generators",

@@ -48,6 +48,9 @@ pytestmark = pytest.mark.workflow
 
 DEMO_SPLITS = tuple(SMALL_SPLIT_SIZES)  # DEMO-TR, DEMO-TE: also the datasets rule all prepares
 GEN = small_config()["generator"]  # the SODGAN generator: the shipped scene BigGAN
+PIPE = small_config()["pipeline"]  # the one SODGAN pipeline
+KEY = GEN  # its stage keys (synthsod/pipelines.py): no override of the shared sections, so the generator's name
+BASE_T = small_config()["runs"]["sodgan"]["truncation"]
 SOD = small_config()["sod"]  # the trainings (config.yaml's, at test size): which data each learns from
 REFINEMENTS = [(base, coop) for base, spec in SOD.items() for coop in spec.get("refine_with", [])]
 BASELINES = small_config()["baselines"]
@@ -170,6 +173,61 @@ def test_invalid_config_is_rejected_before_any_job(tmp_path: Path, case: str) ->
         assert text in result.output, result.describe()
     assert "Building DAG" not in result.output, result.describe()
     assert not (workdir.path / "results").exists()
+
+
+# pipelines and sweeps the schema cannot check: each stops before any job, naming the pipeline or sweep
+BAD_EXPERIMENTS = {
+    "pipeline-unknown-key": (
+        ("pipelines", "ablated"),
+        {"gmask": {"atention": "off"}},
+        "pipelines.ablated.gmask: unknown key 'atention'",
+    ),
+    "run-unknown-pipeline": (
+        ("runs", "sodgan", "pipeline"),
+        "nope",
+        "runs.sodgan.pipeline: 'nope' is not under pipelines:",
+    ),
+    "sweep-unknown-key": (
+        ("sweeps",),
+        {"t": {"run": "sodgan", "keys": {"truncaton": [0.5]}}},
+        "sweeps.t.keys: the run 'sodgan' has no key 'truncaton'",
+    ),
+    "sweep-name-collision": (
+        ("sweeps",),
+        {"t": {"run": "ebigbigan", "keys": {"pairs": [4]}, "labels": ["x"]}},
+        "sweeps.t: the point's run name 'ebigbigan.t-x' is already under the config",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_EXPERIMENTS))
+def test_bad_pipelines_and_sweeps_stop_before_any_job(tmp_path: Path, case: str) -> None:
+    keys, value, expected = BAD_EXPERIMENTS[case]
+    config = with_value(small_config(), keys, value)
+    if case == "sweep-name-collision":  # a hand-written run with the name the point would take
+        config["runs"]["ebigbigan.t-x"] = config["runs"]["ebigbigan"]
+    workdir = make_workdir(tmp_path / "work", config)
+    result = workdir.dry_run()
+    assert result.returncode != 0, result.describe()
+    assert expected in result.output, result.describe()
+    assert "Building DAG" not in result.output and not (workdir.path / "results").exists(), result.describe()
+
+
+def test_the_demo_ablation_trains_one_model_per_distinct_setting(tmp_path: Path) -> None:
+    """configs/demo-ablation.yaml on the demo: Table 2's seven rows share the DEN (2 settings: den, vae) and
+    the few-shot set they agree on, one G_mask per distinct G_mask setting, one table per sweep."""
+    from snakemake.utils import update_config
+
+    ablation = yaml.safe_load((REPO / "configs" / "demo-ablation.yaml").read_text())
+    config = small_config()
+    update_config(config, ablation)
+    result = make_workdir(tmp_path / "work", config).dry_run()
+    assert result.returncode == 0, result.describe()
+    stats = job_stats(result.output)
+    assert stats["den_train"] == stats["den_invert"] == stats["fewshot_select"] == 2, stats
+    assert stats["gmask_train"] == len(ablation["pipelines"]) == 6, stats
+    assert "den_ablation" not in stats  # the VAE is a pipeline here, not an ablation beside the DEN
+    assert stats["sweep_table"] == len(ablation["sweeps"])
 
 
 def test_invalid_config_real_run_writes_nothing(tmp_path: Path) -> None:
@@ -350,14 +408,23 @@ def _run_jobs(run: str, shards=SHARDS) -> list[str]:
 
 SODGAN_RUN = [_job("sample_calibrate", run="sodgan"), *_run_jobs("sodgan")]
 EBIG_RUN = _run_jobs("ebigbigan")  # the searched direction's shift near the DEN's inverted latents
-GMASK = [_job("gmask_train", gen=GEN), *SODGAN_RUN]
-FEWSHOT = [_job("fewshot_select", gen=GEN), *GMASK]
-INVERT = [_job("den_invert", gen=GEN), *FEWSHOT, *EBIG_RUN]
+GMASK = [_job("gmask_train", key=KEY), *SODGAN_RUN]
+FEWSHOT = [_job("fewshot_select", key=KEY), *GMASK]
+INVERSION_AUDIT = _job("inversion_audit", key=KEY)  # the oracle's look at the inversions
+INVERT = [_job("den_invert", key=KEY), INVERSION_AUDIT, *FEWSHOT, *EBIG_RUN]
 ABLATIONS = small_config()["den"]["ablations"]  # den.ablations: the encoders trained beside the DEN
-DEN_ABLATION = [_job("den_ablation", gen=GEN, mode=mode) for mode in ABLATIONS]
+DEN_ABLATION = [_job("den_ablation", key=KEY, mode=mode) for mode in ABLATIONS]
 OTHER_MODE = next(mode for mode in ("den", "vae") if mode not in ABLATIONS)
-SODGAN = [_job("den_train", gen=GEN), *INVERT]  # the chain that learns from DEMO-TR
-ORACLE = ["oracle_train", *(_job("oracle_audit", run=run) for run in ("sodgan", "ebigbigan"))]
+SODGAN = [_job("den_train", key=KEY), *INVERT]  # the chain that learns from DEMO-TR
+
+
+def _sodgan_chain(key: str) -> list[str]:
+    """The SODGAN stages under the stage key ``key`` (all stages keyed alike)."""
+    stages = ("den_train", "den_invert", "inversion_audit", "fewshot_select", "gmask_train")
+    return [_job(rule, key=key) for rule in stages]
+
+
+ORACLE = ["oracle_train", INVERSION_AUDIT, *(_job("oracle_audit", run=run) for run in ("sodgan", "ebigbigan"))]
 
 
 def _refined(base: str, coop: str = "coop") -> list[str]:
@@ -412,9 +479,8 @@ def with_report(jobs: list[str]) -> list[str]:
     latents; the training curves every training."""
     jobs = list(dict.fromkeys(jobs))
     rules = {job.split("[")[0] for job in jobs}
-    figures = [
-        _job("report_run", run=run) for run in ("sodgan", "ebigbigan") if _job("shard_manifest", run=run) in jobs
-    ]
+    manifests = [job for job in jobs if job.startswith("shard_manifest[")]
+    figures = [_job("report_run", run=job.removeprefix("shard_manifest[run=").removesuffix("]")) for job in manifests]
     if figures:
         figures.append("report_filters")
     if figures or "den_invert" in rules or _job("prepare_dataset", dataset="DEMO-TR") in jobs:
@@ -465,7 +531,7 @@ PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] =
     # another ablation adds its own training, the ones done stay
     "den.ablations": (
         (("den", "ablations"), [*ABLATIONS, OTHER_MODE]),
-        [_job("den_ablation", gen=GEN, mode=OTHER_MODE), *DOWNSTREAM],
+        [_job("den_ablation", key=KEY, mode=OTHER_MODE), *DOWNSTREAM],
     ),
     "den.invert.refine_steps": ((("den", "invert", "refine_steps"), 3), [*INVERT, *ON_SODGAN, *ON_EBIG, *DOWNSTREAM]),
     "den.invert.images": (
@@ -474,6 +540,24 @@ PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] =
     ),
     "fewshot.size": ((("fewshot", "size"), 5), [*FEWSHOT, *ON_SODGAN, *DOWNSTREAM]),
     "gmask.head": ((("gmask", "head"), "mlp-m"), [*GMASK, *ON_SODGAN, *DOWNSTREAM]),
+    # a pipeline's own override re-runs what the shared setting would, for that pipeline
+    # a pipeline's own override: its stages from the first changed one get new keys (and files)
+    "pipelines.sodgan.gmask.head": (
+        (("pipelines", PIPE, "gmask"), {"head": "mlp-m"}),
+        [_job("gmask_train", key=f"{KEY}+gmask.head=mlp-m"), *SODGAN_RUN, *ON_SODGAN, *DOWNSTREAM],
+    ),
+    "pipelines.sodgan.den.steps": (
+        (("pipelines", PIPE, "den"), {"steps": 6}),
+        [
+            *_sodgan_chain(f"{KEY}+den.steps=6"),
+            *(_job("den_ablation", key=f"{KEY}+den.steps=6", mode=mode) for mode in ABLATIONS),
+            *SODGAN_RUN,
+            *EBIG_RUN,
+            *ON_SODGAN,
+            *ON_EBIG,
+            *DOWNSTREAM,
+        ],
+    ),
     # a run's size only adds shards: the calibration and the finished shards stay
     "runs.sodgan.pairs": (
         (("runs", "sodgan", "pairs"), 8),
@@ -513,6 +597,25 @@ PARAM_CHANGES: dict[str, tuple[tuple[tuple[str, ...], Any] | None, list[str]]] =
     "sod.coop.coop.temperature": ((("sod", "coop", "coop", "temperature"), 0.5), [*_sod("coop"), *DOWNSTREAM]),
     # refinement rows come and go without touching any training or prediction
     "sod.unet-sodgan.refine_with": ((("sod", "unet-sodgan", "refine_with"), []), DOWNSTREAM),
+    # a sweep: each new point is one run and one training (and the sweep's table); its point at the base's
+    # own value is the finished base itself
+    "sweeps.t": (
+        (("sweeps",), {"t": {"run": "sodgan", "training": "unet-sodgan", "keys": {"truncation": [BASE_T, 0.5]}}}),
+        [
+            _job("sample_calibrate", run="sodgan.t-0.5"),
+            *_run_jobs("sodgan.t-0.5"),
+            _job("sod_train", sod="unet-sodgan.t-0.5"),
+            _job("sod_predict", sod="unet-sodgan.t-0.5", bench="DEMO-TE"),
+            _job("evaluate", sod="unet-sodgan.t-0.5", bench="DEMO-TE"),
+            _job("sweep_table", sweep="t"),
+            *DOWNSTREAM,
+        ],
+    ),
+    # a pipeline that differs in G_mask only trains its own G_mask on the shared DEN and few-shot set
+    "pipelines.heads": (
+        (("pipelines",), {PIPE: {}, "head-m": {"gmask": {"head": "mlp-m"}}}),
+        [_job("gmask_train", key=f"{KEY}+gmask.head=mlp-m"), "all"],
+    ),
     "sod.unet-real.refine_with": (
         (("sod", "unet-real", "refine_with"), ["coop"]),
         [*_refined("unet-real"), *DOWNSTREAM],

@@ -14,7 +14,8 @@ def main(smk):
     table = summary_table([json.loads(Path(p).read_text()) for p in smk.input.metrics])
     scorecard_files = smk.input.get("scorecard") or []  # the rule's input is a list: [] when disabled
     scorecard = json.loads(Path(scorecard_files[0]).read_text()) if scorecard_files else None
-    write_summary(table, smk.output.csv, smk.output.md, smk.params.reference, smk.output.html, scorecard)
+    ablations = {Path(path).stem: pd.read_csv(path) for path in smk.input.sweeps}
+    write_summary(table, smk.output.csv, smk.output.md, smk.params.reference, smk.output.html, scorecard, ablations)
     curves = {}
     for (sod, bench), path in zip(smk.params.evaluations, smk.input.curves):
         curves.setdefault(bench, {})[sod] = pd.read_csv(path)

@@ -57,14 +57,15 @@ def oracle_audit_inputs(wildcards):
 
 def scorecard_inputs(wildcards):
     """Every figure the scorecard reads; each only where the config produces it."""
-    gen = config["generator"]
+    pipeline = config["pipeline"]
+    gen = PIPELINES[pipeline].generator
     evaluations = sod_evaluations()
     files = {
         "metrics": [f"results/eval/{sod}/{bench}/metrics.json" for sod, bench in evaluations],
-        "den": f"results/den/{gen}/train_metrics.json",
-        "inversion": f"results/den/{gen}/inversion_metrics.json",
-        "den_ablations": den_ablation_metrics(),
-        "gmask": f"results/gmask/{gen}/train_metrics.json",
+        "den": stage_file(pipeline, "den", "train_metrics.json"),
+        "inversion": stage_file(pipeline, "den", "inversion_metrics.json"),
+        "den_ablations": den_ablation_metrics([pipeline]),
+        "gmask": stage_file(pipeline, "gmask", "train_metrics.json"),
         "filter_reports": [f"results/synthetic/{run}/filter_report.json" for run in config["runs"]],
         "audits": [f"results/eval/oracle/{run}.json" for run in oracle_runs()],
     }
@@ -73,8 +74,44 @@ def scorecard_inputs(wildcards):
     if gen in searched_generators(config) and not config["directions"]["search"]["candidates"].get(gen):
         files["discovery"] = f"results/directions/{gen}/discover_log.csv"
     if gen in scene_generators() and config["scenes"]["oracle"]["enabled"]:
-        files["inversion_audit"] = f"results/eval/inversion/{gen}.json"
+        files["inversion_audit"] = f"results/eval/inversion/{PIPELINES[pipeline].key('den')}.json"
     if oracle_runs():
         files["oracle"] = oracle_file()
         files["benchmarks"] = [f"results/data/{bench}/manifest.parquet" for bench in config["benchmarks"]]
     return files
+
+
+def sweep_points(sweep):
+    """The points of ``sweep`` as plain dicts (label, values, run, training, and whether the oracle audits the
+    run and it has a pipeline's G_mask metrics, as sweep_inputs lists them): the sweep_table's params."""
+    audited = set(oracle_runs())
+    return [
+        {
+            "label": p.label,
+            "values": p.values,
+            "run": p.run,
+            "training": p.training,
+            "audit": p.run in audited,
+            "gmask": bool(run_spec(p.run).get("pipeline")),
+        }
+        for p in SWEEPS[sweep]
+    ]
+
+
+def sweep_benchmarks(sweep):
+    """(training, benchmark) of every point training's evaluation, in input order."""
+    return [(p.training, bench) for p in SWEEPS[sweep] if p.training for bench in sod_benchmarks(p.training)]
+
+
+def sweep_inputs(wildcards):
+    """Per point: its training's metrics, its run's filter report and oracle audit, and the G_mask metrics of
+    the run's pipeline, each where the config produces it."""
+    points = sweep_points(wildcards.sweep)
+    return {
+        "metrics": [f"results/eval/{sod}/{bench}/metrics.json" for sod, bench in sweep_benchmarks(wildcards.sweep)],
+        "reports": [f"results/synthetic/{p['run']}/filter_report.json" for p in points],
+        "audits": [f"results/eval/oracle/{p['run']}.json" for p in points if p["audit"]],
+        "gmask": [
+            stage_file(run_spec(p["run"])["pipeline"], "gmask", "train_metrics.json") for p in points if p["gmask"]
+        ],
+    }

@@ -8,7 +8,7 @@ def dataset_statistics_inputs(wildcards):
         "manifests": [f"results/synthetic/{run}/manifest.json" for run in config["runs"]],
         "shards": [path for run in config["runs"] for path in run_shard_files(run)],
         "dataset": f"results/data/{config['train_dataset']}/manifest.parquet",
-        "classes": f"results/den/{config['generator']}/latents.parquet",
+        "classes": stage_file(config["pipeline"], "den", "latents.parquet"),
     }
 
 

@@ -16,16 +16,19 @@ def run_files(run):
     spec, gen = run_spec(run), run_spec(run)["generator"]
     bigbigan = run_generator(run)["model"] == BIGBIGAN
     files = {"weights": bigbigan_module_file(gen) if bigbigan else generator_weight_files(gen)}
+    pipeline = spec.get("pipeline")  # complete_runs made sure runs that read a pipeline's files name one
     if spec["mask"]["method"] == "gmask":
-        files["gmask"] = f"results/gmask/{gen}/gmask.pt"
+        files["gmask"] = stage_file(pipeline, "gmask", "gmask.pt")
     else:
         files["direction"] = direction_file(gen, spec["mask"]["direction"])
     if spec["filters"]["dq"] is not None:
-        files["dq"] = f"results/gmask/{gen}/dq.pt"
+        files["dq"] = stage_file(pipeline, "gmask", "dq.pt")
     if spec["latents"]["source"] == "inverted":
         dataset = spec["latents"]["dataset"] or config["train_dataset"]
         files["latents"] = (
-            f"results/bigbigan/{dataset}/embeddings.parquet" if bigbigan else f"results/den/{gen}/latents.parquet"
+            f"results/bigbigan/{dataset}/embeddings.parquet"
+            if bigbigan
+            else stage_file(pipeline, "den", "latents.parquet")
         )
     return files
 

@@ -6,18 +6,41 @@ def train_manifest():
     return f"results/data/{config['train_dataset']}/manifest.parquet"
 
 
-def den_ablation_metrics():
-    gen = config["generator"]
-    return [f"results/den/{gen}/ablation-{mode}/train_metrics.json" for mode in config["den"]["ablations"]]
+def owner(stage, key):
+    """A pipeline whose ``stage`` has the key ``key`` (they all have its settings and generator)."""
+    return STAGE_OWNERS[stage][key]
+
+
+def stage_settings(stage, key):
+    """The settings of ``stage`` under the key ``key``."""
+    return owner(stage, key).settings[stage]
+
+
+def stage_file(pipeline, stage, name):
+    """File ``name`` of ``pipeline``'s (a name or a Pipeline) ``stage``."""
+    pipeline = PIPELINES[pipeline] if isinstance(pipeline, str) else pipeline
+    return f"results/{stage}/{pipeline.key(stage)}/{name}"
+
+
+def den_ablation_metrics(pipelines=None):
+    """The DEN ablations of the pipelines' DENs (every pipeline's by default)."""
+    keys = sorted({PIPELINES[p].key("den") for p in (pipelines or PIPELINES)})
+    return [
+        f"results/den/{key}/ablation-{mode}/train_metrics.json"
+        for key in keys
+        for mode in stage_settings("den", key)["ablations"]
+    ]
 
 
 def sodgan_targets():
-    return [f"results/gmask/{config['generator']}/train_metrics.json", *den_ablation_metrics()]
+    return [
+        f"results/gmask/{key}/train_metrics.json" for key in stage_keys(PIPELINES, "gmask")
+    ] + den_ablation_metrics()
 
 
-def fewshot_params():
+def fewshot_params(key):
     """The few-shot settings; the uncertainty model's (with its prediction size) only for 'uncertain'."""
-    fewshot = config["fewshot"]
+    fewshot = stage_settings("fewshot", key)
     if fewshot["strategy"] != "uncertain":
         return without(fewshot, "uncertainty")
     return {
@@ -26,7 +49,7 @@ def fewshot_params():
     }
 
 
-def fewshot_uncertainty_model():
+def fewshot_uncertainty_model(key):
     """The SOD model whose uncertainty ranks the images (strategy 'uncertain' only)."""
-    fewshot = config["fewshot"]
+    fewshot = stage_settings("fewshot", key)
     return [f"results/sod/{fewshot['uncertainty']['model']}/model.pt"] if fewshot["strategy"] == "uncertain" else []

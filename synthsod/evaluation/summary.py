@@ -9,6 +9,7 @@ so a ratio below 1 is the better one.
 from __future__ import annotations
 
 import html
+import math
 import os
 from collections.abc import Mapping, Sequence
 
@@ -44,12 +45,19 @@ def ratio_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
     return ratios.reset_index()
 
 
-def _markdown(table: pd.DataFrame, digits: int) -> str:
-    header = "| " + " | ".join(table.columns) + " |"
+def markdown_table(table: pd.DataFrame, digits: int) -> str:
+    """``table`` as a Markdown table, floats to ``digits`` places, missing values (NaN, None) empty."""
+
+    def cell(value) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
     rule = "|" + "---|" * len(table.columns)
     lines = [header, rule]
     for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row) + " |")
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -64,10 +72,12 @@ def write_summary(
     reference: str | None,
     html_path: str | os.PathLike | None = None,
     scorecard: Mapping | None = None,
+    ablations: Mapping[str, pd.DataFrame] | None = None,
 ) -> None:
     """The table as CSV and Markdown (and HTML for the report when ``html_path`` is given), each with
-    the ratio table to ``reference`` when there is more than one training, and the ``scorecard``
-    (:mod:`synthsod.evaluation.scorecard`) first when given."""
+    the ratio table to ``reference`` when there is more than one training, the ``scorecard``
+    (:mod:`synthsod.evaluation.scorecard`) first when given, and an ablation section with each sweep's
+    table (:mod:`synthsod.evaluation.ablation`, by sweep name) last."""
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
     title, note = "SOD results", "One row per (training, benchmark); protocol in synthsod/evaluation/metrics.py."
@@ -76,9 +86,13 @@ def write_summary(
     text = [f"# {title}", "", note, ""]
     if scorecard is not None:
         text += [scorecard_markdown(scorecard)]
-    text += ["## Benchmark", "", _markdown(table, 4)]
+    text += ["## Benchmark", "", markdown_table(table, 4)]
     if ratios:
-        text += ["", f"## {ratio_title}", "", _markdown(ratio_table(table, reference), 3)]
+        text += ["", f"## {ratio_title}", "", markdown_table(ratio_table(table, reference), 3)]
+    for name, sweep in sorted((ablations or {}).items()):
+        if name == min(ablations):
+            text += ["", "## Ablations (one table per sweep; plots: results/eval/sweeps/<sweep>.png)"]
+        text += ["", f"### Sweep `{name}`", "", markdown_table(sweep, 3)]
     write_bytes_atomic(md_path, ("\n".join(text) + "\n").encode())
     if html_path is None:
         return
@@ -88,6 +102,9 @@ def write_summary(
     page += ["<h2>Benchmark</h2>", _html_table(table, 4)]
     if ratios:
         page += [f"<h2>{html.escape(ratio_title)}</h2>", _html_table(ratio_table(table, reference), 3)]
+    if ablations:
+        page.append("<h2>Ablations</h2>")
+        page += [f"<h3>Sweep {html.escape(name)}</h3>{_html_table(t, 3)}" for name, t in sorted(ablations.items())]
     style = (
         "body{font-family:sans-serif} table{border-collapse:collapse} "
         "th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}"

@@ -121,16 +121,26 @@ def dq_step(
     real_masks: torch.Tensor,
     fake_images: torch.Tensor,
     fake_masks: torch.Tensor,
+    mismatched: bool = False,
 ) -> float:
     """One update of D_q (eq 12): BCE with logits, real pairs -> 1, fake pairs -> 0; returns the loss.
 
     Real and fake pairs go through the network in one batch, so batch norm sees the same statistics for
-    both and cannot tell them apart by batch alone.
+    both and cannot tell them apart by batch alone. ``mismatched`` (our addition) also labels 0 each real
+    image with the next real pair's mask: a matching-aware discriminator (GAN-CLS, Reed et al. 2016),
+    which must check that the mask fits the image rather than only that it looks like a real mask.
     """
     device = next(dq.parameters()).device
-    images = torch.cat([real_images, fake_images.detach()]).to(device)
-    masks = torch.cat([_as_mask(real_masks), _as_mask(fake_masks).detach()]).to(device)
-    labels = torch.cat([torch.ones(real_images.shape[0]), torch.zeros(fake_images.shape[0])]).to(device)
+    real_masks = _as_mask(real_masks)
+    image_parts, mask_parts = [real_images, fake_images.detach()], [real_masks, _as_mask(fake_masks).detach()]
+    negatives = fake_images.shape[0]
+    if mismatched and real_images.shape[0] > 1:
+        image_parts.append(real_images)
+        mask_parts.append(real_masks.roll(1, dims=0))
+        negatives += real_images.shape[0]
+    images = torch.cat(image_parts).to(device)
+    masks = torch.cat(mask_parts).to(device)
+    labels = torch.cat([torch.ones(real_images.shape[0]), torch.zeros(negatives)]).to(device)
     dq.train()
     with autocast(device):
         logits = dq(images, masks)

@@ -55,6 +55,7 @@ class GMaskConfig:
     dq_weight: float = 0.1  # weight of the adversarial term (eq 11) when a D_q is given
     dq_lr: float = 1e-4
     dq_real_images: str = "generated"  # D_q's real pairs: (G(z+), y) | "photos": (x, y), eq 12 read literally
+    dq_mismatched: bool = False  # also show D_q real images with another pair's mask as negatives (dq.dq_step)
     checkpoint_every: int = 100
     precise_bn: bool = True  # after training, batch-norm statistics averaged over all of D_m
     feature_cache_mb: int = 2048  # keep D_m's generator outputs in memory when they fit this budget; 0: never
@@ -256,7 +257,9 @@ class _Trainer:
         self.opt.step()
         if self.dq is not None:
             real_images = out.images if cfg.dq_real_images == "generated" else data.images[index].to(self.device)
-            losses["dq"] = dq_step(self.dq, self.dq_opt, real_images, target, out.images, fake_masks.detach())
+            losses["dq"] = dq_step(
+                self.dq, self.dq_opt, real_images, target, out.images, fake_masks.detach(), cfg.dq_mismatched
+            )
         return losses
 
 

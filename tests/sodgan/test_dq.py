@@ -6,6 +6,7 @@ import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from synthsod.errors import SynthsodError
 from synthsod.evaluation.oracle import scene_tensors
@@ -63,6 +64,42 @@ def test_dq_step_moves_the_logits_apart():
     losses = [dq_step(dq, opt, images, real, images, fake) for _ in range(15)]
     assert losses[-1] < losses[0]
     assert float(dq.score(images, real).mean()) > float(dq.score(images, fake).mean())
+
+
+class _Recorder(torch.nn.Module):
+    """A stand-in D_q that records the pairs it is shown and returns a learnable constant logit."""
+
+    def __init__(self):
+        super().__init__()
+        self.logit = torch.nn.Parameter(torch.zeros(()))
+        self.seen = []
+
+    def forward(self, images, masks):
+        self.seen.append((images.clone(), masks.clone()))
+        return self.logit.expand(images.shape[0])
+
+
+@pytest.mark.parametrize("mismatched", [False, True])
+def test_dq_step_adds_each_real_image_with_another_pairs_mask_as_a_negative(mismatched):
+    images = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 3, 4, 4)
+    real = torch.stack([torch.full((1, 4, 4), v) for v in (0.1, 0.2, 0.3)])
+    fake = torch.zeros(3, 1, 4, 4)
+    dq = _Recorder()
+    loss = dq_step(dq, torch.optim.SGD(dq.parameters(), lr=0.0), images, real, images, fake, mismatched)
+    seen_images, seen_masks = dq.seen[0]
+    expected = [real, fake, real.roll(1, dims=0)] if mismatched else [real, fake]
+    assert torch.equal(seen_masks, torch.cat(expected))
+    assert torch.equal(seen_images, torch.cat([images] * len(expected)))
+    # a constant logit 0 costs log 2 per pair whatever the labels; the labels: 3 real, the rest negatives
+    assert loss == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    dq.logit.data.fill_(1.0)
+    positives, negatives = 3, 3 * (len(expected) - 1)
+    expected_loss = (positives * F.softplus(-torch.tensor(1.0)) + negatives * F.softplus(torch.tensor(1.0))) / (
+        positives + negatives
+    )
+    assert dq_step(dq, torch.optim.SGD(dq.parameters(), lr=0.0), images, real, images, fake, mismatched) == (
+        pytest.approx(expected_loss.item())
+    )
 
 
 def test_adversarial_loss_is_differentiable_in_the_mask_only(dq):
