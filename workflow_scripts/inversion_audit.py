@@ -13,7 +13,7 @@ def main(smk):
     generator = load_generator(smk, "cpu")
     audit = audit_inversions(oracle, generator, pd.read_parquet(smk.input.latents), smk.params.seed)
     write_json_atomic(smk.output.audit, audit)
-    message = f"{smk.wildcards.gen}: oracle IoU of the inversions {audit['inversions'].get('mean')}"
+    message = f"{smk.wildcards.key}: oracle IoU of the inversions {audit['inversions'].get('mean')}"
     if "true_codes" in audit:
         message += f", of the true codes {audit['true_codes'].get('mean')}"
     return message

@@ -206,3 +206,18 @@ def test_sampling_counts_kept_pairs_and_candidates():
     lines = lines_of(out)
     assert len(lines) == 1  # a fast shard: its final line only
     assert re.match(r"run r shard 0: 100%\|##########\| 5/5 \[.*(pair/s|s/pair), candidates=7\]$", lines[0]), lines
+
+
+def test_run_rule_keeps_torch_to_the_jobs_threads(tmp_path, restored_logging):
+    import torch
+
+    before = torch.get_num_threads()
+    seen = []
+    try:
+        run_rule(SimpleNamespace(log=[], rule="fake", threads=1), lambda smk: seen.append(torch.get_num_threads()))
+        assert seen == [1]
+        torch.set_num_threads(2)
+        run_rule(SimpleNamespace(log=[], rule="fake"), lambda smk: seen.append(torch.get_num_threads()))
+        assert seen == [1, 2]  # no threads given: left as they were
+    finally:
+        torch.set_num_threads(before)
