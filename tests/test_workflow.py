@@ -263,6 +263,7 @@ def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
         "sample": 4,
         "shard_manifest": 2,
         "oracle_audit": 2,
+        "inversion_audit": 1,
         "sod_train": sum(not spec.get("active") for spec in SOD.values()),
         "atal_train": sum(bool(spec.get("active")) for spec in SOD.values()),
         **benchmark_jobs(),
@@ -274,6 +275,10 @@ def test_full_run_writes_the_demo_world(demo_run: DemoRun) -> None:
         "report_training": 1,
         "all": 1,
     }, stats
+    # the oracle's look at the inversions, beside the generator's fidelity on the scenes' true codes
+    inversions = json.loads((root / "results/eval/inversion" / f"{KEY}.json").read_text())
+    assert inversions["inversions"]["pairs"] == inversions["true_codes"]["pairs"] > 0
+    assert 0.0 <= inversions["class_accuracy"] <= 1.0
     for split, size in SMALL_SPLIT_SIZES.items():
         images = image_files(root / "results/scenes" / split / "images")
         masks = image_files(root / "results/scenes" / split / "masks")
