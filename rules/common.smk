@@ -21,7 +21,7 @@ from synthsod.names import (
     shard_count,
     shard_rows,
 )
-from synthsod.pipelines import complete_runs, resolve_pipelines, stage_keys, stage_owners
+from synthsod.pipelines import STAGES, complete_runs, resolve_pipelines, stage_keys, stage_owners
 from synthsod.sweeps import expand_sweeps
 from synthsod.workflow import (
     config_problems,
@@ -38,7 +38,7 @@ try:
     PIPELINES = resolve_pipelines(config)
 except SynthsodError as err:
     raise WorkflowError(f"config: {err}") from None
-STAGE_OWNERS = {stage: stage_owners(PIPELINES, stage) for stage in ("den", "fewshot", "gmask")}
+STAGE_OWNERS = {stage: stage_owners(PIPELINES, stage) for stage in STAGES}
 _run_problems = complete_runs(config, PIPELINES)
 
 

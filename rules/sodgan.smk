@@ -73,7 +73,7 @@ rule den_invert:
 
 rule fewshot_select:
     input:
-        latents=lambda w: stage_file(owner("fewshot", w.key), "den", "latents.parquet"),
+        latents=lambda w: stage_file(owner("fewshot", w.key).name, "den", "latents.parquet"),
         model=lambda w: fewshot_uncertainty_model(w.key),
     output:
         selection="results/fewshot/{key}/selection.parquet",
@@ -94,8 +94,8 @@ rule fewshot_select:
 
 rule gmask_train:
     input:
-        selection=lambda w: stage_file(owner("gmask", w.key), "fewshot", "selection.parquet"),
-        latents=lambda w: stage_file(owner("gmask", w.key), "den", "latents.parquet"),
+        selection=lambda w: stage_file(owner("gmask", w.key).name, "fewshot", "selection.parquet"),
+        latents=lambda w: stage_file(owner("gmask", w.key).name, "den", "latents.parquet"),
         weights=lambda w: generator_weight_files(owner("gmask", w.key).generator),
     output:
         gmask="results/gmask/{key}/gmask.pt",

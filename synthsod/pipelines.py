@@ -46,6 +46,11 @@ class Pipeline:
         return self.keys[stage]
 
 
+def pipeline_generator(config: Mapping[str, Any], spec: Mapping[str, Any]) -> str | None:
+    """The generator a pipeline ``spec`` names, or the config's ``generator`` when it names none."""
+    return spec.get("generator", config.get("generator"))
+
+
 def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
     """``base`` with ``overrides`` applied key by key (nested mappings merged); a key ``base`` lacks is an
     error naming ``where``. ``base`` is a section with every default filled in, so it lists every key."""
@@ -97,7 +102,7 @@ def resolve_pipelines(config: Mapping[str, Any]) -> dict[str, Pipeline]:
     generators = config.get("generators", {})
     pipelines: dict[str, Pipeline] = {}
     for name, spec in sorted(config.get("pipelines", {}).items()):
-        generator = spec.get("generator", config.get("generator"))
+        generator = pipeline_generator(config, spec)
         if generator not in generators:
             raise SynthsodError(
                 f"pipelines.{name}: generator '{generator}' is not under generators: "
@@ -170,6 +175,7 @@ __all__ = [
     "Pipeline",
     "complete_runs",
     "merge_overrides",
+    "pipeline_generator",
     "resolve_pipelines",
     "stage_key",
     "stage_keys",

@@ -6,8 +6,8 @@ value of every key). A path is a key of the run (``truncation``, ``pairs``, ``pi
 ``filters.dq``, ...) or, prefixed ``training.``, of the training (``training.loss``). Each point becomes
 a run ``<run>.<sweep>-<label>`` and, with a training, a training ``<training>.<sweep>-<label>`` that
 learns from that run instead of the base run; both are ordinary runs and trainings from then on, so a
-point's value change re-runs that point alone. A point equal to the base (its own truncation, say)
-reuses the base run and training. Labels are the values themselves (``0.4``, ``vae``,
+point's value change re-runs that point alone. A point whose run (or training) equals the base's (its
+own truncation, say) reuses the base run (or training). Labels are the values themselves (``0.4``, ``vae``,
 ``on`` / ``off`` for booleans and null) unless the sweep gives ``labels``.
 
 Standard library only: the Snakefile expands the sweeps while it parses, before anything reads the runs.
@@ -101,39 +101,44 @@ def expand_sweeps(config: dict[str, Any]) -> dict[str, list[SweepPoint]]:
             raise SynthsodError(f"{where}.keys: no key to sweep")
         if len({len(v) for v in values.values()}) != 1:
             raise SynthsodError(f"{where}.keys: every key needs as many values ({', '.join(map(str, values))})")
+        paths = {}  # key -> (on the training?, its path)
         for key in values:
             on_training = key.startswith(TRAINING_PREFIX)
             path = key.removeprefix(TRAINING_PREFIX).split(".")
             if on_training and base_training is None:
                 raise SynthsodError(f"{where}.keys: '{key}' sweeps a training, but the sweep names none")
-            target = trainings[base_training] if on_training else runs[base_run]
-            if not _path_exists(target, path):
+            if not _path_exists(trainings[base_training] if on_training else runs[base_run], path):
                 what = f"training '{base_training}'" if on_training else f"run '{base_run}'"
                 raise SynthsodError(f"{where}.keys: the {what} has no key '{'.'.join(path)}'")
+            paths[key] = (on_training, path)
         points = []
         for i, label in enumerate(_point_labels(name, sweep, values)):
-            run_name = f"{base_run}.{name}-{label}"
+            point_values = {key: options[i] for key, options in values.items()}
             run = copy.deepcopy(runs[base_run])
-            training_name = f"{base_training}.{name}-{label}" if base_training else None
             training = copy.deepcopy(trainings[base_training]) if base_training else None
-            for key, options in values.items():
-                if key.startswith(TRAINING_PREFIX):
-                    _set(training, key.removeprefix(TRAINING_PREFIX).split("."), options[i])
-                else:
-                    _set(run, key.split("."), options[i])
-            if run == runs[base_run] and training == (trainings[base_training] if base_training else None):
-                # the base itself (e.g. its own truncation): the point reuses the base run and training
-                points.append(SweepPoint(label, {k: v[i] for k, v in values.items()}, base_run, base_training))
-                continue
-            for new, existing, kind in ((run_name, runs, "run"), (training_name, trainings, "training")):
-                if new is not None and new in existing:
-                    raise SynthsodError(f"{where}: the point's {kind} name '{new}' is already under the config")
-            runs[run_name] = run
+            for key, (on_training, path) in paths.items():
+                _set(training if on_training else run, path, point_values[key])
+            # a run (or training) equal to the base's is the base's: its own truncation, say, re-samples nothing
+            run_name = base_run if run == runs[base_run] else f"{base_run}.{name}-{label}"
             if training is not None:
                 training["train"]["runs"] = [run_name if r == base_run else r for r in training["train"]["runs"]]
+            training_name = None
+            if training is not None:
+                training_name = (
+                    base_training if training == trainings[base_training] else f"{base_training}.{name}-{label}"
+                )
+            for new, base, existing, kind in (
+                (run_name, base_run, runs, "run"),
+                (training_name, base_training, trainings, "training"),
+            ):
+                if new is not None and new != base and new in existing:
+                    raise SynthsodError(f"{where}: the point's {kind} name '{new}' is already under the config")
+            if run_name != base_run:
+                runs[run_name] = run
+            if training_name is not None and training_name != base_training:
                 training["refine_with"] = []  # a point is a row of its sweep table, not of the refinements
                 trainings[training_name] = training
-            points.append(SweepPoint(label, {k: v[i] for k, v in values.items()}, run_name, training_name))
+            points.append(SweepPoint(label, point_values, run_name, training_name))
         expanded[name] = points
     return expanded
 

@@ -20,6 +20,7 @@ from typing import Any
 from synthsod.core.progress import progress_to
 from synthsod.errors import SynthsodError
 from synthsod.names import BIGBIGAN, BUILT_DIRECTIONS, BUILT_MODELS, CONTRAST, COOP, SEARCH
+from synthsod.pipelines import pipeline_generator
 
 log = logging.getLogger("synthsod")
 
@@ -203,7 +204,7 @@ def config_problems(config: dict) -> list[str]:
     generators = config["generators"]
     pipelines = config["pipelines"]
     for pipeline, spec in pipelines.items():
-        name = spec.get("generator", config["generator"])
+        name = pipeline_generator(config, spec)
         if generators.get(name, {}).get("model") == BIGBIGAN:
             lines.append(
                 f"pipelines.{pipeline}: generator '{name}' is BigBiGAN, which only sampling runs can use "

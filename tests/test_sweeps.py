@@ -58,6 +58,14 @@ def test_keys_are_zipped_and_may_reach_into_the_training_and_nested_sections():
     assert config["sod"]["unet-sodgan.dq-off-bce"]["loss"] == "bce"
 
 
+def test_a_sweep_of_training_keys_trains_on_the_base_run_itself():
+    config = _config(loss={"run": "sodgan", "training": "unet-sodgan", "keys": {"training.loss": ["bce", "structure"]}})
+    points = expand_sweeps(config)["loss"]
+    assert [(p.run, p.training) for p in points] == [("sodgan", "unet-sodgan.loss-bce"), ("sodgan", "unet-sodgan")]
+    assert set(config["runs"]) == {"sodgan", "other"}  # nothing to re-sample
+    assert config["sod"]["unet-sodgan.loss-bce"]["train"]["runs"] == ["sodgan", "other"]
+
+
 def test_a_sweep_without_training_adds_runs_only_and_labels_can_be_given():
     config = _config(size={"run": "sodgan", "keys": {"pairs": [50, 200]}, "labels": ["small", "large"]})
     points = expand_sweeps(config)["size"]

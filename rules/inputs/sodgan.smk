@@ -17,9 +17,8 @@ def stage_settings(stage, key):
 
 
 def stage_file(pipeline, stage, name):
-    """File ``name`` of ``pipeline``'s (a name or a Pipeline) ``stage``."""
-    pipeline = PIPELINES[pipeline] if isinstance(pipeline, str) else pipeline
-    return f"results/{stage}/{pipeline.key(stage)}/{name}"
+    """File ``name`` of pipeline ``pipeline``'s ``stage``."""
+    return f"results/{stage}/{PIPELINES[pipeline].key(stage)}/{name}"
 
 
 def den_ablation_metrics(pipelines=None):

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from synthsod.core.io import atomic_path, write_bytes_atomic
-from synthsod.core.plots import save_figure
+from synthsod.core.plots import pyplot, save_figure
 from synthsod.evaluation.summary import markdown_table
 
 SOD_METRICS = ("max_f", "mae", "s_measure", "max_e")  # Table 2's columns, pysodmetrics names
@@ -64,9 +64,7 @@ def figure_columns(table: pd.DataFrame) -> list[str]:
 
 def plot_sweep(table: pd.DataFrame, swept: Sequence[str], title: str):
     """A matplotlib figure: one panel per measured column against the first swept key."""
-    from synthsod.core.plots import pyplot
-
-    plt = pyplot()  # imported late: slow
+    plt = pyplot()
     columns = figure_columns(table)
     n = max(1, len(columns))
     cols = min(4, n)

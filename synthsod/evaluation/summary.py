@@ -89,9 +89,9 @@ def write_summary(
     text += ["## Benchmark", "", markdown_table(table, 4)]
     if ratios:
         text += ["", f"## {ratio_title}", "", markdown_table(ratio_table(table, reference), 3)]
+    if ablations:
+        text += ["", "## Ablations (one table per sweep; plots: results/eval/sweeps/<sweep>.png)"]
     for name, sweep in sorted((ablations or {}).items()):
-        if name == min(ablations):
-            text += ["", "## Ablations (one table per sweep; plots: results/eval/sweeps/<sweep>.png)"]
         text += ["", f"### Sweep `{name}`", "", markdown_table(sweep, 3)]
     write_bytes_atomic(md_path, ("\n".join(text) + "\n").encode())
     if html_path is None:

@@ -63,10 +63,11 @@ Losses (per image, D = 3 R R image values; all reported per image value, in nats
     the encoder half of iGAN's hybrid inversion (Zhu et al., ECCV 2016). The pixel loss alone
     teaches E little about the class (any soft class vector is a valid input to G) or the layout (a
     misplaced object's pixel gradient is weak). In the default demo (the scene world, 300 steps, then 50
-    refinement steps on 300 DEMO-TR images) weight 1 lifts the share of inversions with the scene's
-    class from 0.23 to 0.60 and the oracle IoU of ``G(z+)`` against the images' masks from 0.44 to 0.58
-    (0.67 with the scenes' true codes), and the refined pixel error falls from 0.040 to 0.028, while
-    the encoder's own error stays put (0.19 to 0.20): its z is a better start for the refinement.
+    refinement steps), weight 1 lifts the share of inversions with the scene's class from 0.23 to 0.63
+    and the oracle IoU of ``G(z+)`` against the images' masks from 0.44 to 0.61 (0.67 with the scenes'
+    true codes), and the refined pixel error falls from 0.040 to 0.027, while the encoder's own error
+    does not improve (0.19 to 0.21): its z is a better start for the refinement. (Measured without the
+    term on 300 inversions, with it on the 200 the demo now inverts.)
 
     Adversarial term (eq. 5), weight ``adv_weight`` (0 builds no discriminator at all). A small conv
     net D_r is trained alternately with the non-saturating GAN loss::
