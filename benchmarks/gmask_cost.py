@@ -19,16 +19,28 @@ Memory of the fusion step, two ways:
   just before the call) over the resident size at that moment, in a fresh subprocess per case that holds only random
   features of the taps' shapes and the module (so no earlier allocation hides the peak). RSS counts
   whole pages and allocator slack, so it is an upper bound on the tensors' bytes.
+
+G_mask training step (:func:`train_step_cost`, ``--train-step``): seconds per step of the demo's G_mask
+training (config.yaml's ``gmask`` section: the shipped 64 px scene generator, D_q at its ``input_size``,
+batch 16), on the first ``fewshot.size`` scenes of the world's DEMO-TR range with their true codes, on
+one thread. ``before`` is the step as it was until the layout change (the MLP head as 1x1 convolutions
+on NCHW maps, D_q in NCHW), rebuilt here by patching the same trainer; ``after`` is the trainer as it
+is. They run in turns, ``repeats`` rounds of ``steps`` steps each, median per step; the breakdown of
+each: generator features, G_mask (fusion, attention, head: forward and backward), D_q (the adversarial
+forward, its gradient to the mask, D_q's update), the rest.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -48,7 +60,7 @@ from synthsod.generators.biggan import (  # noqa: E402
 from synthsod.generators.latents import sample_latents  # noqa: E402
 from synthsod.generators.tiny import initialise_random_biggan  # noqa: E402
 from synthsod.sodgan.dq import QualityDiscriminator  # noqa: E402
-from synthsod.sodgan.gmask import GMask, foreground_probability, naive_fusion  # noqa: E402
+from synthsod.sodgan.gmask import GMask, foreground_probability, naive_fusion, upsample  # noqa: E402
 
 TRUNCATION = 0.4
 MiB = 2**20
@@ -169,6 +181,170 @@ def measure(resolution: int, batch: int, repeats: int) -> dict[str, float]:
     return row
 
 
+# --- the G_mask training step -------------------------------------------------------------------------
+def _demo_trainer(gmask_spec: dict, fewshot_size: int, world_seed: int, dq_input_size: int | None, legacy: bool):
+    """The demo's G_mask trainer (as workflow_scripts/gmask_train.py builds it) on DEMO-TR scenes and their
+    true codes; ``legacy``: patched back to the step before the layout change (NCHW maps, NCHW D_q)."""
+    from synthsod.core.settings import from_section
+    from synthsod.data.datasets import image_to_tensor, mask_to_tensor
+    from synthsod.data.scenes import scene_arrays, split_indices
+    from synthsod.generators import create_generator
+    from synthsod.sodgan.gmask_train import GMaskConfig, _Trainer, stack_pairs
+
+    generator = create_generator("scene", str(REPO / "assets" / "scene-biggan"))
+    size = generator.resolution
+    images, masks, classes, codes = scene_arrays(world_seed, split_indices("train", fewshot_size), size)
+    pairs = [
+        {
+            "z": codes[i],
+            "class_id": classes[i],
+            "image": image_to_tensor(images[i], size),
+            "mask": mask_to_tensor(m, size),
+        }
+        for i, m in enumerate(masks)
+    ]
+    cfg = from_section(GMaskConfig, gmask_spec, where="gmask", ignore=("dq", "eval_pairs", "seed"))
+    dq_spec = gmask_spec.get("dq") or {}
+    dq = None
+    if dq_spec.get("enabled", True):
+        dq = QualityDiscriminator(
+            dq_spec.get("backbone", "mobilenetv3_small_100"),
+            dq_spec.get("backbone_weights"),
+            dq_input_size or dq_spec.get("input_size", 224),
+            seed=gmask_spec.get("seed", 0),
+        )
+    trainer = _Trainer(generator, stack_pairs(pairs, size), 1.0, cfg, dq, torch.device("cpu"), 0)
+    if legacy:
+
+        def maps_forward(self, features):  # the MLP head as 1x1 convolutions on [N, C, R, R] maps
+            reduced = self.fusion.reduce(features)
+            fused = torch.cat([upsample(r, self.resolution) for r in reduced], dim=1)
+            return self.head(self.attention(fused, self.fusion.pooled(reduced)))
+
+        trainer.gmask.forward = types.MethodType(maps_forward, trainer.gmask)
+        if trainer.dq is not None:
+            trainer.dq.to(memory_format=torch.contiguous_format)
+    return trainer
+
+
+def _dq_input_backward_s(trainer, repeats: int) -> float:
+    """Seconds of the adversarial term's backward through D_q to the mask (a part of the step's backward)."""
+    from synthsod.sodgan.dq import adversarial_loss
+
+    images = trainer.generate(torch.arange(trainer.cfg.batch_size) % len(trainer.data)).images
+    masks = torch.rand(images.shape[0], 1, *images.shape[2:], generator=torch.Generator().manual_seed(0)) > 0.5
+    times = []
+    trainer.dq.requires_grad_(False)
+    try:
+        for _ in range(repeats + 1):
+            adv = adversarial_loss(trainer.dq, images, masks.float().requires_grad_())
+            start = time.perf_counter()
+            adv.backward()
+            times.append(time.perf_counter() - start)
+    finally:
+        trainer.dq.requires_grad_(True)
+    return statistics.median(times[1:])
+
+
+def train_step_cost(
+    steps: int = 8,
+    repeats: int = 3,
+    warmup: int = 2,
+    dq_input_size: int | None = None,
+    threads: int = 1,
+    dq_every: int | None = None,
+) -> dict:
+    """Seconds per G_mask training step on the demo setting before and after the layout change, and the
+    breakdown of today's step (module docstring); prints them. ``dq_input_size`` replaces the config's D_q
+    size in both, ``dq_every`` the config's in ``after`` only (``before`` is the step as it was).
+
+    Returns ``{"settings", "load", "before_s", "after_s", "ratio" (before / after), "rounds_s", "phases_s",
+    "parts_s", "fractions"}`` (the last four per ``before`` / ``after``); ``load``: the 1-minute load average
+    at the start and at the end.
+    """
+    import yaml
+
+    torch.set_num_threads(threads)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    spec = dict(config.get("gmask") or {})
+    fewshot_size = int((config.get("fewshot") or {}).get("size", 48))
+    world_seed = int((config.get("scenes") or {}).get("seed", 0))
+    before_spec = {k: v for k, v in spec.items() if k != "dq_every"}  # every step, as it was
+    after_spec = spec | ({"dq_every": dq_every} if dq_every else {})
+    trainers = {
+        "before": _demo_trainer(before_spec, fewshot_size, world_seed, dq_input_size, legacy=True),
+        "after": _demo_trainer(after_spec, fewshot_size, world_seed, dq_input_size, legacy=False),
+    }
+    phases: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def timer(phase: str):
+        start = time.perf_counter()
+        yield
+        phases[phase] = phases.get(phase, 0.0) + time.perf_counter() - start
+
+    load = [os.getloadavg()[0]]
+    for trainer in trainers.values():
+        for step in range(warmup):
+            trainer.step(step)
+    rounds: dict[str, list[float]] = {name: [] for name in trainers}
+    round_phases: dict[str, list[dict[str, float]]] = {name: [] for name in trainers}
+    for r in range(repeats):  # the two in turns, so that both see the same load
+        first = warmup + r * steps
+        for name, trainer in trainers.items():
+            phases.clear()
+            start = time.perf_counter()
+            for step in range(first, first + steps):
+                trainer.step(step, timer)
+            rounds[name].append((time.perf_counter() - start) / steps)
+            round_phases[name].append({k: v / steps for k, v in phases.items()})
+    load.append(os.getloadavg()[0])
+    step_s = {name: statistics.median(times) for name, times in rounds.items()}
+    phase_s, parts = {}, {}
+    for name, trainer in trainers.items():
+        phase_s[name] = {k: statistics.median(p.get(k, 0.0) for p in round_phases[name]) for k in round_phases[name][0]}
+        dq_backward = 0.0
+        if trainer.dq is not None:  # only the steps with D_q have its backward (all unless dq_every > 1)
+            with_dq = sum(trainer.uses_dq(s) for s in range(warmup, warmup + repeats * steps)) / (repeats * steps)
+            dq_backward = _dq_input_backward_s(trainer, repeats) * with_dq
+        ph = phase_s[name]
+        parts[name] = {
+            "features": ph.get("features", 0.0),
+            "gmask": ph.get("gmask", 0.0) + ph.get("backward", 0.0) - dq_backward,
+            "dq": ph.get("dq_adversarial", 0.0) + dq_backward + ph.get("dq_update", 0.0),
+        }
+        parts[name]["other"] = max(0.0, step_s[name] - sum(parts[name].values()))
+    after = trainers["after"]
+    result = {
+        "settings": {
+            "steps": steps,
+            "repeats": repeats,
+            "warmup": warmup,
+            "threads": threads,
+            "batch_size": after.cfg.batch_size,
+            "fewshot": fewshot_size,
+            "dq_input_size": None if after.dq is None else after.dq.input_size,
+            "dq_every": after.cfg.dq_every,
+            "feature_cache": after.cache is not None,
+        },
+        "load": load,
+        "before_s": step_s["before"],
+        "after_s": step_s["after"],
+        "ratio": step_s["before"] / step_s["after"],
+        "rounds_s": rounds,
+        "phases_s": phase_s,
+        "parts_s": parts,
+        "fractions": {name: {k: v / step_s[name] for k, v in p.items()} for name, p in parts.items()},
+    }
+    print(
+        f"G_mask training step, {result['settings']}: before {step_s['before']:.3f} s, after {step_s['after']:.3f} s,"
+        f" before / after {result['ratio']:.2f}x (load {load[0]:.1f} -> {load[1]:.1f})"
+    )
+    for name, p in parts.items():
+        print(f"  {name}: " + ", ".join(f"{k} {v * 1000:.0f} ms ({v / step_s[name]:.0%})" for k, v in p.items()))
+    return result
+
+
 def markdown(rows: dict[int, dict[str, float]]) -> str:
     lines = [
         "| model | bare G s/img | G+G_mask+D_q s/img | overhead x | fusion fused s | fusion naive s | naive/fused time"
@@ -192,8 +368,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256], choices=[128, 256, 512])
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--train-step", action="store_true", help="only the G_mask training step (train_step_cost)")
+    parser.add_argument("--steps", type=int, default=8, help="--train-step: steps per round")
+    parser.add_argument("--dq-input-size", type=int, default=None, help="--train-step: D_q's input size (config's)")
+    parser.add_argument("--dq-every", type=int, default=None, help="--train-step: gmask.dq_every after (config's)")
     parser.add_argument("--_probe", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.train_step:
+        return train_step_cost(
+            args.steps, max(args.repeats, 3), dq_input_size=args.dq_input_size, dq_every=args.dq_every
+        )
     if args._probe:
         probe = memory_probe(int(args._probe[0]), args._probe[1])
         print(json.dumps(probe))

@@ -12,8 +12,16 @@ their docstrings say exactly what they measure) and collects their key figures:
   upsampled to the output resolution), in time (ratio naive / fused time) and in peak memory (the
   peak-RSS rise of one call in a fresh process; ratio naive / fused);
 * ``shard_writer`` (from the same :mod:`sample_cost` run): :func:`synthsod.synthesis.shards.write_shard`, PNG
-  and JPEG 95, pairs/s on one core; ratio: against the bare generator's pairs/s (how far the writer
-  is from being the bottleneck);
+  (the default settings, rle + paeth, and zlib level 6, the encoding before) and JPEG 95, pairs/s on one
+  core; ratio: against the bare generator's pairs/s (how far the writer is from being the bottleneck);
+  then the default PNG against zlib level 6 in pairs/s and in bytes per pair, and on two encoding
+  threads against one;
+* ``overlap`` (:func:`sample_cost.overlap`): one sample job of the random-init tiny generator (64 px) with
+  G_mask, and D_q at input 224 (about as slow per pair on the CPU), one thread each: pairs/s end to end
+  with generation on its own thread, against each half alone (generation with masks; filters, D_q,
+  encoding and writing) and against the job without overlap; ratio: end to end / the slower half;
+* ``memory`` (:func:`sample_cost.memory`): peak RSS (VmHWM) of a one-shard sample job of the tiny generator
+  in a fresh process, at two shard sizes; ratio: the larger job's peak / the smaller's;
 * ``evaluation`` (:mod:`eval_cost`): :func:`synthsod.evaluation.evaluate.evaluate_folders` against the plain
   per-image pysodmetrics loop, in images/s (ratio ours / plain), and whether both give the same
   numbers for the metrics they share;
@@ -30,8 +38,10 @@ their docstrings say exactly what they measure) and collects their key figures:
 
 The CPU stages run in fp32 on the CPU on every machine. Sizes: the default is the modules' own
 defaults (about 4 min on an idle 2-core CPU, 7 min measured while other processes kept 0.7 cores
-busy); ``--quick`` the smallest that still measures everything (resolution 128 only, batch 1-2, 1-2
-rounds, 8 writer rows, 10 evaluation pairs; about 30 s), to check that it runs, not for figures.
+busy, before the overlap and memory stages, which add about 1 and 2 min); ``--quick`` the smallest
+that still measures everything (resolution 128 only, batch 1-2, 1-2 rounds, 8 writer rows, a 32-pair
+overlap job, memory jobs of 20 and 200 pairs, 10 evaluation pairs; about 45 s), to check that it
+runs, not for figures.
 The machine (CPU model, cores, RAM, torch, GPU, date, git commit) and the CPU time other processes
 took meanwhile (per stage too) go with the figures: figures taken while that is well above 0 are noisy.
 
@@ -80,10 +90,23 @@ PEAK_BF16_FLOPS = (
     ("L40", 181.05e12),
     ("L4", 121e12),
 )
+JOBS_ELSEWHERE = ["--overlap-rows", "0", "--memory-rows"]  # sample_cost.main: overlap and memory are stages here
 SIZES = {
-    "default": {"sample_cost": [], "gmask_cost": [], "eval_cost": [], "cuda": {"batch": 32, "repeats": 10}},
+    "default": {
+        "sample_cost": JOBS_ELSEWHERE,
+        "overlap": {"rows": 256, "batch": 16, "repeats": 5},
+        "memory": {"rows": [1000, 10000], "batch": 16},
+        "gmask_cost": [],
+        "eval_cost": [],
+        "cuda": {"batch": 32, "repeats": 10},
+    },
     "quick": {
-        "sample_cost": ["--resolutions", "128", "--batch", "2", "--repeats", "2", "--writer-rows", "8"],
+        "sample_cost": [
+            *("--resolutions", "128", "--batch", "2", "--repeats", "2", "--writer-rows", "8"),
+            *JOBS_ELSEWHERE,
+        ],
+        "overlap": {"rows": 32, "batch": 8, "repeats": 1},
+        "memory": {"rows": [20, 200], "batch": 16},
         "gmask_cost": ["--resolutions", "128", "--batch", "1", "--repeats", "1"],
         "eval_cost": ["--images", "10", "--repeats", "1"],
         "cuda": {"batch": 8, "repeats": 2},
@@ -238,22 +261,98 @@ def sampling_figures(sample: dict) -> list[dict]:
     return rows
 
 
+WRITER_LABELS = {"png": "PNG (rle + paeth, the default)", "png_zlib6": "PNG zlib level 6 (before)", "jpeg95": "JPEG 95"}
+
+
 def writer_figures(sample: dict) -> list[dict]:
     rows = []
     for model, r in sample["results"].items():
-        for key, label in (("png", "PNG"), ("jpeg95", "JPEG 95")):
+        for key, label in WRITER_LABELS.items():
             rate = r[f"writer_{key}_pairs_per_s_core"]
             rows.append(
                 figure(
                     f"{model}: write_shard of {r['writer_rows']} pairs, {label} images, 1 core",
-                    f"{rate:.0f} pairs/s/core ({r[f'writer_{key}_image_kB']:.0f} kB/image)",
+                    f"{rate:.0f} pairs/s/core ({r[f'writer_{key}_image_kB']:.1f} kB/image)",
                     rate,
                     "pairs/s/core",
                     rate * r["bare_s"],
                     "x bare G pairs/s",
                 )
             )
+        new, old = r["writer_png_pairs_per_s_core"], r["writer_png_zlib6_pairs_per_s_core"]
+        rows.append(
+            figure(
+                f"{model}: write_shard, default PNG vs zlib level 6 (before), 1 core",
+                f"{new:.0f} vs {old:.0f} pairs/s/core",
+                new,
+                "pairs/s/core",
+                new / old,
+                "x zlib-6 pairs/s",
+            )
+        )
+        size, old_size = (r[f"writer_{k}_image_kB"] + r[f"writer_{k}_mask_kB"] for k in ("png", "png_zlib6"))
+        rows.append(
+            figure(
+                f"{model}: PNG bytes per pair (image + mask), default vs zlib level 6 (before)",
+                f"{size:.1f} vs {old_size:.1f} kB/pair",
+                size,
+                "kB/pair",
+                size / old_size,
+                "default / zlib-6 bytes",
+            )
+        )
+        two = r["writer_png_2threads_pairs_per_s"]
+        rows.append(
+            figure(
+                f"{model}: write_shard, default PNG on 2 encoding threads vs 1",
+                f"{two:.0f} pairs/s",
+                two,
+                "pairs/s",
+                two / new,
+                "2 threads / 1",
+            )
+        )
     return rows
+
+
+def overlap_figures(o: dict) -> list[dict]:
+    same = "identical" if o["identical"] else "DIFFERENT"
+    job = f"sample job of {o['rows']} pairs, {o['model']}, batch {o['batch']}, 1 thread each"
+    return [
+        figure(
+            f"{job}: end to end, generation on its own thread, vs the slower half alone (generation + masks,"
+            f" or filters + D_q + encode + write); shards {same}",
+            f"{o['end_to_end_pairs_per_s']:.1f} pairs/s (generation {o['generation_pairs_per_s']:.1f},"
+            f" the rest {o['rest_pairs_per_s']:.1f})",
+            o["end_to_end_pairs_per_s"],
+            "pairs/s",
+            o["ratio_to_slower_half"],
+            "x slower half",
+        ),
+        figure(
+            f"{job}: end to end, overlapped vs sequential",
+            f"{o['end_to_end_pairs_per_s']:.1f} vs {o['sequential_pairs_per_s']:.1f} pairs/s",
+            o["end_to_end_pairs_per_s"],
+            "pairs/s",
+            o["ratio_to_sequential"],
+            "x sequential",
+        ),
+    ]
+
+
+def memory_figures(m: dict) -> list[dict]:
+    first, last = m["jobs"][0], m["jobs"][-1]
+    return [
+        figure(
+            f"peak RSS of a one-shard sample job (fresh process), {last['rows']} vs {first['rows']} pairs;"
+            f" {m['model']}",
+            f"{last['peak_rss_MiB']:.0f} vs {first['peak_rss_MiB']:.0f} MiB",
+            last["peak_rss_MiB"],
+            "MiB",
+            m["growth"],
+            f"x the peak at {first['rows']}",
+        )
+    ]
 
 
 def fusion_figures(fusion: dict) -> list[dict]:
@@ -386,6 +485,12 @@ def main(argv: list[str] | None = None) -> dict:
         lambda: sample_cost.main([*sizes["sample_cost"], "--out", str(args.out_dir / "sample_cost.json")]),
         stages,
     )
+    overlapped = stage(
+        "sample job overlap (sample_cost.overlap)", lambda: sample_cost.overlap(**sizes["overlap"]), stages
+    )
+    print(json.dumps({k: v for k, v in overlapped.items() if k != "rounds_s_per_pair"}), flush=True)
+    memory = stage("sample job memory (sample_cost.memory)", lambda: sample_cost.memory(**sizes["memory"]), stages)
+    print(json.dumps(memory), flush=True)
     fusion = stage("fusion (gmask_cost)", lambda: gmask_cost.main(sizes["gmask_cost"]), stages)
     evaluation = stage(
         "evaluation (eval_cost)",
@@ -405,6 +510,8 @@ def main(argv: list[str] | None = None) -> dict:
             "sampling": {"figures": sampling_figures(sample), "result": sample},
             "fusion": {"figures": fusion_figures(fusion), "result": fusion},
             "shard_writer": {"figures": writer_figures(sample), "result": "in sampling's result (writer_*)"},
+            "overlap": {"figures": overlap_figures(overlapped), "result": overlapped},
+            "memory": {"figures": memory_figures(memory), "result": memory},
             "evaluation": {"figures": evaluation_figures(evaluation), "result": evaluation},
             "cuda_bf16": {
                 "skipped": cuda["skipped"],

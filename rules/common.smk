@@ -1,11 +1,13 @@
 # Helpers shared by the rules: which datasets and generators the targets use, and where things live.
 # Rules only wire files; every rule passes the config section it reads as params.
 
+import os
 import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from synthsod.data import fetch as fetching
 from synthsod.errors import SynthsodError
 from synthsod.names import (
     BIGBIGAN,
@@ -157,16 +159,57 @@ def _name_pattern(names):
     return "|".join(map(re.escape, names)) or "(?!)"
 
 
+def download_paths():
+    """Every path a download provides -> the download's name: its targets and, inside a target folder, the
+    files rules read there (a generator's weight files or BigBiGAN module), which its fetch rule declares too."""
+    paths = {target: name for name, spec in config["downloads"].items() for target in fetching.targets(spec)}
+    for spec in config["generators"].values():
+        folder = spec.get("weights") and os.path.normpath(spec["weights"])
+        if folder in paths and fetching.is_archive(config["downloads"][paths[folder]]):
+            files = ["saved_model.pb"] if spec["model"] == BIGBIGAN else WEIGHT_FILES
+            paths.update({os.path.join(folder, name): paths[folder] for name in files})
+    return paths
+
+
+DOWNLOAD_PATHS = download_paths()
+
+
 # Stop before any job when the config is inconsistent or user-supplied inputs are missing: one message
 # listing all of them.
-_problems = _run_problems or config_problems(config)  # the run checks need every run's generator
+# A path that a download provides counts as made when fetch.enabled (its fetch job runs first); offline, the
+# message also says which download would provide each missing one.
+_problems = _run_problems or [  # the run checks need every run's generator
+    *config_problems(config),
+    *fetching.download_problems(config["downloads"]),
+]
 if _problems:
     raise WorkflowError(format_problems(_problems))
+_offline = {}  # missing path -> the download that would provide it (fetch.enabled: false)
+_to_fetch = {}  # missing path -> the download that provides it (fetch.enabled: true)
+
+
+def _produced(path):
+    if path in scene_split_folders():
+        return True
+    name = DOWNLOAD_PATHS.get(os.path.normpath(path))
+    if name is not None and not Path(path).exists():
+        (_to_fetch if config["fetch"]["enabled"] else _offline)[path] = name
+    return name is not None and config["fetch"]["enabled"]
+
+
 _missing = missing_inputs(
     config,
     used_datasets(),
     [*used_generators(), *(scene_generators() if config["scenes"]["quality"]["enabled"] else [])],
-    produced=lambda path: path in scene_split_folders(),
+    produced=_produced,
 )
-if _missing:
-    raise WorkflowError(format_missing(_missing))
+# offline with fetching on: the hosts of what must be fetched accept no connection
+_unreachable = set(fetching.unreachable_urls({config["downloads"][name]["url"] for name in _to_fetch.values()}))
+_hints = [fetching.offline_hint(name, config["downloads"][name], path) for path, name in _offline.items()]
+_hints += [
+    fetching.offline_hint(name, config["downloads"][name], path, unreachable=True)
+    for path, name in _to_fetch.items()
+    if config["downloads"][name]["url"] in _unreachable
+]
+if _missing or _hints:
+    raise WorkflowError(format_missing([*_missing, *_hints]))

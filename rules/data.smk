@@ -5,6 +5,7 @@ rule prepare_dataset:
     input:
         images=lambda w: config["datasets"][w.dataset]["images"],
         masks=lambda w: config["datasets"][w.dataset]["masks"],
+        fetched=lambda w: fetched_inputs(*config["datasets"][w.dataset].values()),  # downloaded folders: fetched first
     output:
         manifest="results/data/{dataset}/manifest.parquet",
         bad_inputs="results/data/{dataset}/bad_inputs.csv",

@@ -1,5 +1,5 @@
-# Evaluation: every training's predictions on its benchmarks (the benchmark protocol), and the summary
-# with the synthetic-vs-real ratio table.
+# Evaluation: every training's predictions on its benchmarks (the benchmark protocol, evaluation.protocol:
+# pysodmetrics or ebigbigan), and the summary with the synthetic-vs-real ratio table.
 
 
 rule baseline_predict:
@@ -36,6 +36,8 @@ rule evaluate:
         bench=_name_pattern(config["datasets"]),
     conda:
         "../envs/torch.yaml"
+    params:
+        protocol=config["evaluation"]["protocol"],
     script:
         "../workflow_scripts/evaluate.py"
 

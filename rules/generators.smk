@@ -1,7 +1,8 @@
 # Generators the workflow builds in from_pretrained layout, so that every stage loads them through the
 # same code path as the released BigGAN weights: the random-init tiny generator (from a seed) and the
 # scene generator (trained on the scene world when its weights are null; shipped otherwise); the scene
-# generators' quality evaluation; and BigBiGAN's encoder embeddings of a dataset (its inversion).
+# generators' quality evaluation; and BigBiGAN's encoder embeddings of a dataset or of an image-only
+# source (bigbigan.sources: its inversion).
 
 
 rule tiny_generator:
@@ -72,8 +73,7 @@ rule generator_quality:
 
 rule bigbigan_embed:
     input:
-        manifest="results/data/{dataset}/manifest.parquet",
-        module=lambda w: bigbigan_module_file(bigbigan_generator()),
+        unpack(bigbigan_embed_inputs),
     output:
         embeddings="results/bigbigan/{dataset}/embeddings.parquet",
     log:
@@ -81,13 +81,14 @@ rule bigbigan_embed:
     benchmark:
         benchmark_path("bigbigan_embed", "{dataset}")
     wildcard_constraints:
-        dataset=_name_pattern(config["datasets"]),
+        dataset=_name_pattern([*config["datasets"], *config["bigbigan"]["sources"]]),
     conda:
         "../envs/tf.yaml"
+    threads: lambda w: bigbigan_embed_threads(w.dataset)
     resources:
         gpu=1,
     params:
         generator=lambda w: generator_params(bigbigan_generator()),
-        embed=config["bigbigan"],
+        embed=lambda w: bigbigan_embed_params(w.dataset),
     script:
         "../workflow_scripts/bigbigan_embed.py"

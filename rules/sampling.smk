@@ -1,6 +1,7 @@
 # The synthetic data factory: named sampling runs (config runs:) -> Parquet shards, manifest, filter report.
 # One `sample` job per shard index (resources gpu=1), so N GPUs fill a run in parallel. A shard's params
-# hold its own row count, not the run's size: raising `pairs` only adds shards.
+# hold its own row count, not the run's size: raising `pairs` only adds shards. A run's `threads` are the
+# jobs' threads, not params: the bytes do not depend on them, so changing them re-runs nothing.
 
 
 rule sample_calibrate:
@@ -18,10 +19,11 @@ rule sample_calibrate:
     priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/torch.yaml"
+    threads: lambda w: run_spec(w.run)["threads"]
     resources:
         gpu=1,
     params:
-        run=lambda w: without(run_spec(w.run), "pairs"),
+        run=lambda w: without(run_spec(w.run), "pairs", "threads"),
         generator=lambda w: generator_params(run_spec(w.run)["generator"]),
     script:
         "../workflow_scripts/sample.py"
@@ -45,6 +47,7 @@ rule sample:
     priority: SODGAN_CHAIN_PRIORITY
     conda:
         "../envs/torch.yaml"
+    threads: lambda w: run_spec(w.run)["threads"]
     resources:
         gpu=1,
     params:
@@ -82,7 +85,7 @@ rule shard_manifest:
     conda:
         "../envs/data.yaml"
     params:
-        run=lambda w: run_spec(w.run),
+        run=lambda w: without(run_spec(w.run), "threads"),
         generator=lambda w: generator_params(run_spec(w.run)["generator"]),
     script:
         "../workflow_scripts/shard_manifest.py"

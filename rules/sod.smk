@@ -1,6 +1,6 @@
 # SOD trainings (config sod:) on synthetic runs and/or real datasets, and their predictions on each
-# benchmark (coop models add uncertainty maps; refine_with adds EBM-refined predictions). Their
-# evaluation and the summary are in rules/evaluation.smk.
+# benchmark (coop models add uncertainty maps; refine_with adds EBM-refined predictions, coop_refine refines
+# other models' folders). Their evaluation and the summary are in rules/evaluation.smk.
 
 
 rule sod_train:
@@ -68,6 +68,7 @@ rule sod_predict:
         gpu=1,
     params:
         eval_size=lambda w: config["sod"][w.sod]["eval_size"],
+        resize=prediction_resize(),
     script:
         "../workflow_scripts/sod_predict.py"
 
@@ -92,6 +93,7 @@ rule coop_predict:
         gpu=1,
     params:
         eval_size=lambda w: config["sod"][w.sod]["eval_size"],
+        resize="square",  # evaluation.protocol ebigbigan concerns its U-Net recipe, not the coop model
     script:
         "../workflow_scripts/sod_predict.py"
 
@@ -118,3 +120,27 @@ rule ebm_refine:
         gpu=1,
     script:
         "../workflow_scripts/ebm_refine.py"
+
+
+# Another model's maps (a folder per benchmark, config coop_refine:) refined like ebm_refine's; each name is
+# evaluated like a training.
+rule ebm_refine_folder:
+    input:
+        unpack(coop_refine_inputs),
+    output:
+        predictions=directory("results/pred/{refined}/{bench}"),
+    log:
+        log_path("ebm_refine_folder", "{refined}/{bench}"),
+    benchmark:
+        benchmark_path("ebm_refine_folder", "{refined}/{bench}")
+    wildcard_constraints:
+        refined=_name_pattern(config["coop_refine"]),
+        bench=_name_pattern(config["datasets"]),
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        refine=lambda w: config["coop_refine"][w.refined],
+    script:
+        "../workflow_scripts/ebm_refine_folder.py"

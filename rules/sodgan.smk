@@ -7,6 +7,7 @@ rule den_train:
     input:
         manifest=train_manifest(),
         weights=lambda w: generator_weight_files(owner("den", w.key).generator),
+        fetched=lambda w: fetched_inputs(stage_settings("den", w.key)["backbone_weights"]),
     output:
         model="results/den/{key}/model.pt",
         metrics="results/den/{key}/train_metrics.json",
@@ -75,6 +76,7 @@ rule fewshot_select:
     input:
         latents=lambda w: stage_file(owner("fewshot", w.key).name, "den", "latents.parquet"),
         model=lambda w: fewshot_uncertainty_model(w.key),
+        fetched=lambda w: fetched_inputs(stage_settings("fewshot", w.key)["class_file"]),
     output:
         selection="results/fewshot/{key}/selection.parquet",
     log:
@@ -97,6 +99,7 @@ rule gmask_train:
         selection=lambda w: stage_file(owner("gmask", w.key).name, "fewshot", "selection.parquet"),
         latents=lambda w: stage_file(owner("gmask", w.key).name, "den", "latents.parquet"),
         weights=lambda w: generator_weight_files(owner("gmask", w.key).generator),
+        fetched=lambda w: fetched_inputs(stage_settings("gmask", w.key)["dq"]["backbone_weights"]),
     output:
         gmask="results/gmask/{key}/gmask.pt",
         dq="results/gmask/{key}/dq.pt",

@@ -1,6 +1,7 @@
 """Sweeps: a base sampling run (and the SOD training that learns from it) repeated over values of some keys.
 
-A sweep (config ``sweeps:``) names a base ``run``, optionally a base ``training`` that trains on it, and
+A sweep (config ``sweeps:``) names a base ``run``, optionally a base ``training`` that trains on it (or a
+``training`` alone, whose keys then are all ``training.`` keys: a training on real data only), and
 ``keys``: dotted paths with one list of values each (all lists of one length; point i takes the i-th
 value of every key). A path is a key of the run (``truncation``, ``pairs``, ``pipeline``,
 ``filters.dq``, ...) or, prefixed ``training.``, of the training (``training.loss``). Each point becomes
@@ -33,7 +34,7 @@ class SweepPoint:
 
     label: str
     values: dict[str, Any]
-    run: str
+    run: str | None
     training: str | None
 
 
@@ -88,13 +89,15 @@ def expand_sweeps(config: dict[str, Any]) -> dict[str, list[SweepPoint]]:
     runs, trainings = config.setdefault("runs", {}), config.setdefault("sod", {})
     expanded: dict[str, list[SweepPoint]] = {}
     for name, sweep in sorted(config.get("sweeps", {}).items()):
-        where, base_run, base_training = f"sweeps.{name}", sweep["run"], sweep.get("training")
-        if base_run not in runs:
+        where, base_run, base_training = f"sweeps.{name}", sweep.get("run"), sweep.get("training")
+        if base_run is None and base_training is None:
+            raise SynthsodError(f"{where}: name a run, a training or both")
+        if base_run is not None and base_run not in runs:
             raise SynthsodError(f"{where}.run: '{base_run}' is not under runs:")
         if base_training is not None:
             if base_training not in trainings:
                 raise SynthsodError(f"{where}.training: '{base_training}' is not under sod:")
-            if base_run not in trainings[base_training]["train"]["runs"]:
+            if base_run is not None and base_run not in trainings[base_training]["train"]["runs"]:
                 raise SynthsodError(f"{where}.training: '{base_training}' does not train on run '{base_run}'")
         values = dict(sweep["keys"])
         if not values:
@@ -107,6 +110,8 @@ def expand_sweeps(config: dict[str, Any]) -> dict[str, list[SweepPoint]]:
             path = key.removeprefix(TRAINING_PREFIX).split(".")
             if on_training and base_training is None:
                 raise SynthsodError(f"{where}.keys: '{key}' sweeps a training, but the sweep names none")
+            if not on_training and base_run is None:
+                raise SynthsodError(f"{where}.keys: '{key}' sweeps a run, but the sweep names none")
             if not _path_exists(trainings[base_training] if on_training else runs[base_run], path):
                 what = f"training '{base_training}'" if on_training else f"run '{base_run}'"
                 raise SynthsodError(f"{where}.keys: the {what} has no key '{'.'.join(path)}'")
@@ -114,13 +119,13 @@ def expand_sweeps(config: dict[str, Any]) -> dict[str, list[SweepPoint]]:
         points = []
         for i, label in enumerate(_point_labels(name, sweep, values)):
             point_values = {key: options[i] for key, options in values.items()}
-            run = copy.deepcopy(runs[base_run])
+            run = copy.deepcopy(runs[base_run]) if base_run is not None else None
             training = copy.deepcopy(trainings[base_training]) if base_training else None
             for key, (on_training, path) in paths.items():
                 _set(training if on_training else run, path, point_values[key])
             # a run (or training) equal to the base's is the base's: its own truncation, say, re-samples nothing
-            run_name = base_run if run == runs[base_run] else f"{base_run}.{name}-{label}"
-            if training is not None:
+            run_name = None if base_run is None else base_run if run == runs[base_run] else f"{base_run}.{name}-{label}"
+            if training is not None and base_run is not None:
                 training["train"]["runs"] = [run_name if r == base_run else r for r in training["train"]["runs"]]
             training_name = None
             if training is not None:
@@ -133,7 +138,7 @@ def expand_sweeps(config: dict[str, Any]) -> dict[str, list[SweepPoint]]:
             ):
                 if new is not None and new != base and new in existing:
                     raise SynthsodError(f"{where}: the point's {kind} name '{new}' is already under the config")
-            if run_name != base_run:
+            if run_name is not None and run_name != base_run:
                 runs[run_name] = run
             if training_name is not None and training_name != base_training:
                 training["refine_with"] = []  # a point is a row of its sweep table, not of the refinements

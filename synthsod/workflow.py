@@ -19,7 +19,7 @@ from typing import Any
 
 from synthsod.core.progress import progress_to
 from synthsod.errors import SynthsodError
-from synthsod.names import BIGBIGAN, BUILT_DIRECTIONS, BUILT_MODELS, CONTRAST, COOP, SEARCH
+from synthsod.names import BIGBIGAN, BUILT_DIRECTIONS, BUILT_MODELS, CONTRAST, COOP, SEARCH, WEIGHT_FILES
 from synthsod.pipelines import pipeline_generator
 
 log = logging.getLogger("synthsod")
@@ -72,6 +72,41 @@ def canonical(value: Any) -> Any:
     return value
 
 
+REPLACE_KEY = "replace"
+
+
+def layer_config(config: dict, base_file: str | Path, files: Iterable[str | Path], overrides: Any = None) -> None:
+    """Rebuild ``config`` from ``base_file``, the ``--configfile`` ``files`` and the ``--config`` ``overrides``,
+    honouring each file's top-level ``replace: [section, ...]``.
+
+    Snakemake merges config files key by key, so an experiment file could only ever add to the demo's
+    named entries (its runs, trainings, datasets). A file that lists a section under ``replace`` drops
+    what the layers below it put there before its own content is merged, so it stands alone on top of
+    the defaults. Without any ``replace``, the result is Snakemake's own merge (nothing is rebuilt).
+    """
+    from snakemake.common.configfile import load_configfile
+    from snakemake.utils import update_config
+
+    layers = [load_configfile(str(path)) for path in files]
+    if not any(REPLACE_KEY in layer for layer in layers):
+        return
+    merged = load_configfile(str(base_file)) if Path(base_file).exists() else {}  # as Snakemake: optional
+    for path, layer in zip(files, layers):
+        layer = dict(layer)
+        sections = layer.pop(REPLACE_KEY, [])
+        if not isinstance(sections, list) or not all(isinstance(name, str) for name in sections):
+            raise SynthsodError(f"{path}: 'replace' must be a list of top-level section names, got {sections!r}")
+        unknown = [name for name in sections if name not in layer]
+        if unknown:
+            raise SynthsodError(f"{path}: 'replace' names {', '.join(unknown)}, which the file does not set")
+        for name in sections:
+            merged.pop(name, None)
+        update_config(merged, layer)
+    update_config(merged, dict(overrides or {}))
+    config.clear()
+    config.update(merged)
+
+
 def canonicalise_config(config: dict) -> None:
     """Sort the workflow's config in place. Snakemake compares a rule's params by their repr, which for a
     dict depends on key order; sorted, moving or re-commenting keys in config.yaml re-runs nothing."""
@@ -102,7 +137,7 @@ def missing_inputs(
     """One line per user-supplied input that is not on disk: dataset folders and generator weights.
 
     ``produced(path)`` tells whether the workflow itself makes a path (the scene world's splits, the tiny
-    generator), which then need not exist yet.
+    generator, a download's targets), which then need not exist yet; it is asked about every path checked.
     """
     from synthsod.generators.weights import bigbigan_module_problem, locate_weights, missing_weights_message
 
@@ -124,30 +159,40 @@ def missing_inputs(
         if spec is None:
             lines.append(f"generator '{name}' is used but not defined under generators:")
         elif spec["model"] == BIGBIGAN:
-            problem = bigbigan_module_problem(spec.get("weights"))
+            weights = spec.get("weights")
+            problem = None if weights and produced(weights) else bigbigan_module_problem(weights)
             if problem:
                 lines.append(f"generator {name}: {problem}")
         elif (
             not (spec["model"] in BUILT_MODELS and spec.get("weights") is None)
+            and not _weights_produced(spec.get("weights"), produced)
             and locate_weights(spec["model"], spec.get("weights")) is None
         ):
             lines.append(f"generator {name}: " + missing_weights_message(spec["model"], spec.get("weights")))
     for key, path in optional_files(config):
-        if path is not None and not Path(path).is_file():
+        if path is not None and not produced(path) and not Path(path).is_file():
             lines.append(f"{key}: file {path} does not exist (put it there, or set {key}: null)")
     for key, path in direction_files(config):
-        if not Path(path).is_file():
+        if not produced(path) and not Path(path).is_file():
             lines.append(
                 f"{key}: file {path} does not exist (put the direction there as a .npy vector, "
                 f"or set {key} to another file or to one of {', '.join(BUILT_DIRECTIONS)})"
             )
     for gen, path in config["directions"]["search"]["candidates"].items():
-        if not Path(path).is_file():
+        if not produced(path) and not Path(path).is_file():
             lines.append(
                 f"directions.search.candidates.{gen}: file {path} does not exist (a .npy matrix "
                 "[K, z_dim] of directions)"
             )
     return lines
+
+
+def _weights_produced(weights_dir: str | None, produced: Callable[[str], bool]) -> bool:
+    """Whether the workflow makes every file of a weights directory (asking about each, so that all are seen)."""
+    if weights_dir is None:
+        return False
+    answers = [produced(str(Path(weights_dir) / name)) for name in WEIGHT_FILES]
+    return all(answers)
 
 
 def optional_files(config: dict) -> list[tuple[str, str | None]]:
@@ -210,7 +255,12 @@ def config_problems(config: dict) -> list[str]:
                 f"pipelines.{pipeline}: generator '{name}' is BigBiGAN, which only sampling runs can use "
                 "(SODGAN needs BigGAN)"
             )
-    if config["pipeline"] not in pipelines:
+    if config["pipeline"] is None:
+        if config["scorecard"]["enabled"] and config["sod"]:
+            lines.append(
+                "scorecard.enabled: the scorecard describes a pipeline; set pipeline: or scorecard.enabled: false"
+            )
+    elif config["pipeline"] not in pipelines:
         lines.append(f"pipeline: '{config['pipeline']}' is not under pipelines: ({', '.join(sorted(pipelines))})")
     for name, run in config["runs"].items():
         where = f"runs.{name}"

@@ -72,6 +72,22 @@ def small_config() -> dict[str, Any]:
     return json.loads(json.dumps(config))
 
 
+def merged_config(*files: str | Path) -> dict[str, Any]:
+    """config.yaml with ``files`` (relative to the repository) layered on top as ``--configfile`` would,
+    validated against the schema (defaults filled in)."""
+    from snakemake.utils import update_config, validate
+
+    from synthsod.workflow import layer_config
+
+    paths = [REPO / name for name in files]
+    config = load_repo_config()
+    for path in paths:
+        update_config(config, yaml.safe_load(path.read_text()))
+    layer_config(config, REPO / "config.yaml", paths)
+    validate(config, str(REPO / "schemas" / "config.schema.yaml"))
+    return config
+
+
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:

@@ -14,7 +14,7 @@ spec = importlib.util.spec_from_file_location("benchmarks_run", REPO / "benchmar
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 
-BENCHMARKS = {"sampling", "fusion", "shard_writer", "evaluation", "cuda_bf16"}
+BENCHMARKS = {"sampling", "fusion", "shard_writer", "overlap", "memory", "evaluation", "cuda_bf16"}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,22 @@ def test_quick_run_table_has_one_row_per_figure(quick_run):
     figures = [f for b in report["benchmarks"].values() for f in b["figures"]]
     assert len(rows) == len(figures)
     assert all(f["figure"] in row for f, row in zip(figures, rows, strict=True))
+
+
+def test_quick_run_measures_the_writer_settings_the_overlap_and_the_memory_of_a_sample_job(quick_run):
+    report, _ = quick_run
+    writer = [f["ratio_what"] for f in report["benchmarks"]["shard_writer"]["figures"]]
+    assert {"x zlib-6 pairs/s", "default / zlib-6 bytes", "2 threads / 1"} <= set(writer)
+    overlap = report["benchmarks"]["overlap"]["result"]
+    assert overlap["identical"]  # overlapped, sequential and replayed jobs write the same shard
+    slower = min(overlap["generation_pairs_per_s"], overlap["rest_pairs_per_s"])
+    assert overlap["ratio_to_slower_half"] == pytest.approx(overlap["end_to_end_pairs_per_s"] / slower)
+    memory = report["benchmarks"]["memory"]["result"]
+    assert [job["rows"] for job in memory["jobs"]] == bench.SIZES["quick"]["memory"]["rows"]
+    for job in memory["jobs"]:
+        assert job["kept"] == job["rows"] and job["peak_rss_MiB"] >= job["setup_peak_rss_MiB"] > 0
+    stages = {"sample job overlap (sample_cost.overlap)", "sample job memory (sample_cost.memory)"}
+    assert stages <= set(report["stages"])
 
 
 def test_quick_run_evaluation_agrees_with_plain_pysodmetrics(quick_run):

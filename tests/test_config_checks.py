@@ -125,22 +125,20 @@ def test_the_test_scenario_only_shrinks_settings_of_config_yaml():
 
 @pytest.mark.parametrize(
     "files, dens, gmasks, sweeps",
-    [(("configs/demo-ablation.yaml",), 2, 6, 3), (("configs/paper.yaml", "configs/paper-ablation.yaml"), 2, 10, 3)],
+    [
+        (("configs/demo-ablation.yaml",), 2, 6, 3),
+        (("configs/paper/sodgan.yaml", "configs/paper/sodgan-ablation.yaml"), 2, 10, 3),
+    ],
 )
 def test_the_ablation_configs_resolve_to_one_model_per_distinct_setting(files, dens, gmasks, sweeps):
     """The ablation configs pass every check, and their Table 2 rows share what they agree on."""
-    import yaml
-    from conftest import REPO
-    from snakemake.utils import update_config, validate
+    from conftest import merged_config
 
     from synthsod.pipelines import complete_runs, resolve_pipelines, stage_keys
     from synthsod.sweeps import expand_sweeps
     from synthsod.workflow import canonicalise_config, config_problems
 
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    for name in files:
-        update_config(config, yaml.safe_load((REPO / name).read_text()))
-    validate(config, str(REPO / "schemas" / "config.schema.yaml"))
+    config = merged_config(*files)
     canonicalise_config(config)
     points = expand_sweeps(config)
     pipelines = resolve_pipelines(config)

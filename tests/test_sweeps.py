@@ -73,6 +73,15 @@ def test_a_sweep_without_training_adds_runs_only_and_labels_can_be_given():
     assert set(config["sod"]) == {"unet-sodgan", "unet-real"}
 
 
+def test_a_training_only_sweep_trains_on_real_data_and_samples_nothing():
+    """The CAS paper's label-noise sweep: one training on a real dataset, no run."""
+    config = _config(noise={"training": "unet-real", "keys": {"training.loss": ["ce", "structure"]}})
+    points = expand_sweeps(config)["noise"]
+    assert [(p.run, p.training) for p in points] == [(None, "unet-real.noise-ce"), (None, "unet-real")]
+    assert set(config["runs"]) == {"sodgan", "other"}
+    assert config["sod"]["unet-real.noise-ce"]["train"] == {"runs": [], "datasets": ["DEMO-TR"]}
+
+
 def test_values_become_name_safe_labels():
     assert [value_label(v) for v in (0.4, "vae", True, False, None, {}, {"a": 1}, "a b/c")] == [
         "0.4",
@@ -102,6 +111,11 @@ def test_values_become_name_safe_labels():
             "the training 'unet-sodgan' has no key 'los'",
         ),
         ({"run": "sodgan", "keys": {"training.loss": ["bce"]}}, "sweeps a training, but the sweep names none"),
+        (
+            {"training": "unet-real", "keys": {"pairs": [1]}},
+            "sweeps.s.keys: 'pairs' sweeps a run, but the sweep names none",
+        ),
+        ({"keys": {"pairs": [1]}}, "sweeps.s: name a run, a training or both"),
         ({"run": "sodgan", "keys": {"pairs": [1, 2], "truncation": [0.5]}}, "every key needs as many values"),
         ({"run": "sodgan", "keys": {"pairs": [1, 2]}, "labels": ["a"]}, "sweeps.s.labels: 1 labels for 2 points"),
         ({"run": "sodgan", "keys": {"filters.dq": [{"keep_top": 0.5}, {"keep_top": 0.7}]}}, "share the label(s) on"),

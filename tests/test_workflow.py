@@ -683,12 +683,16 @@ def test_reordering_the_config_reruns_nothing(demo_run: DemoRun, tmp_path: Path)
 
 
 def test_paper_config_without_data_lists_every_missing_input(tmp_path: Path) -> None:
+    """Offline (fetching off, so the test does not depend on the network): one message names every missing
+    input, and for those a download provides, the download."""
     workdir = tmp_path / "empty"
     workdir.mkdir()
-    paper_yaml = REPO / "configs" / "paper.yaml"
+    paper_yaml = REPO / "configs" / "paper" / "sodgan.yaml"
     paper = yaml.safe_load(paper_yaml.read_text())
-    # configs/paper.yaml is applied on top of config.yaml (see its header).
-    result = run_snakemake(workdir, "-n", configfiles=(REPO / "config.yaml", paper_yaml))
+    downloads = yaml.safe_load((REPO / "config.yaml").read_text())["downloads"]
+    # a paper config is applied on top of config.yaml (see its header).
+    offline = write_yaml(tmp_path / "offline.yaml", {"fetch": {"enabled": False}})
+    result = run_snakemake(workdir, "-n", configfiles=(REPO / "config.yaml", paper_yaml, offline))
 
     assert result.returncode != 0, result.describe()
     out = result.output
@@ -699,11 +703,13 @@ def test_paper_config_without_data_lists_every_missing_input(tmp_path: Path) -> 
         for role in ("images", "masks"):
             folder = paper["datasets"][name][role]
             assert f"dataset {name}: {role} folder {folder} does not exist" in out, result.describe()
+    assert f"data/DUTS-TR/DUTS-TR-Image: download DUTS-TR provides it ({downloads['DUTS-TR']['url']})" in out
+    assert "data/HKU-IS/HKU-IS-Image: download" not in out  # no official direct URL: by hand only
     weights = paper["generators"][paper["generator"]]["weights"]
     weights_lines = [line for line in out.splitlines() if weights in line]
     assert weights_lines, result.describe()
     assert "pytorch_model.bin" in weights_lines[0] and "config.json" in weights_lines[0]
-    assert "biggan-deep-128" not in out  # defined, but no stage uses it
+    assert "biggan-deep-128" not in out  # a download exists, but no stage uses it
     assert "Building DAG" not in out and "Job stats" not in out, result.describe()
     assert sorted(p.name for p in workdir.iterdir() if p.name != ".snakemake") == []
 

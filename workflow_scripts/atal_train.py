@@ -17,7 +17,7 @@ log = logging.getLogger("synthsod")
 
 def main(smk):
     spec = smk.params.sod
-    data = training_set(smk.input.runs, smk.input.datasets, spec["load_size"])
+    data = training_set(smk.input.runs, smk.input.datasets, spec["load_size"], spec["train"]["label_noise"])
     points_dir = Path(smk.output.points)
     points_dir.mkdir(parents=True, exist_ok=True)
     history = []

@@ -1,4 +1,5 @@
-"""Rule evaluate: the metrics and curves of one training's predictions on one benchmark."""
+"""Rule evaluate: the metrics and curves of one training's predictions on one benchmark, under the
+protocol evaluation.protocol names."""
 
 import numpy as np
 import pandas as pd
@@ -9,12 +10,14 @@ from synthsod.workflow import run_rule
 
 
 def main(smk):
-    result = evaluate_manifest(smk.input.predictions, pd.read_parquet(smk.input.manifest))
+    protocol = smk.params.protocol
+    result = evaluate_manifest(smk.input.predictions, pd.read_parquet(smk.input.manifest), protocol=protocol)
     write_json_atomic(
         smk.output.metrics,
         {
             "training": smk.wildcards.sod,
             "benchmark": smk.wildcards.bench,
+            "protocol": protocol,
             "images": result.evaluated,
             "resized": result.resized,
             "metrics": result.metrics,
@@ -25,8 +28,8 @@ def main(smk):
         curves.to_csv(tmp, index=False)
     m = result.metrics
     return (
-        f"{smk.wildcards.sod} on {smk.wildcards.bench} ({result.evaluated} images): max F {m['max_f']:.4f}, "
-        f"MAE {m['mae']:.4f}, S {m['s_measure']:.4f}"
+        f"{smk.wildcards.sod} on {smk.wildcards.bench} ({result.evaluated} images, {protocol} protocol): "
+        f"max F {m['max_f']:.4f}, IoU {m['iou']:.4f}, MAE {m['mae']:.4f}, S {m['s_measure']:.4f}"
     )
 
 

@@ -21,7 +21,8 @@ def main(smk):
         collect(run, run_pairs(Path(manifest).parent), **options)
         for run, manifest in zip(smk.params.runs, smk.input.manifests)
     ]
-    real = dataset_pairs(pd.read_parquet(smk.input.dataset), class_map(read_latent_table(smk.input.classes, ["class"])))
+    classes = class_map(read_latent_table(smk.input.classes, ["class"])) if "classes" in smk.input.keys() else None
+    real = dataset_pairs(pd.read_parquet(smk.input.dataset), classes)
     stats.append(collect(smk.params.dataset, real, **options))
     dataset_figures(stats, {name: smk.output[name] for name in DATASET_FIGURES})
     summary = {s.name: s.summary() for s in stats}

@@ -37,11 +37,12 @@ def main(smk):
         device = "cpu" if lease.device == "cpu" else "cuda:0"
         sampler = open_run(name, run, smk.params.generator, files, device)
         if "calibration" in smk.output.keys():
-            threshold = calibrate(sampler, smk.output.calibration, smk.output.candidates)
+            threshold = calibrate(sampler, smk.output.calibration, smk.output.candidates, workers=smk.threads)
             keep_top = run["filters"]["dq"]["keep_top"]
             return f"run {name}: D_q threshold {threshold:.3g} keeps the top {100 * keep_top:.0f}%"
         shard = int(smk.wildcards.shard)
-        stats = write_run_shard(sampler, shard, run["rows"], files, smk.output)
+        # generation on a thread of its own, ahead of the filters; pairs encoded on the job's threads
+        stats = write_run_shard(sampler, shard, run["rows"], files, smk.output, workers=smk.threads)
     # no time here: run_rule adds the stage's (the sampling's alone stays in the stats file)
     return (
         f"run {name} shard {shard}: kept {stats['kept']} of {stats['candidates']} candidates "

@@ -26,6 +26,7 @@ def main(smk):
             smk.params.eval_size,
             channel,
             uncertainty_dir=uncertainty_dir,
+            resize=smk.params.resize,
         )
     return f"{smk.wildcards.sod} on {smk.wildcards.bench}: {count} saliency maps"
 

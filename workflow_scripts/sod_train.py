@@ -9,7 +9,7 @@ from synthsod.workflow import checkpoint_path, run_rule
 
 def main(smk):
     spec = smk.params.sod
-    data = training_set(smk.input.runs, smk.input.datasets, spec["load_size"])
+    data = training_set(smk.input.runs, smk.input.datasets, spec["load_size"], spec["train"]["label_noise"])
     if spec["point_labels"] is not None:
         points = spec["point_labels"]
         data = PointLabelled(data, points["points"], points["radius"], points["seed"])

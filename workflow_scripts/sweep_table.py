@@ -16,7 +16,7 @@ def main(smk):
     metrics = {}
     for (training, bench), path in zip(smk.params.benchmarks, inputs.metrics):
         metrics.setdefault(training, {})[bench] = _json(path)["metrics"]
-    reports = {p["run"]: _json(path) for p, path in zip(points, inputs.reports)}
+    reports = dict(zip([p["run"] for p in points if p["run"]], map(_json, inputs.reports)))
     audits = dict(zip([p["run"] for p in points if p["audit"]], map(_json, inputs.audits)))
     gmask = dict(zip([p["run"] for p in points if p["gmask"]], map(_json, inputs.gmask)))
     table = sweep_table(points, metrics=metrics, reports=reports, audits=audits, gmask=gmask)

@@ -20,11 +20,17 @@ def baseline_evaluations():
 def sod_evaluations():
     """(training or baseline, benchmark) pairs the summary covers, refined predictions included."""
     trained = [(sod, bench) for sod in config["sod"] for bench in sod_benchmarks(sod)]
-    return trained + refined_evaluations() + baseline_evaluations()
+    return trained + refined_evaluations() + coop_refine_evaluations() + baseline_evaluations()
 
 
 def evaluation_names():
     return list(dict.fromkeys(sod for sod, _ in sod_evaluations()))
+
+
+def prediction_resize():
+    """The resize of synthsod.sod.predict that sod_predict uses under evaluation.protocol - squashed to
+    eval_size x eval_size (pysodmetrics), or the shorter side to eval_size, aspect kept (ebigbigan)."""
+    return "shorter_side" if config["evaluation"]["protocol"] == "ebigbigan" else "square"
 
 
 def sod_targets():
@@ -91,8 +97,8 @@ def sweep_points(sweep):
             "values": p.values,
             "run": p.run,
             "training": p.training,
-            "audit": p.run in audited,
-            "gmask": bool(run_spec(p.run).get("pipeline")),
+            "audit": p.run is not None and p.run in audited,
+            "gmask": p.run is not None and bool(run_spec(p.run).get("pipeline")),
         }
         for p in SWEEPS[sweep]
     ]
@@ -109,7 +115,7 @@ def sweep_inputs(wildcards):
     points = sweep_points(wildcards.sweep)
     return {
         "metrics": [f"results/eval/{sod}/{bench}/metrics.json" for sod, bench in sweep_benchmarks(wildcards.sweep)],
-        "reports": [f"results/synthetic/{p['run']}/filter_report.json" for p in points],
+        "reports": [f"results/synthetic/{p['run']}/filter_report.json" for p in points if p["run"]],
         "audits": [f"results/eval/oracle/{p['run']}.json" for p in points if p["audit"]],
         "gmask": [
             stage_file(run_spec(p["run"])["pipeline"], "gmask", "train_metrics.json") for p in points if p["gmask"]

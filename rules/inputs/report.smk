@@ -3,13 +3,16 @@
 
 
 def dataset_statistics_inputs(wildcards):
-    """Every run's shards against the real training set; its classes are the DEN's inferred ones."""
-    return {
+    """Every run's shards against the real training set; its classes are the DEN's inferred ones (when the
+    config has a pipeline)."""
+    files = {
         "manifests": [f"results/synthetic/{run}/manifest.json" for run in config["runs"]],
         "shards": [path for run in config["runs"] for path in run_shard_files(run)],
         "dataset": f"results/data/{config['train_dataset']}/manifest.parquet",
-        "classes": stage_file(config["pipeline"], "den", "latents.parquet"),
     }
+    if config["pipeline"] is not None:
+        files["classes"] = stage_file(config["pipeline"], "den", "latents.parquet")
+    return files
 
 
 def report_targets():

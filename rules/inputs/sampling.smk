@@ -34,9 +34,10 @@ def run_files(run):
 
 
 def shard_params(wildcards):
-    """A shard's settings: the run's minus `pairs`, plus this shard's row count."""
+    """A shard's settings: the run's minus `pairs` and `threads` (the job's threads), plus this shard's row count."""
     spec = run_spec(wildcards.run)
-    return {**without(spec, "pairs"), "rows": shard_rows(spec["pairs"], spec["rows_per_shard"], int(wildcards.shard))}
+    rows = shard_rows(spec["pairs"], spec["rows_per_shard"], int(wildcards.shard))
+    return {**without(spec, "pairs", "threads"), "rows": rows}
 
 
 def calibration_file(wildcards):

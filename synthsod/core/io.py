@@ -9,7 +9,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +58,28 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+MISSING_SHOWN = 10  # missing stems named in an error (then a count)
+
+
+def png_files_by_stem(folder: str | os.PathLike, ids: Iterable[Any], item: str, images: str) -> dict[str, Path]:
+    """``{id: folder/<id>.png}`` for every id, checked up front: a missing folder, or one without a file for
+    some ids, is one error naming the folder and the missing stems (``item``: what a file is, e.g. "saliency
+    map"; ``images``: what the ids are, e.g. "benchmark images")."""
+    from synthsod.errors import SynthsodError
+
+    folder, ids = Path(folder), [str(i) for i in ids]
+    if not folder.is_dir():
+        raise SynthsodError(f"{folder}: no such folder of {item}s (<image stem>.png)")
+    found = {path.stem: path for path in folder.iterdir() if path.suffix.lower() == ".png" and path.is_file()}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        shown = ", ".join(missing[:MISSING_SHOWN])
+        if len(missing) > MISSING_SHOWN:
+            shown += f", ... ({len(missing) - MISSING_SHOWN} more)"
+        raise SynthsodError(
+            f"{folder}: no {item} for {len(missing)} of the {len(ids)} {images} (the folder holds "
+            f"{len(found)} PNG files; each must be <image stem>.png); missing stems: {shown}"
+        )
+    return {i: found[i] for i in ids}

@@ -1,5 +1,5 @@
-"""Evaluate a folder of saliency maps against a folder of ground-truth masks (the protocol of
-:mod:`synthsod.evaluation.metrics`).
+"""Evaluate a folder of saliency maps against a folder of ground-truth masks (a protocol of
+:mod:`synthsod.evaluation.metrics`: ``pysodmetrics``, the default, or ``ebigbigan``).
 
 Files pair by stem (``0001.png`` with ``0001.jpg`` or ``0001.png``). A ground truth without a
 prediction, a file that does not decode, or two candidate files for one stem is a problem: by
@@ -22,7 +22,7 @@ import pandas as pd
 from synthsod.core.progress import progress
 from synthsod.data.prepare import list_image_files, load_gray
 from synthsod.errors import SynthsodError
-from synthsod.evaluation.metrics import SODMetrics
+from synthsod.evaluation.metrics import PYSODMETRICS, SODMetrics
 
 MAX_LISTED_PROBLEMS = 20
 
@@ -37,10 +37,15 @@ class Evaluation:
 
 
 def evaluate_pairs(
-    pairs: Iterable[tuple[Path | None, Path]], *, skip_bad: bool = False, problems: list[str] | None = None
+    pairs: Iterable[tuple[Path | None, Path]],
+    *,
+    skip_bad: bool = False,
+    problems: list[str] | None = None,
+    protocol: str = PYSODMETRICS,
 ) -> Evaluation:
-    """Evaluate (prediction path or None when missing, ground-truth path) pairs; see the module docstring."""
-    metrics, problems, resized, total = SODMetrics(), list(problems or []), 0, len(problems or [])
+    """Evaluate (prediction path or None when missing, ground-truth path) pairs under ``protocol``; see the
+    module docstring."""
+    metrics, problems, resized, total = SODMetrics(protocol), list(problems or []), 0, len(problems or [])
     for pred_path, gt_path in progress(pairs, desc="evaluation", unit="image"):
         total += 1
         if pred_path is None:
@@ -65,7 +70,9 @@ def evaluate_pairs(
     return Evaluation(metrics.results(), metrics.curves(), metrics.count, resized, problems)
 
 
-def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, *, skip_bad: bool = False) -> Evaluation:
+def evaluate_folders(
+    pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, *, skip_bad: bool = False, protocol: str = PYSODMETRICS
+) -> Evaluation:
     """Every ground truth in ``gt_dir`` against the prediction of the same stem in ``pred_dir``."""
     predictions = list_image_files(pred_dir, "prediction")
     truths = list_image_files(gt_dir, "ground-truth")
@@ -76,16 +83,18 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, *, 
             ambiguous.append(f"{stem}: several files ({', '.join(truths[stem] + names)}); keep one per stem")
             continue
         pairs.append((Path(pred_dir) / names[0] if names else None, Path(gt_dir) / truths[stem][0]))
-    return evaluate_pairs(pairs, skip_bad=skip_bad, problems=ambiguous)
+    return evaluate_pairs(pairs, skip_bad=skip_bad, problems=ambiguous, protocol=protocol)
 
 
-def evaluate_manifest(pred_dir: str | os.PathLike, manifest: pd.DataFrame, *, skip_bad: bool = False) -> Evaluation:
+def evaluate_manifest(
+    pred_dir: str | os.PathLike, manifest: pd.DataFrame, *, skip_bad: bool = False, protocol: str = PYSODMETRICS
+) -> Evaluation:
     """A prepared benchmark (its manifest's masks) against ``pred_dir/<id>.png``."""
     pairs = []
     for sample_id, mask in zip(manifest["id"], manifest["mask"]):
         pred = Path(pred_dir) / f"{sample_id}.png"
         pairs.append((pred if pred.is_file() else None, Path(mask)))
-    return evaluate_pairs(pairs, skip_bad=skip_bad)
+    return evaluate_pairs(pairs, skip_bad=skip_bad, protocol=protocol)
 
 
 __all__ = ["Evaluation", "evaluate_folders", "evaluate_manifest", "evaluate_pairs"]

@@ -1,8 +1,10 @@
 """BigBiGAN backend: the TF-Hub module's generator (latent -> image) and encoder (image -> latent).
 
-E-BigBiGAN derives its saliency masks from BigBiGAN images, and embeds the real training images with
-the BigBiGAN encoder. The pretrained model is a TF-Hub module (TF1 Hub format) loaded from a local
-directory with ``tensorflow_hub.load``; it has two signatures, each with one input tensor:
+E-BigBiGAN derives its saliency masks from BigBiGAN images, and embeds real images with the BigBiGAN
+encoder: a prepared dataset's (:func:`embed_dataset`) or an image-only folder's such as ImageNet's
+train set, whose embeddings its saliency table samples (:func:`embed_folder`). The pretrained model is
+a TF-Hub module (TF1 Hub format) loaded from a local directory with ``tensorflow_hub.load``; it has two
+signatures, each with one input tensor:
 
 ``generate``
     z [N, 120] float32 ~ N(0, I) -> ``default``: images [N, 128, 128, 3] in [-1, 1].
@@ -16,9 +18,12 @@ so importing it needs neither TensorFlow nor torch. It never imports torch: it r
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +32,12 @@ import numpy as np
 import pandas as pd
 
 from synthsod.core.progress import progress
-from synthsod.data.prepare import load_image_rgb
+from synthsod.data.prepare import IMAGE_EXTENSIONS, load_image_rgb
 from synthsod.errors import SynthsodError
 from synthsod.generators.weights import BIGBIGAN_MODULE_URL as MODULE_URL  # noqa: F401 (re-exported)
 from synthsod.generators.weights import bigbigan_module_problem as module_problem
+
+log = logging.getLogger(__name__)
 
 Z_DIM = 120
 RESOLUTION = 128  # generator output side
@@ -182,6 +189,113 @@ def embed_dataset(model: BigBiGAN, manifest: pd.DataFrame, batch_size: int = 16)
             ids.extend(rows["id"].astype(str))
             bar.update(len(rows))
     return pd.DataFrame({"id": pd.Series(ids, dtype="str"), "z": pd.Series(latents, dtype=object)})
+
+
+def list_folder_images(folder: str | os.PathLike) -> list[str]:
+    """The image files under ``folder``, recursively, as sorted POSIX paths relative to it.
+
+    Files with the extensions of :data:`synthsod.data.prepare.IMAGE_EXTENSIONS` (any letter case) count;
+    hidden files and folders (names starting with ".") are skipped, symbolic links to folders are not
+    followed. The order is that of the path strings, so it does not depend on the file system.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise SynthsodError(f"image folder not found: {os.fspath(folder)}")
+    found = []
+    for current, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        base = Path(current).relative_to(root)
+        found += [
+            (base / f).as_posix() for f in files if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+    if not found:
+        raise SynthsodError(
+            f"image folder has no image files ({', '.join(IMAGE_EXTENSIONS)}) in it or its sub-folders: "
+            f"{os.fspath(folder)}"
+        )
+    return sorted(found)
+
+
+def spread(items: list[str], limit: int | None) -> list[str]:
+    """``limit`` items evenly spaced over ``items`` (item ``i * n // limit``), or all of them: a limited
+    ImageNet keeps every class folder in proportion rather than the first classes."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    return [items[i * len(items) // limit] for i in range(limit)]
+
+
+def _decoded_batches(
+    paths: list[str], batch_size: int, size: int, threads: int
+) -> Iterator[list[tuple[int, np.ndarray | str]]]:
+    """Batches of (index, encoder input or the reason the file is unreadable), decoded by ``threads``
+    threads while the previous batch is encoded (one batch ahead, so memory stays at two batches)."""
+
+    def load(i: int) -> tuple[int, np.ndarray | str]:
+        try:
+            return i, encoder_input(load_image_rgb(paths[i]), size)
+        except SynthsodError as err:
+            return i, str(err)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        starts = range(0, len(paths), batch_size)
+        pending = None
+        for start in starts:
+            nxt = pool.map(load, range(start, min(start + batch_size, len(paths))))
+            if pending is not None:
+                yield list(pending)
+            pending = nxt
+        if pending is not None:
+            yield list(pending)
+
+
+def embed_folder(
+    model: BigBiGAN,
+    folder: str | os.PathLike,
+    *,
+    limit: int | None = None,
+    max_bad_fraction: float = 0.05,
+    batch_size: int = 16,
+    threads: int = 1,
+    name: str = "source",
+) -> tuple[pd.DataFrame, list[str]]:
+    """Encode the images of an image-only folder (ImageNet train: class folders of JPEGs): ``(table,
+    skipped)``, the table with columns ``id`` and ``z`` as :func:`embed_dataset` writes them, ``skipped`` one
+    line per unreadable image.
+
+    Images are :func:`list_folder_images` (sorted), at most ``limit`` of them (:func:`spread`); the id of
+    an image is its path relative to ``folder`` (``n01440764/n01440764_10026.JPEG``), so ids are unique.
+    Each is read as :func:`embed_dataset` reads a dataset's. An image that does not decode is skipped and
+    listed; more than ``max_bad_fraction`` of them raises SynthsodError (naming the first few), because
+    a folder that broken is more likely the wrong one. ``threads`` threads decode; the result does not
+    depend on them, nor on ``batch_size``.
+    """
+    if not 0.0 <= max_bad_fraction <= 1.0:
+        raise SynthsodError(f"max_bad_fraction must be between 0 and 1, got {max_bad_fraction}")
+    paths = spread(list_folder_images(folder), limit)
+    full = [os.path.join(os.fspath(folder), p) for p in paths]
+    ids, latents, skipped = [], [], []
+    with progress(total=len(paths), desc=f"BigBiGAN encoding {name}", unit="image") as bar:
+        for batch in _decoded_batches(full, batch_size, model.encoder_size, threads):
+            good = [(i, image) for i, image in batch if not isinstance(image, str)]
+            skipped += [reason for _, reason in batch if isinstance(reason, str)]
+            if good:
+                latents.extend(model.encode(np.stack([image for _, image in good])))
+                ids.extend(paths[i] for i, _ in good)
+            bar.update(len(batch))
+    if len(skipped) > max_bad_fraction * len(paths):
+        listed = "\n".join(f"  {line}" for line in skipped[:10])
+        more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        raise SynthsodError(
+            f"{name}: {len(skipped)} of {len(paths)} images in {os.fspath(folder)} are unreadable "
+            f"({len(skipped) / len(paths):.1%}), more than max_bad_fraction {max_bad_fraction:.1%}; nothing was "
+            f"written:\n{listed}{more}"
+        )
+    if not ids:
+        raise SynthsodError(f"{name}: none of the {len(paths)} images in {os.fspath(folder)} can be read")
+    for line in skipped:
+        log.warning("skipped: %s", line)
+    table = pd.DataFrame({"id": pd.Series(ids, dtype="str"), "z": pd.Series(latents, dtype=object)})
+    return table, skipped
 
 
 def write_tiny_module(

@@ -1,6 +1,7 @@
 """Latent tables: one latent per real image, the format the DEN's inversion and BigBiGAN's encoder write.
 
-Columns: ``id`` (str, the image's id in its prepared manifest) and ``z`` (float32 list [z_dim]); the DEN's
+Columns: ``id`` (str, the image's id in its prepared manifest; for BigBiGAN's image-only sources, its path
+relative to the source folder) and ``z`` (float32 list [z_dim]); the DEN's
 ``latents.parquet`` adds ``image`` / ``mask`` (paths), ``class`` (int), ``truncation`` (float),
 ``recon_error`` and ``encoder_error`` (float); BigBiGAN's ``embeddings.parquet`` has only ``id`` and ``z``.
 This module is the one writer and reader (pyarrow and numpy only: BigBiGAN's env has no torch).

@@ -53,8 +53,10 @@ class LatentSource:
 
     ``table`` None: the prior, ``truncation`` x the truncated normal (a plain standard normal when
     ``truncation`` is None, as BigBiGAN samples), with a class drawn uniformly from ``classes`` (None:
-    unconditional). Otherwise a uniformly chosen row of the latent ``table`` [M, z_dim] (with its
-    ``table_classes``) plus ``alpha`` x N(0, I), E-BigBiGAN's sampling near the data.
+    unconditional), or with ``cycle`` sample ``i`` of class ``classes[i mod K]``: every class equally
+    often, as SODGAN's released sampler loops over its 623 kept classes 20 times. Otherwise a uniformly
+    chosen row of the latent ``table`` [M, z_dim] (with its ``table_classes``) plus ``alpha`` x N(0, I),
+    E-BigBiGAN's sampling near the data.
     """
 
     seed: int
@@ -64,6 +66,7 @@ class LatentSource:
     table: np.ndarray | None = None
     table_classes: np.ndarray | None = None
     alpha: float = 0.2
+    cycle: bool = False
 
     def __post_init__(self):
         if self.table is not None:
@@ -90,7 +93,8 @@ class LatentSource:
                     else self.truncation * truncated_normal(rng, self.z_dim)
                 )
                 if ids is not None:
-                    ids[row] = self.classes[rng.integers(len(self.classes))]
+                    pick = int(index) % len(self.classes) if self.cycle else rng.integers(len(self.classes))
+                    ids[row] = self.classes[pick]
             else:
                 pick = rng.integers(len(self.table))
                 z[row] = self.table[pick] + self.alpha * rng.standard_normal(self.z_dim)

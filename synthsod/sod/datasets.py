@@ -1,5 +1,6 @@
 """A synthetic run's Parquet shards as a PyTorch view (:class:`ShardDataset`), and the training set of a
-SOD training: runs and prepared datasets concatenated (:func:`training_set`).
+SOD training: runs and prepared datasets concatenated (:func:`training_set`), optionally with the CAS
+paper's low-fidelity labels (``sod.<name>.train.label_noise``, :mod:`synthsod.sod.label_noise`).
 
 Images come back as float tensors in [-1, 1] (the generators' range), masks as {0, 1} floats, both
 resized to a square ``size`` (area interpolation for images; masks are area-resized, then > 0.5).
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +21,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from synthsod.data.datasets import ManifestDataset, image_to_tensor, mask_to_tensor
 from synthsod.errors import SynthsodError
+from synthsod.sod.label_noise import LabelNoise, with_label_noise
 from synthsod.synthesis.shards import decode_row, load_manifest, read_shard, verify_run
 
 # --- synthetic runs (Parquet shards) ----------------------------------------------------------------------------
@@ -70,10 +74,15 @@ class ShardDataset(Dataset):
 
 
 def training_set(
-    run_manifests: list[str | os.PathLike], dataset_manifests: list[str | os.PathLike], size: int
-) -> ConcatDataset:
+    run_manifests: list[str | os.PathLike],
+    dataset_manifests: list[str | os.PathLike],
+    size: int,
+    label_noise: LabelNoise | Mapping[str, Any] | None = None,
+) -> Dataset:
     """The pairs of a SOD training: synthetic runs (their manifest.json paths) and prepared real datasets
-    (their manifest.parquet paths), concatenated, at ``size``."""
+    (their manifest.parquet paths), concatenated, at ``size``; with ``label_noise`` (the training's
+    ``train.label_noise``: flip_probability, fraction, regions, seed) the masks of a seeded share of the
+    images get wrong region labels (:class:`synthsod.sod.label_noise.NoisyLabels`, seeded by image id)."""
     parts: list[Dataset] = [ShardDataset(Path(m).parent, size=size) for m in run_manifests]
     parts += [ManifestDataset(pd.read_parquet(m), size) for m in dataset_manifests]
-    return ConcatDataset(parts)
+    return with_label_noise(ConcatDataset(parts), label_noise)

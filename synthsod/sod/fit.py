@@ -14,13 +14,17 @@ from torch.utils.data import Dataset
 
 from synthsod.core.io import atomic_path
 from synthsod.core.settings import from_section
+from synthsod.errors import SynthsodError
 from synthsod.names import COOP
 from synthsod.sod.coop.train import train_coop
+from synthsod.sod.losses import CAS_ALPHA, OUTPUT_CHANNELS
+from synthsod.sod.models import CHANNEL_MODELS
 from synthsod.sod.predict import prediction_channel
 from synthsod.sod.train import Recipe, save_sod_model, train_sod
 
 VALIDATION_PAIRS = 16  # training pairs on which a CAS model's saliency channel is chosen
-BACKBONE_MODELS = ("f3net", COOP)  # models whose backbone starts from an ImageNet file (backbone_weights)
+# models whose backbone starts from an ImageNet file (backbone_weights)
+BACKBONE_MODELS = ("f3net", "fcn-resnet101", "deeplabv3-resnet101", COOP)
 
 
 @dataclass
@@ -34,11 +38,26 @@ class Trained:
 
 
 def model_options(spec: Mapping[str, Any]) -> dict:
-    """The model's constructor options: ``model_options`` plus the backbone's ImageNet file where it has one."""
+    """The model's constructor options: ``model_options`` plus the backbone's ImageNet file where it has one,
+    and, for CAS on a model that takes ``out_channels``, M from ``cas.channels`` (so the saved model file
+    rebuilds with its M channels)."""
     options = dict(spec["model_options"])
     if spec["model"] in BACKBONE_MODELS:
         options["backbone_weights"] = spec["backbone_weights"]
+    if spec["loss"] == "cas" and spec["model"] in CHANNEL_MODELS:
+        channels = (spec.get("cas") or {}).get("channels", OUTPUT_CHANNELS["cas"])
+        if options.setdefault("out_channels", channels) != channels:
+            raise SynthsodError(
+                f"sod: model_options.out_channels ({options['out_channels']}) and cas.channels ({channels}) differ"
+            )
     return options
+
+
+def loss_options(spec: Mapping[str, Any]) -> dict | None:
+    """The loss's keyword arguments from the training's settings (CAS: ``alpha``, the paper's 0.1 by default)."""
+    if spec["loss"] == "cas":
+        return {"alpha": (spec.get("cas") or {}).get("alpha", CAS_ALPHA)}
+    return None
 
 
 def fit_sod(
@@ -63,6 +82,7 @@ def fit_sod(
         spec["loss"],
         data,
         recipe,
+        loss_options=loss_options(spec),
         on_step=lambda step, value: history.append({"step": step, "loss": value}),
         **run,
     )

@@ -19,8 +19,17 @@
               - (1 - alpha) * sum_{i != j} ||ŝ(r_i) - ŝ(r_j)||^2
 
     per image (the double sum runs over ordered pairs, as written), then averaged over the batch.
-    It is bounded in [-(1 - alpha) * 2, alpha * 2] for two regions and does not say which channel
-    is salient: :func:`saliency_channel` picks it afterwards by correlation with validation masks.
+    Bounds, from s(x) lying on the probability simplex: a region's uniformer term is the variance
+    mean ||s||^2 - ||ŝ||^2 <= 1 - 1/M (||s||^2 <= 1 at a vertex, ||ŝ||^2 >= 1/M), approached when its pixels
+    spread evenly over the M vertices; a pair's distance ||ŝ(r_i) - ŝ(r_j)||^2 <= 2, approached at two
+    distinct vertices, so the discriminator term of two regions (two ordered pairs) is at most 2 * 2 = 4.
+    Hence, for two regions, CAS lies in [-4 (1 - alpha), 2 alpha (1 - 1/M)], i.e. [-4 (1 - alpha), alpha]
+    for M = 2 (and [0, alpha (1 - 1/M)] for an image of one region); softmax outputs approach but never
+    reach the ends. The paper's (alpha N, -(1 - alpha) N] bounds each term by 1 and so misses the ordered
+    pairs' factor 2 and the pair distance's 2. The loss does not say which channel is salient:
+    :func:`saliency_channel` picks it afterwards by correlation with validation masks. The channel count M
+    is a setting of the training (``sod.<name>.cas.channels``, the paper's 2); :func:`check_output_channels`
+    says what each loss accepts.
 ``cace_loss``
     The paper's class-agnostic cross entropy for binary segmentation, read as the minimum over the
     two label assignments of each image's mean BCE: min(BCE(p, y), BCE(p, 1 - y)). (Taken per pixel,
@@ -132,7 +141,19 @@ def saliency_channel(probs: torch.Tensor, masks: torch.Tensor) -> int:
 
 
 LOSSES = {"structure": structure_loss, "bce": bce_loss, "ce": ce_loss, "cas": cas_loss, "cace": cace_loss}
-OUTPUT_CHANNELS = {"structure": 1, "bce": 1, "ce": 2, "cas": 2, "cace": 1}
+OUTPUT_CHANNELS = {"structure": 1, "bce": 1, "ce": 2, "cas": 2, "cace": 1}  # the default (CAS: any M >= 2)
+
+
+def check_output_channels(loss: str, channels: int) -> None:
+    """Refuse a model output of ``channels`` logit maps that ``loss`` cannot train: CAS takes any M >= 2
+    softmax channels, every other loss exactly :data:`OUTPUT_CHANNELS`."""
+    if loss not in OUTPUT_CHANNELS:
+        raise SynthsodError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
+    if loss == "cas":
+        if channels < 2:
+            raise SynthsodError(f"the CAS loss needs M >= 2 softmax channels, got {channels}")
+    elif channels != OUTPUT_CHANNELS[loss]:
+        raise SynthsodError(f"loss '{loss}' needs {OUTPUT_CHANNELS[loss]} output channel(s), got {channels}")
 
 
 __all__ = [
@@ -143,6 +164,7 @@ __all__ = [
     "cace_loss",
     "cas_loss",
     "ce_loss",
+    "check_output_channels",
     "partial_bce_loss",
     "saliency_channel",
     "structure_loss",

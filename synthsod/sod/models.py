@@ -12,26 +12,40 @@
 ``unet`` (E-BigBiGAN's segmenter)
     A plain U-Net: four 2x down-sampling stages of two 3x3 conv-BN-ReLU, mirrored up-sampling with
     skip connections, and a 1x1 convolution to 2 class logits (cross-entropy).
+``fcn-resnet101``, ``deeplabv3-resnet101`` (the CAS paper's models)
+    torchvision's FCN and DeepLab-v3 segmenters (``torchvision.models.segmentation``): a dilated ResNet
+    (output stride 8) and the FCN head (3x3 conv-BN-ReLU, dropout, 1x1 conv) or DeepLab-v3's ASPP head, with
+    ``out_channels`` logits bilinearly upsampled to the input size; no auxiliary head. ``backbone: resnet50``
+    builds the lighter ResNet-50 variants. The ResNet starts from a local ImageNet checkpoint
+    (``backbone_weights``, torchvision's ResNet layout) or from random weights; nothing is downloaded.
+    DeepLab-v3's image-pooling branch holds a BatchNorm over a 1x1 map, so it trains on batches of 2 or more.
 ``coop`` (cooperative saliency, AAAI 2022)
     The latent-variable model and its energy-based refiner (:mod:`synthsod.sod.coop.model`); trained by
     :func:`synthsod.sod.coop.train.train_coop`, not by the single-loss loop.
 
 Every model maps images [N, 3, H, W] (ImageNet-normalised by the caller) to a list of logit maps
-whose first entry is what ``predict`` uses; single-output models return a one-item list.
+whose first entry is what ``predict`` uses; single-output models return a one-item list. The models in
+:data:`CHANNEL_MODELS` take ``out_channels`` (the logits' channel count: 1 for BCE-type losses, 2 for CE, M
+for CAS); F3Net and the cooperative model predict one channel.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from synthsod.core.backbones import create_feature_backbone
+from synthsod.core.compat import import_torchvision
 from synthsod.errors import SynthsodError
 from synthsod.sod.coop.model import CoopSaliency
 from synthsod.sod.losses import structure_loss
+
+log = logging.getLogger(__name__)
 
 F3NET_CHANNELS = 64
 F3NET_SIDE_WEIGHTS = (1 / 2, 1 / 4, 1 / 8, 1 / 16)  # side outputs of pyramid levels 2..5
@@ -91,6 +105,8 @@ class F3NetDecoder(nn.Module):
 
 
 class F3Net(nn.Module):
+    pixel_feature_layer = "prediction_heads.1"  # its input: the final prediction's features (ATAL's RDS)
+
     def __init__(self, backbone: str = "resnet50", backbone_weights: str | None = None, channels: int = F3NET_CHANNELS):
         super().__init__()
         self.backbone = create_feature_backbone(backbone, backbone_weights)
@@ -123,6 +139,8 @@ def f3net_loss(
 
 
 class UNet(nn.Module):
+    pixel_feature_layer = "head"  # its input: the final prediction's features (ATAL's RDS)
+
     def __init__(self, base: int = 32, depth: int = 4, out_channels: int = 2):
         super().__init__()
         widths = [base * 2**i for i in range(depth + 1)]
@@ -153,14 +171,103 @@ class UNet(nn.Module):
         return [self.head(x)]
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"f3net": F3Net, "unet": UNet, "coop": CoopSaliency}
+SEGMENTATION_BACKBONES = ("resnet50", "resnet101")
+
+
+def load_resnet_weights(resnet: nn.Module, path: str | Path, name: str) -> None:
+    """Load an ImageNet ResNet checkpoint (torchvision's layout: conv1, bn1, layer1-4, fc; a plain state dict
+    or one under "state_dict") into ``resnet``, the classifier ``fc`` left out."""
+    if not Path(path).is_file():
+        raise SynthsodError(f"backbone weights not found: {path} (an ImageNet checkpoint of {name})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        state = {
+            k.removeprefix("module."): v for k, v in state.items() if not k.removeprefix("module.").startswith("fc.")
+        }
+        resnet.load_state_dict(state)
+    except (OSError, RuntimeError, AttributeError, EOFError) as err:
+        raise SynthsodError(f"{path}: not a {name} ImageNet checkpoint in torchvision's layout ({err})") from err
+    log.info("loaded %s weights from %s", name, path)
+
+
+class TorchvisionSegmenter(nn.Module):
+    """torchvision's FCN / DeepLab-v3 (``head``) on a dilated ResNet: logits [N, out_channels, H, W] at the
+    input size. ``backbone`` and ``classifier`` are torchvision's modules (state-dict keys as torchvision's
+    model without its auxiliary head); the trainer gives ``backbone`` its own learning rate."""
+
+    HEADS = ("fcn", "deeplabv3")
+    pixel_feature_layer = "classifier.4"  # both heads' last 1x1 conv: its input is the final prediction's features
+
+    def __init__(
+        self,
+        head: str,
+        backbone: str = "resnet101",
+        backbone_weights: str | None = None,
+        out_channels: int = 2,
+    ):
+        super().__init__()
+        if head not in self.HEADS or backbone not in SEGMENTATION_BACKBONES:
+            raise SynthsodError(
+                f"unknown segmentation model {head}-{backbone}: heads {', '.join(self.HEADS)}, "
+                f"backbones {', '.join(SEGMENTATION_BACKBONES)}"
+            )
+        import_torchvision()
+        from torchvision.models import segmentation
+
+        build = getattr(segmentation, f"{head}_{backbone}")
+        model = build(weights=None, weights_backbone=None, num_classes=out_channels, aux_loss=False)
+        self.backbone, self.classifier = model.backbone, model.classifier  # IntermediateLayerGetter, head
+        if backbone_weights is None:
+            log.warning("%s starts from random weights (no ImageNet checkpoint given)", backbone)
+        else:
+            load_resnet_weights(self.backbone, backbone_weights, backbone)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        logits = self.classifier(self.backbone(x)["out"])
+        return [_resize(logits, x.shape[2:])]
+
+
+class FCNResNet(TorchvisionSegmenter):
+    """FCN-ResNet-101 (``backbone: resnet50`` - FCN-ResNet-50)."""
+
+    def __init__(self, backbone: str = "resnet101", backbone_weights: str | None = None, out_channels: int = 2):
+        super().__init__("fcn", backbone, backbone_weights, out_channels)
+
+
+class DeepLabV3ResNet(TorchvisionSegmenter):
+    """DeepLab-v3-ResNet-101 (``backbone: resnet50`` - DeepLab-v3-ResNet-50)."""
+
+    def __init__(self, backbone: str = "resnet101", backbone_weights: str | None = None, out_channels: int = 2):
+        super().__init__("deeplabv3", backbone, backbone_weights, out_channels)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "f3net": F3Net,
+    "unet": UNet,
+    "fcn-resnet101": FCNResNet,
+    "deeplabv3-resnet101": DeepLabV3ResNet,
+    "coop": CoopSaliency,
+}
+CHANNEL_MODELS = ("unet", "fcn-resnet101", "deeplabv3-resnet101")  # models that take out_channels
 
 
 def create_sod_model(name: str, **kwargs) -> nn.Module:
-    try:
-        return MODELS[name](**kwargs)
-    except KeyError:
-        raise SynthsodError(f"unknown SOD model '{name}'; choose one of {', '.join(MODELS)}") from None
+    if name not in MODELS:
+        raise SynthsodError(f"unknown SOD model '{name}'; choose one of {', '.join(MODELS)}")
+    return MODELS[name](**kwargs)
 
 
-__all__ = ["F3Net", "MODELS", "UNet", "create_sod_model", "f3net_loss"]
+__all__ = [
+    "CHANNEL_MODELS",
+    "MODELS",
+    "SEGMENTATION_BACKBONES",
+    "DeepLabV3ResNet",
+    "F3Net",
+    "FCNResNet",
+    "TorchvisionSegmenter",
+    "UNet",
+    "create_sod_model",
+    "f3net_loss",
+    "load_resnet_weights",
+]

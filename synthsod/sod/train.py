@@ -20,6 +20,7 @@ Determinism and resume
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -36,8 +37,8 @@ from synthsod.core.io import atomic_path
 from synthsod.core.progress import LineBar
 from synthsod.core.training import TrainingLoop
 from synthsod.errors import SynthsodError
-from synthsod.sod.losses import LOSSES, OUTPUT_CHANNELS, partial_bce_loss
-from synthsod.sod.models import create_sod_model, f3net_loss
+from synthsod.sod.losses import LOSSES, OUTPUT_CHANNELS, check_output_channels, partial_bce_loss
+from synthsod.sod.models import CHANNEL_MODELS, create_sod_model, f3net_loss
 from synthsod.sod.schedules import cyclic_cosine_lr
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -126,11 +127,16 @@ def augment(images: torch.Tensor, masks: torch.Tensor, recipe: Recipe, gen: torc
     return torch.cat(out_images), torch.cat(out_masks)
 
 
-def model_loss(model_name: str, loss: str) -> Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor]:
-    """The training objective of ``model_name`` with ``loss`` (F3Net keeps its deep supervision)."""
+def model_loss(
+    model_name: str, loss: str, loss_options: dict | None = None
+) -> Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """The training objective of ``model_name`` with ``loss`` (F3Net keeps its deep supervision);
+    ``loss_options`` are the loss's keyword arguments (CAS: ``alpha``)."""
     if loss not in LOSSES:
         raise SynthsodError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
     loss_fn = LOSSES[loss]
+    if loss_options:
+        loss_fn = functools.partial(loss_fn, **loss_options)
     if model_name == "f3net":
         if OUTPUT_CHANNELS[loss] != 1:
             raise SynthsodError(f"F3Net predicts one channel; loss '{loss}' needs {OUTPUT_CHANNELS[loss]}")
@@ -139,9 +145,13 @@ def model_loss(model_name: str, loss: str) -> Callable[[list[torch.Tensor], torc
 
 
 def build_model(model_name: str, loss: str, model_kwargs: dict | None = None) -> nn.Module:
+    """The registry model for ``loss``: models that take ``out_channels`` (U-Net, FCN, DeepLab-v3) get the
+    loss's default count unless ``model_kwargs`` gives one (CAS: M from the training's ``cas.channels``,
+    :func:`synthsod.sod.fit.model_options`), checked against the loss."""
     kwargs = dict(model_kwargs or {})
-    if model_name == "unet":
+    if model_name in CHANNEL_MODELS:
         kwargs.setdefault("out_channels", OUTPUT_CHANNELS[loss])
+        check_output_channels(loss, kwargs["out_channels"])
     return create_sod_model(model_name, **kwargs)
 
 
@@ -244,6 +254,7 @@ def train_sod(
     *,
     seed: int = 0,
     model_kwargs: dict | None = None,
+    loss_options: dict | None = None,
     device: torch.device | str = "cpu",
     checkpoint_path: str | os.PathLike | None = None,
     on_step: Callable[[int, float], None] | None = None,
@@ -251,12 +262,13 @@ def train_sod(
     desc: str | None = None,
 ) -> nn.Module:
     """Train on ``data`` (items {"image": [3, S, S] in [-1, 1], "mask": [1, S, S]}, plus "visible" for
-    partially labelled data); the model in eval mode. ``after_step(step, model)`` sees the model after
-    each update (snapshots). ``desc`` names the progress bar (default: "<model_name> training")."""
+    partially labelled data); the model in eval mode. ``loss_options`` are the loss's keyword arguments
+    (CAS: ``alpha``). ``after_step(step, model)`` sees the model after each update (snapshots). ``desc``
+    names the progress bar (default: "<model_name> training")."""
     device = torch.device(device)
     with seeded(seed):
         model = build_model(model_name, loss, model_kwargs).to(device)
-    objective = model_loss(model_name, loss)
+    objective = model_loss(model_name, loss, loss_options)
     optimizer = make_optimizer(model, recipe)
     model.train()
     for batch in training_batches(

@@ -75,6 +75,10 @@ Losses (per image, D = 3 R R image values; all reported per image value, in nats
         L_D  = softplus(-D_r(x0)) + softplus(D_r(x0_hat.detach()))   (-log D_r(x) - log(1 - D_r(G(E(x)))))
         L_E += adv_weight * softplus(-D_r(x0_hat))                   (non-saturating generator side)
 
+    Deviation: the paper's D_r is the GAN's own discriminator, kept fixed. BigGAN-deep's discriminator
+    was never released (neither on TF-Hub nor in pytorch-pretrained-biggan), so D_r is trained here,
+    with E, from scratch; ``configs/paper/sodgan.yaml`` says so too.
+
 VAE ablation (``mode="vae"``, the paper's comparison; no diffusion, t = 0 always)
     E gives ``mu`` (bounded as above), ``log s^2`` and logits; ``z = mu + s * eps`` when training,
     ``mu`` at inference::

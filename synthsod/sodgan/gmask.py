@@ -282,6 +282,22 @@ class OmniAttention(nn.Module):
         attention = ga if self.local is None else self.local(f) + ga
         return f * attention
 
+    def attend_images(self, f: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """Attend the pixels of whole images, ``f`` [N, K, C] (K pixels of image n in row n) -> [N*K, C].
+
+        The same values as :meth:`forward` on the flattened pixels with their image index, but GA's
+        vector is broadcast over each image's pixels instead of gathered per pixel (its gradient is then
+        a sum over a view, not a scatter).
+        """
+        n, k, c = f.shape
+        flat = f.reshape(n * k, c)
+        if self.mode == "off":
+            return flat
+        gate = self.glob(pooled)[:, None]  # [N, 1, C]
+        if self.local is not None:
+            gate = self.local(flat).view(n, k, c) + gate
+        return (f * gate).reshape(n * k, c)
+
 
 # --- heads (Sec. 4.1, Table 1) ------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -360,26 +376,35 @@ class GMask(nn.Module):
         return self.fusion.out_resolution
 
     def forward(self, features: Mapping[int, torch.Tensor]) -> torch.Tensor:
-        """Logits [N, 2, R, R]."""
+        """Logits [N, 2, R, R] (for per-pixel heads a channels-last view)."""
         reduced = self.fusion.reduce(features)
         fused = torch.cat([upsample(r, self.resolution) for r in reduced], dim=1)
         pooled = self.fusion.pooled(reduced)
-        if self.training or not self.per_pixel:
+        if not self.per_pixel:
             return self.head(self.attention(fused, pooled))
-        # Inference with a per-pixel head: the same layers on chunks of pixels as matrix products. Full
-        # maps would stream several [N, 128, R, R] intermediates through memory; chunks stay in cache
-        # (3-4x faster at 256 on CPU; equal up to float rounding, tests/sodgan/test_gmask.py).
+        # A per-pixel head runs on pixels [N*R*R, C] as matrix products, not as 1x1 convolutions on maps:
+        # the same layers and values up to float rounding (tests/sodgan/test_gmask.py), and faster: oneDNN's
+        # 1x1 convolution backward on NCHW maps took 40 % of the demo's G_mask forward and backward, which
+        # runs 1.4x faster on pixels (CPU, benchmarks/gmask_cost.py). Training takes all pixels at once
+        # (batch norm's statistics over the batch); inference takes chunks of pixels: full maps would stream
+        # several [N, 128, R, R] intermediates through memory, chunks stay in cache (3-4x faster at 256).
         n, c, h, w = fused.shape
-        pixels = fused.permute(0, 2, 3, 1).reshape(n * h * w, c)
-        image_index = torch.arange(n, device=pixels.device).repeat_interleave(h * w)
-        logits = torch.cat(
-            [
-                self.head(
-                    self.attention(pixels[lo : lo + INFERENCE_CHUNK], pooled, image_index[lo : lo + INFERENCE_CHUNK])
-                )
-                for lo in range(0, n * h * w, INFERENCE_CHUNK)
-            ]
-        )
+        pixels = fused.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        if self.training:
+            logits = self.head(self.attention.attend_images(pixels, pooled))
+        else:
+            pixels = pixels.reshape(n * h * w, c)
+            image_index = torch.arange(n, device=pixels.device).repeat_interleave(h * w)
+            logits = torch.cat(
+                [
+                    self.head(
+                        self.attention(
+                            pixels[lo : lo + INFERENCE_CHUNK], pooled, image_index[lo : lo + INFERENCE_CHUNK]
+                        )
+                    )
+                    for lo in range(0, n * h * w, INFERENCE_CHUNK)
+                ]
+            )
         return logits.reshape(n, h, w, -1).permute(0, 3, 1, 2)
 
     def forward_pixels(self, features: Mapping[int, torch.Tensor], coords: torch.Tensor) -> torch.Tensor:

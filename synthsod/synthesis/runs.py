@@ -38,7 +38,7 @@ from synthsod.synthesis.sampling import (
     shard_row,
     shift_proposer,
 )
-from synthsod.synthesis.shards import write_shard
+from synthsod.synthesis.shards import shard_writer, write_shard
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,8 @@ def latent_source(run: Mapping[str, Any], backend: Backend, files: RunFiles) -> 
     if spec["source"] == "prior":
         if truncation is None and backend.num_classes is not None:
             raise SynthsodError("a BigGAN prior run needs a truncation")
-        return LatentSource(run["seed"], backend.z_dim, truncation, classes), truncation
+        cycle = run["classes"].get("order") == "cycle"
+        return LatentSource(run["seed"], backend.z_dim, truncation, classes, cycle=cycle), truncation
     table, table_classes, table_truncation = _latent_table(files.latents)
     if backend.num_classes is None:
         table_classes = None
@@ -190,7 +191,7 @@ def open_run(
     )
 
 
-def calibrate(sampler: Sampler, out_json: str, out_candidates: str) -> float:
+def calibrate(sampler: Sampler, out_json: str, out_candidates: str, *, workers: int = 1) -> float:
     """Fix the run's D_q threshold from ``filters.dq.calibration`` candidates (indices no shard uses):
     the ``keep_top`` quantile of the scores of those that pass the cheaper filters. The scored candidates
     are written to ``out_candidates`` (shard schema, with their D_q scores): both sides of the threshold,
@@ -203,7 +204,11 @@ def calibrate(sampler: Sampler, out_json: str, out_candidates: str) -> float:
     with progress(total=len(indices), desc=f"run {sampler.name} D_q calibration", unit="candidate") as bar:
         for lo in range(0, len(indices), batch):
             block = indices[lo : lo + batch]
-            survivors += [c for c, reason in judge(sampler.propose, block, cheap, None, None) if reason is None]
+            survivors += [
+                replace(c, histogram_gray=None)  # judged: only the pair is kept
+                for c, reason in judge(sampler.propose, block, cheap, None, None)
+                if reason is None
+            ]
             bar.update(len(block))
     if not survivors:
         raise SynthsodError(f"run {sampler.name}: no calibration candidate passed the filters before D_q")
@@ -211,7 +216,7 @@ def calibrate(sampler: Sampler, out_json: str, out_candidates: str) -> float:
     threshold = quantile_threshold(scores, dq["keep_top"])
     for candidate, score in zip(survivors, scores):
         candidate.dq_score = float(score)
-    _write_rows(sampler, out_candidates, [(c, cheap.enabled()) for c in survivors])
+    _write_rows(sampler, out_candidates, [(c, cheap.enabled()) for c in survivors], workers)
     write_json_atomic(
         out_json,
         {
@@ -225,40 +230,67 @@ def calibrate(sampler: Sampler, out_json: str, out_candidates: str) -> float:
     return threshold
 
 
-def _write_rows(sampler: Sampler, path: str, candidates) -> None:
+def _row(sampler: Sampler, candidate, filters) -> dict[str, Any]:
+    return shard_row(
+        sampler.name,
+        candidate,
+        generator=sampler.backend.name,
+        seed=sampler.run["seed"],
+        truncation=sampler.truncation,
+        filters=filters,
+    )
+
+
+def _writer_options(sampler: Sampler, workers: int) -> dict[str, Any]:
+    run = sampler.run
+    return {
+        "image_format": run["image_format"],
+        "jpeg_quality": run["jpeg_quality"],
+        "png": run.get("png"),  # None: the default settings (a run section from before `png` existed)
+        "workers": workers,
+    }
+
+
+def _write_rows(sampler: Sampler, path: str, candidates, workers: int = 1) -> None:
     """Write (candidate, the filters it went through) pairs of the run as a shard in the run's format."""
-    rows = [
-        shard_row(
-            sampler.name,
-            candidate,
-            generator=sampler.backend.name,
-            seed=sampler.run["seed"],
-            truncation=sampler.truncation,
-            filters=filters,
-        )
-        for candidate, filters in candidates
-    ]
-    write_shard(path, rows, image_format=sampler.run["image_format"], jpeg_quality=sampler.run["jpeg_quality"])
+    write_shard(path, (_row(sampler, c, filters) for c, filters in candidates), **_writer_options(sampler, workers))
 
 
-def write_run_shard(sampler: Sampler, shard: int, rows: int, files: RunFiles, out: Mapping[str, str]) -> dict:
+def write_run_shard(
+    sampler: Sampler,
+    shard: int,
+    rows: int,
+    files: RunFiles,
+    out: Mapping[str, str],
+    *,
+    workers: int = 1,
+    overlap: bool = True,
+) -> dict:
     """Sample shard ``shard`` (``rows`` kept pairs); write ``out["shard"]``, ``out["stats"]`` and
-    ``out["rejected"]`` (a few rejected examples, same schema); return the statistics."""
+    ``out["rejected"]`` (a few rejected examples, same schema); return the statistics.
+
+    The shard streams: with ``overlap`` the generator runs on a producer thread ahead of the filters
+    (:func:`synthsod.synthesis.sampling.proposals`), and each kept pair is encoded (on ``workers``
+    threads) and written as it is found (:class:`synthsod.synthesis.shards.ShardWriter`), so memory does not
+    grow with ``rows``. The files' bytes depend on neither setting; each file is written atomically, so
+    a killed job leaves no partial output and its rerun writes the same bytes.
+    """
     run = sampler.run
     started = time.perf_counter()
     filters_ran = sampler.filters.enabled()
-    result = sample_shard(
-        sampler.propose,
-        sampler.filters,
-        rows=rows,
-        block=candidate_block(shard, run["rows_per_shard"], run["max_candidates_factor"]),
-        batch_size=run["batch_size"],
-        score=sampler.score,
-        dq_threshold=dq_threshold(run, files),
-        where=f"run {sampler.name} shard {shard}",
-    )
-
-    _write_rows(sampler, out["shard"], [(c, filters_ran) for c in result.kept])
+    with shard_writer(out["shard"], **_writer_options(sampler, workers)) as writer:
+        result = sample_shard(
+            sampler.propose,
+            sampler.filters,
+            rows=rows,
+            block=candidate_block(shard, run["rows_per_shard"], run["max_candidates_factor"]),
+            batch_size=run["batch_size"],
+            score=sampler.score,
+            dq_threshold=dq_threshold(run, files),
+            where=f"run {sampler.name} shard {shard}",
+            keep=lambda candidate: writer.add(_row(sampler, candidate, filters_ran)),
+            overlap=overlap,
+        )
     _write_rows(sampler, out["rejected"], [(c, filters_ran[: filters_ran.index(r) + 1]) for c, r in result.rejected])
     stats = {"shard": shard, **result.stats(), "seconds": round(time.perf_counter() - started, 3)}
     for example in stats["examples"]:

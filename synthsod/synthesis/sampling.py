@@ -31,13 +31,25 @@ Filters (each optional, in this order, each counting its rejections)
     ``dq`` rejects D_q scores below the threshold (a fixed one, or the ``keep_top`` quantile fixed
     once per run on calibration candidates: :func:`calibration_indices`). D_q scores only the
     candidates that passed the cheaper filters. :mod:`synthsod.synthesis.filters` holds the filter functions.
+
+Overlap and memory
+    :func:`sample_shard` can generate on a producer thread (:func:`proposals`) up to
+    :data:`QUEUE_BATCHES` batches ahead of the filters and of whatever is done with the kept pairs
+    (encoding, writing), so the generator (GPU or CPU: torch releases the GIL in its kernels) and the
+    rest run at the same time. The batches, their order and every verdict are those of the sequential
+    loop, so the output is the same. Kept pairs are handed on as they are found, not collected, and
+    only :data:`REJECTED_EXAMPLES_PER_FILTER` rejected examples per filter are kept (without their
+    grey images): a shard's memory does not grow with its size.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,6 +65,7 @@ from synthsod.synthesis.filters import drop_small_components, histogram_ok, mask
 
 CALIBRATION_FIRST_INDEX = 2**50  # calibration candidates: indices no shard reaches
 REJECTED_EXAMPLES_PER_FILTER = 4
+QUEUE_BATCHES = 2  # generated batches a producer thread may hold ready for the filters
 
 
 # --- shard plan ------------------------------------------------------------------------------------
@@ -153,25 +166,26 @@ def cheap_filters(candidate: Candidate, spec: FilterSpec) -> str | None:
 
 @dataclass
 class ShardResult:
-    kept: list[Candidate]
+    kept: list[Candidate]  # the kept candidates, when sample_shard was given no `keep`
     candidates: int  # candidates judged up to the last kept one
     rejections: Counter = field(default_factory=Counter)
     rejected: list[tuple[Candidate, str]] = field(default_factory=list)  # a few examples per filter
+    kept_count: int = 0
 
     def stats(self) -> dict[str, Any]:
         return {
-            "kept": len(self.kept),
+            "kept": self.kept_count,
             "candidates": self.candidates,
             "rejected": {name: self.rejections.get(name, 0) for name in FILTER_ORDER},
             "examples": [{"index": c.index, "filter": name} for c, name in self.rejected],
         }
 
 
-def judge(
-    propose: Propose, indices: Sequence[int], spec: FilterSpec, score: Score | None, dq_threshold: float | None
+def judge_candidates(
+    candidates: list[Candidate], spec: FilterSpec, score: Score | None, dq_threshold: float | None
 ) -> list[tuple[Candidate, str | None]]:
-    """Generate ``indices`` and run every filter: (candidate, rejecting filter or None) in index order."""
-    verdicts = [(c, cheap_filters(c, spec)) for c in propose(indices)]
+    """Run every filter on generated ``candidates``: (candidate, rejecting filter or None), in their order."""
+    verdicts = [(c, cheap_filters(c, spec)) for c in candidates]
     if spec.dq is not None:
         if score is None or dq_threshold is None:
             raise SynthsodError("the dq filter needs a D_q model and a threshold")
@@ -184,6 +198,71 @@ def judge(
     return verdicts
 
 
+def judge(
+    propose: Propose, indices: Sequence[int], spec: FilterSpec, score: Score | None, dq_threshold: float | None
+) -> list[tuple[Candidate, str | None]]:
+    """Generate ``indices`` and run every filter: (candidate, rejecting filter or None) in index order."""
+    return judge_candidates(propose(indices), spec, score, dq_threshold)
+
+
+_DONE = object()
+
+
+def proposals(
+    propose: Propose, batches: Sequence[Sequence[int]], overlap: bool = False
+) -> Iterator[tuple[Sequence[int], list[Candidate]]]:
+    """``(indices, propose(indices))`` for each of ``batches`` in order.
+
+    With ``overlap`` a producer thread calls ``propose`` and keeps up to :data:`QUEUE_BATCHES` batches
+    ready, so generation runs while the caller works on the previous batch; an exception in ``propose``
+    is raised here. Closing the iterator (``contextlib.closing``) stops the producer: it finishes the
+    batch it is generating (if any) and is joined, so no generation outlives the call.
+    """
+    if not overlap:
+        for indices in batches:
+            yield indices, propose(indices)
+        return
+    ready: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+    stop = threading.Event()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for indices in batches:
+                if stop.is_set():
+                    return
+                put((indices, propose(indices)))
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+
+    producer = threading.Thread(target=produce, name="sample-producer", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while producer.is_alive():
+            try:  # make room, so a producer blocked on a full queue sees `stop`
+                ready.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        producer.join()
+
+
 def sample_shard(
     propose: Propose,
     spec: FilterSpec,
@@ -194,33 +273,44 @@ def sample_shard(
     score: Score | None = None,
     dq_threshold: float | None = None,
     where: str = "shard",
+    keep: Callable[[Candidate], None] | None = None,
+    overlap: bool = False,
 ) -> ShardResult:
     """The first ``rows`` candidates of ``block`` that pass every filter.
 
     Candidates are judged in batches of ``batch_size``; only those up to the last kept one count.
-    Raises SynthsodError (naming ``where``) when the block runs out first. The progress bar ``where``
-    counts kept pairs.
+    Each kept candidate goes to ``keep`` as soon as it is judged, in index order (None: into
+    ``result.kept``). ``overlap`` generates on a producer thread (:func:`proposals`); the result is the
+    same either way. Raises SynthsodError (naming ``where``) when the block runs out first. The
+    progress bar ``where`` counts kept pairs.
     """
     result = ShardResult(kept=[], candidates=0)
+    keep = keep or result.kept.append
     examples: Counter = Counter()
-    with progress(total=rows, desc=where, unit="pair") as bar:
-        for lo in range(0, len(block), batch_size):
-            for candidate, reason in judge(propose, block[lo : lo + batch_size], spec, score, dq_threshold):
+    batches = [block[lo : lo + batch_size] for lo in range(0, len(block), batch_size)]
+    with (
+        progress(total=rows, desc=where, unit="pair") as bar,
+        closing(proposals(propose, batches, overlap)) as generated,
+    ):
+        for _, candidates in generated:
+            for candidate, reason in judge_candidates(candidates, spec, score, dq_threshold):
                 result.candidates += 1
                 bar.set_postfix(candidates=result.candidates)
                 if reason is None:
-                    result.kept.append(candidate)
+                    result.kept_count += 1
+                    keep(candidate)
                     bar.update()
-                    if len(result.kept) == rows:
+                    if result.kept_count == rows:
                         return result
                 else:
                     result.rejections[reason] += 1
                     if examples[reason] < REJECTED_EXAMPLES_PER_FILTER:
                         examples[reason] += 1
-                        result.rejected.append((candidate, reason))
-    rate = len(result.kept) / max(result.candidates, 1)
+                        result.rejected.append((replace(candidate, histogram_gray=None), reason))
+            del candidates
+    rate = result.kept_count / max(result.candidates, 1)
     raise SynthsodError(
-        f"{where}: only {len(result.kept)} of {rows} pairs kept after {result.candidates} candidates (kept rate "
+        f"{where}: only {result.kept_count} of {rows} pairs kept after {result.candidates} candidates (kept rate "
         f"{rate:.1%}; rejected {dict(result.rejections)}); loosen the filters or raise max_candidates_factor"
     )
 
@@ -275,7 +365,9 @@ __all__ = [
     "candidate_block",
     "cheap_filters",
     "judge",
+    "judge_candidates",
     "merge_stats",
+    "proposals",
     "sample_id",
     "sample_shard",
     "shard_count",

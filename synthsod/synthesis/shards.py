@@ -29,8 +29,22 @@ filters         list<string>                    filters that ran on the sample
 the schema metadata key ``b"huggingface"`` carries the matching features JSON, so
 ``datasets.Dataset.from_parquet`` decodes both columns to PIL images.
 
-Shards are reproducible: OpenCV encodes with fixed parameters and Parquet files carry no
-timestamps, so the same rows always give byte-identical files (and the same sha256).
+Shards are reproducible: OpenCV encodes with fixed parameters, Parquet is written with fixed
+settings (:data:`PARQUET_OPTIONS`, row groups of :data:`ROW_GROUP_ROWS` rows) and carries no
+timestamps, so the same rows always give byte-identical files (and the same sha256), whatever the
+number of encoding threads.
+
+PNG settings (a run's ``png:``, :data:`DEFAULT_PNG`) are OpenCV's: the zlib ``compression`` level,
+the zlib ``strategy`` and the PNG row ``filter``. The default, ``rle`` with the ``paeth`` filter, encodes
+256² images about 4x as fast as the zlib level 6 with libpng's adaptive filters used before
+(:data:`LEGACY_PNG`), at the same size or smaller (README "Benchmarks"): after the Paeth filter a
+photo-like image is mostly small residuals that Huffman coding packs as well as a costly LZ77
+search. Under ``rle`` every level above 0 gives the same bytes; level 0 stores. PNG is lossless
+whatever the settings: decoded pixels never depend on them.
+
+Writing streams (:class:`ShardWriter`): rows are encoded as they come, on ``workers`` threads
+(OpenCV releases the GIL while it encodes), and written a row group at a time, so a shard of any
+size takes the memory of one row group.
 
 ``manifest.json`` (:data:`FORMAT_VERSION`) lists each shard's file name (relative to the run
 directory), row count and sha256, the total row count and the run's resolved config.
@@ -43,7 +57,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +119,62 @@ SCHEMA = pa.schema(
 PROVENANCE_FIELDS: tuple[str, ...] = tuple(name for name, _, _ in _COLUMNS if name not in ("id", "image", "mask"))
 
 # Fixed encoder parameters: the same pixels always give the same bytes.
-_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 6]
+_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 6]  # figures (write_png); shards take a run's `png:`
+
+PNG_STRATEGIES = {
+    "default": cv2.IMWRITE_PNG_STRATEGY_DEFAULT,
+    "filtered": cv2.IMWRITE_PNG_STRATEGY_FILTERED,
+    "huffman_only": cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+    "rle": cv2.IMWRITE_PNG_STRATEGY_RLE,
+    "fixed": cv2.IMWRITE_PNG_STRATEGY_FIXED,
+}
+PNG_FILTERS = {
+    "none": cv2.IMWRITE_PNG_FILTER_NONE,
+    "sub": cv2.IMWRITE_PNG_FILTER_SUB,
+    "up": cv2.IMWRITE_PNG_FILTER_UP,
+    "avg": cv2.IMWRITE_PNG_FILTER_AVG,
+    "paeth": cv2.IMWRITE_PNG_FILTER_PAETH,
+    "fast": cv2.IMWRITE_PNG_FAST_FILTERS,  # libpng picks per row among none, sub, up
+    "all": cv2.IMWRITE_PNG_ALL_FILTERS,  # libpng picks per row among all five
+}
+DEFAULT_PNG: dict[str, Any] = {"compression": 1, "strategy": "rle", "filter": "paeth"}  # the schema's default
+LEGACY_PNG: dict[str, Any] = {"compression": 6, "strategy": "default", "filter": "all"}  # the bytes of zlib level 6
+
+ROW_GROUP_ROWS = 64  # rows per Parquet row group: what a writer holds encoded at most
+# Fixed Parquet settings (pyarrow's defaults of 26.0, spelled out so a new default cannot change the bytes).
+PARQUET_OPTIONS: dict[str, Any] = {
+    "version": "2.6",
+    "compression": "snappy",
+    "use_dictionary": True,
+    "write_statistics": True,
+    "data_page_version": "1.0",
+}
+
+
+def png_params(png: Mapping[str, Any] | None = None) -> list[int]:
+    """OpenCV's PNG parameters for a run's ``png:`` settings (missing keys: :data:`DEFAULT_PNG`).
+
+    The compression level goes first: OpenCV resets the strategy to "default" when it reads the level.
+    """
+    png = {**DEFAULT_PNG, **(png or {})}
+    unknown = set(png) - set(DEFAULT_PNG)
+    if unknown:
+        raise ValueError(f"unknown PNG settings {sorted(unknown)}; known: {', '.join(DEFAULT_PNG)}")
+    level = png["compression"]
+    if not (isinstance(level, int) and 0 <= level <= 9):
+        raise ValueError(f"PNG compression must be a zlib level 0-9, got {level!r}")
+    if png["strategy"] not in PNG_STRATEGIES:
+        raise ValueError(f"PNG strategy must be one of {', '.join(PNG_STRATEGIES)}, got {png['strategy']!r}")
+    if png["filter"] not in PNG_FILTERS:
+        raise ValueError(f"PNG filter must be one of {', '.join(PNG_FILTERS)}, got {png['filter']!r}")
+    return [
+        cv2.IMWRITE_PNG_COMPRESSION,
+        level,
+        cv2.IMWRITE_PNG_STRATEGY,
+        PNG_STRATEGIES[png["strategy"]],
+        cv2.IMWRITE_PNG_FILTER,
+        PNG_FILTERS[png["filter"]],
+    ]
 
 
 # --- encoding --------------------------------------------------------------------------------
@@ -115,8 +187,9 @@ def _encode(ext: str, pixels: np.ndarray, params: list[int]) -> bytes:
     return buf.tobytes()
 
 
-def _record(row: Mapping[str, Any], image_format: str, jpeg_quality: int) -> dict:
-    """One sample dict -> one Parquet record (images encoded, latent as float32)."""
+def _record(row: Mapping[str, Any], image_format: str, jpeg_quality: int, png: list[int]) -> dict:
+    """One sample dict -> one Parquet record (images encoded with OpenCV parameters ``png`` / JPEG
+    ``jpeg_quality``, latent as float32)."""
     unknown = set(row) - set(HF_FEATURES)
     if unknown:
         raise ValueError(f"row {row.get('id')!r} has unknown fields {sorted(unknown)}")
@@ -133,11 +206,11 @@ def _record(row: Mapping[str, Any], image_format: str, jpeg_quality: int) -> dic
 
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)  # OpenCV encodes BGR
     if image_format == "png":
-        image_bytes, image_name = _encode(".png", bgr, _PNG_PARAMS), f"{sample_id}.png"
+        image_bytes, image_name = _encode(".png", bgr, png), f"{sample_id}.png"
     else:
         params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
         image_bytes, image_name = _encode(".jpg", bgr, params), f"{sample_id}.jpg"
-    mask_bytes = _encode(".png", np.where(mask > 0, 255, 0).astype(np.uint8), _PNG_PARAMS)
+    mask_bytes = _encode(".png", np.multiply(mask > 0, 255, dtype=np.uint8), png)  # 0 / 255
 
     record = {name: row[name] for name in PROVENANCE_FIELDS}
     record["latent"] = np.asarray(row["latent"], np.float32).tolist()
@@ -150,25 +223,110 @@ def _record(row: Mapping[str, Any], image_format: str, jpeg_quality: int) -> dic
     }
 
 
+class ShardWriter:
+    """Rows in, one Parquet shard out, streamed: :func:`shard_writer` opens one (atomically).
+
+    :meth:`add` hands a row's encoding to one of ``workers`` threads (1: encoded at once, on the
+    caller's thread) and keeps at most ``2 x workers`` rows waiting for it; encoded records are written
+    in order, a row group of :data:`ROW_GROUP_ROWS` at a time. The bytes depend on the rows alone.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        image_format: str = "png",
+        jpeg_quality: int = 95,
+        png: Mapping[str, Any] | None = None,
+        workers: int = 1,
+    ):
+        if image_format not in ("png", "jpeg"):
+            raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self._options = (image_format, jpeg_quality, png_params(png))
+        self._file = pq.ParquetWriter(path, SCHEMA, **PARQUET_OPTIONS)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="shard-encode") if workers > 1 else None
+        self._waiting: deque[Future] = deque()
+        self._max_waiting = 2 * workers
+        self._group: list[dict] = []
+        self.rows = 0
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        """Queue one row (the :data:`SCHEMA` fields, ``image`` / ``mask`` as arrays) for the shard."""
+        if self._pool is None:
+            self._take(_record(row, *self._options))
+            return
+        self._waiting.append(self._pool.submit(_record, row, *self._options))
+        while len(self._waiting) >= self._max_waiting:
+            self._take(self._waiting.popleft().result())
+
+    def _take(self, record: dict) -> None:
+        self._group.append(record)
+        self.rows += 1
+        if len(self._group) == ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._group:
+            self._file.write_table(pa.Table.from_pylist(self._group, schema=SCHEMA), row_group_size=ROW_GROUP_ROWS)
+            self._group = []
+
+    def close(self) -> int:
+        """Encode and write what is left, close the file; return the row count."""
+        try:
+            while self._waiting:
+                self._take(self._waiting.popleft().result())
+            self._flush()
+        finally:
+            self._shutdown()
+        return self.rows
+
+    def _shutdown(self) -> None:
+        """Stop the encoding threads (dropping what waits) and close the file; safe to call twice."""
+        if self._pool is not None:
+            for future in self._waiting:
+                future.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._waiting.clear()
+        self._file.close()
+
+
+@contextmanager
+def shard_writer(path: str | os.PathLike, **options: Any) -> Iterator[ShardWriter]:
+    """A :class:`ShardWriter` (``options``: its keyword arguments) on a temporary file beside ``path``,
+    renamed onto ``path`` when the block ends normally; on an exception ``path`` is left as it was."""
+    with atomic_path(path) as tmp:
+        writer = ShardWriter(tmp, **options)
+        try:
+            yield writer
+        except BaseException:
+            writer._shutdown()
+            raise
+        writer.close()  # before atomic_path renames the file
+
+
 def write_shard(
     path: str | os.PathLike,
     rows: Iterable[Mapping[str, Any]],
     *,
     image_format: str = "png",
     jpeg_quality: int = 95,
+    png: Mapping[str, Any] | None = None,
+    workers: int = 1,
 ) -> int:
     """Write ``rows`` as one Parquet shard at ``path`` (atomically) and return the row count.
 
     Each row holds ``image`` (uint8 HxWx3 RGB), ``mask`` (bool or uint8 HxW, foreground > 0) and
-    every provenance field of :data:`SCHEMA`; ``image_format`` is "png" (lossless) or "jpeg".
+    every provenance field of :data:`SCHEMA`; ``image_format`` is "png" (lossless) or "jpeg"; ``png``
+    the PNG settings (:func:`png_params`; masks are PNG in either format); ``workers`` encoding threads.
+    ``rows`` may be a generator: it is consumed as the shard is written.
     """
-    if image_format not in ("png", "jpeg"):
-        raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
-    records = [_record(row, image_format, jpeg_quality) for row in rows]
-    table = pa.Table.from_pylist(records, schema=SCHEMA)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return table.num_rows
+    with shard_writer(path, image_format=image_format, jpeg_quality=jpeg_quality, png=png, workers=workers) as out:
+        for row in rows:
+            out.add(row)
+    return out.rows
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The benchmark protocol against pysodmetrics' own classes and brute-force references."""
+"""The benchmark protocols against pysodmetrics' own classes and brute-force references (pysodmetrics's and
+E-BigBiGAN's)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import py_sod_metrics as psm
 import pytest
 
 from synthsod.errors import SynthsodError
-from synthsod.evaluation.metrics import SODMetrics
+from synthsod.evaluation.metrics import EBIGBIGAN, PYSODMETRICS, SCALARS, SODMetrics
 
 SIZE = (24, 32)
 
@@ -116,3 +117,99 @@ def test_bad_inputs_name_the_image():
         metrics.step(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.float32), name="img8")
     with pytest.raises(SynthsodError, match="no image"):
         metrics.results()
+
+
+# --- the ebigbigan protocol (E-BigBiGAN's paper and code) ----------------------------------------------
+
+
+def brute_force_paper(pairs) -> dict[str, float]:
+    """E-BigBiGAN's max F, IoU and accuracy written out loop by loop on raw maps (no stretching): ground truth
+    gt / 255 >= 0.5, IoU and accuracy at p >= 0.5, F of p > k / 255 (k = 0..254) per image, averaged per
+    threshold, precision 1 on an empty prediction, recall 1 on an empty ground truth, F 0 when both are 0."""
+    ious, accs, fs = [], [], []
+    for pred, gt in pairs:
+        p, g = pred.astype(int), gt.astype(float) / 255 >= 0.5
+        b = p / 255 >= 0.5
+        union = np.logical_or(b, g).sum()
+        ious.append(np.logical_and(b, g).sum() / union if union else 1.0)
+        accs.append((b == g).mean())
+        row = []
+        for k in range(255):
+            s = p > k
+            tp = np.logical_and(s, g).sum()
+            precision = tp / s.sum() if s.sum() else 1.0
+            recall = tp / g.sum() if g.sum() else 1.0
+            row.append(1.3 * precision * recall / (0.3 * precision + recall) if precision + recall else 0.0)
+        fs.append(row)
+    f = np.mean(fs, axis=0)
+    return {"max_f": f.max(), "mean_f": f.mean(), "iou": np.mean(ious), "accuracy": np.mean(accs)}
+
+
+def evaluate_as(protocol: str, pairs) -> SODMetrics:
+    metrics = SODMetrics(protocol)
+    for pred, gt in pairs:
+        metrics.step(pred, gt)
+    return metrics
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_ebigbigan_figures_match_the_paper_written_out(case):
+    got = evaluate_as(EBIGBIGAN, CASES[case]).results()
+    for key, value in brute_force_paper(CASES[case]).items():
+        assert got[key] == pytest.approx(float(value), abs=1e-9), key
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_ebigbigan_keeps_every_other_figure_of_pysodmetrics(case):
+    paper, psod = evaluate_as(EBIGBIGAN, CASES[case]), evaluate_as(PYSODMETRICS, CASES[case])
+    assert list(paper.results()) == list(psod.results()) == list(SCALARS)
+    for key in set(SCALARS) - {"max_f", "mean_f", "iou", "accuracy"}:
+        assert paper.results()[key] == psod.results()[key], key
+    for key in ("e", "tpr", "fpr"):
+        np.testing.assert_array_equal(paper.curves()[key], psod.curves()[key])
+    curves = paper.curves()
+    assert all(len(curves[key]) == 256 for key in ("precision", "recall", "f"))
+    assert paper.results()["max_f"] == pytest.approx(curves["f"][:-1].max())  # curves run from 255 down to 0
+
+
+def _blob() -> np.ndarray:
+    blob = np.zeros(SIZE, np.uint8)
+    blob[6:18, 8:20] = 255
+    return blob
+
+
+def test_a_faint_map_is_empty_under_ebigbigan_but_stretched_under_pysodmetrics():
+    blob = _blob()
+    faint = np.where(blob > 0, 102, 0).astype(np.uint8)  # probability 0.4 on the object, 0 elsewhere
+    paper, psod = (
+        evaluate_as(EBIGBIGAN, [(faint, blob)]).results(),
+        evaluate_as(PYSODMETRICS, [(faint, blob)]).results(),
+    )
+    assert paper["iou"] == 0.0 and paper["accuracy"] == pytest.approx(1 - (blob > 0).mean())
+    assert psod["iou"] == pytest.approx(1.0) and psod["accuracy"] == 1.0  # stretched: 0.4 becomes 1
+    # the F curve still finds the object below 0.5 (its thresholds run from 0 up)
+    assert paper["max_f"] == pytest.approx(1.0) and psod["max_f"] == pytest.approx(1.0)
+    # at exactly 0.5 (8-bit 128) the object is foreground; one level lower it is not
+    for value, iou in ((128, 1.0), (127, 0.0)):
+        pred = np.where(blob > 0, value, 0).astype(np.uint8)
+        assert evaluate_as(EBIGBIGAN, [(pred, blob)]).results()["iou"] == iou
+
+
+def test_ebigbigan_ground_truth_counts_half_grey_as_foreground():
+    gt = np.where(_blob() > 0, 128, 0).astype(np.uint8)  # a soft mask at exactly half grey
+    pred = np.where(gt > 0, 255, 0).astype(np.uint8)
+    assert evaluate_as(EBIGBIGAN, [(pred, gt)]).results()["iou"] == 1.0  # gt / 255 >= 0.5
+    assert evaluate_as(PYSODMETRICS, [(pred, gt)]).results()["iou"] == 0.0  # gt > 128: no foreground
+
+
+def test_ebigbigan_max_f_leaves_out_the_all_foreground_threshold():
+    full, empty = np.full(SIZE, 255, np.uint8), np.zeros(SIZE, np.uint8)
+    metrics = evaluate_as(EBIGBIGAN, [(empty, full)])
+    assert metrics.curves()["f"][-1] == pytest.approx(1.0)  # v >= 0: everything predicted, all of it right
+    assert metrics.results()["max_f"] == 0.0  # the paper's thresholds start at v > 0: nothing predicted
+    assert metrics.results()["mean_f"] == 0.0
+
+
+def test_unknown_protocol_is_refused():
+    with pytest.raises(SynthsodError, match="unknown evaluation protocol 'paper'.*pysodmetrics, ebigbigan"):
+        SODMetrics("paper")

@@ -1,4 +1,5 @@
-"""Tests for synthsod.generators.bigbigan: loading a TF-Hub module, generate / encode, encoder input, embeddings.
+"""Tests for synthsod.generators.bigbigan: loading a TF-Hub module, generate / encode, encoder input, embeddings
+of a prepared dataset and of an image-only source folder (bigbigan.sources, rule bigbigan_embed).
 
 The error and preprocessing tests need no TensorFlow and run in every env. The others build small
 modules in tmp_path (the real weights cannot be downloaded here) and skip where TensorFlow is absent:
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from synthsod.data.prepare import load_image_rgb, prepare_dataset
@@ -26,10 +28,14 @@ from synthsod.generators.bigbigan import (
     MODULE_URL,
     BigBiGAN,
     embed_dataset,
+    embed_folder,
     encoder_input,
+    list_folder_images,
     module_problem,
+    spread,
     write_tiny_module,
 )
+from synthsod.generators.latent_table import read_latent_table
 
 REPO = Path(__file__).resolve().parents[2]
 NO_TF = "TensorFlow absent: BigBiGAN tests run in the tf env (.ci/run builds it)"
@@ -356,6 +362,208 @@ def test_embed_script_reports_missing_module_in_one_line(tmp_path):
     assert proc.returncode == 1
     assert f"{tmp_path / 'nowhere'} does not exist" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+# --- image-only sources (bigbigan.sources: ImageNet train) ---------------------------------------
+
+
+def imagenet_like(root: Path) -> dict[str, np.ndarray]:
+    """ImageNet's train layout in small: class folders of JPEGs (and one PNG, one upper-case extension), plus
+    files that are not images. Returns relative path -> the RGB pixels as stored."""
+    rng = np.random.default_rng(5)
+    written = {}
+    for rel, (height, width) in {
+        "n02/n02_7.JPEG": (40, 60),
+        "n01/n01_2.jpeg": (64, 48),
+        "n01/n01_10.jpg": (30, 30),
+        "n03/deeper/n03_1.png": (50, 80),
+    }.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+        written[rel] = load_image_rgb(path)  # as decoded (JPEG is lossy)
+    (root / "n01" / "labels.txt").write_text("not an image")
+    (root / "n01" / "._n01_2.jpeg").write_bytes(b"macOS resource fork")
+    (root / ".cache").mkdir()
+    (root / ".cache" / "x.jpg").write_bytes(b"hidden folder")
+    return written
+
+
+class StubEncoder:
+    """encoder_size and encode as BigBiGAN has them: z = the mean of each channel and of the whole image."""
+
+    encoder_size = 16
+    z_dim = 4
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        assert images.dtype == np.uint8 and images.shape[1:] == (16, 16, 3)
+        self.batches.append(len(images))
+        means = images.astype(np.float32).mean(axis=(1, 2))
+        return np.concatenate([means, means.mean(axis=1, keepdims=True)], axis=1)
+
+
+def test_folder_images_are_listed_recursively_in_path_order(tmp_path):
+    imagenet_like(tmp_path)
+    assert list_folder_images(tmp_path) == [
+        "n01/n01_10.jpg",
+        "n01/n01_2.jpeg",
+        "n02/n02_7.JPEG",
+        "n03/deeper/n03_1.png",
+    ]
+
+
+def test_missing_or_empty_folders_are_named(tmp_path):
+    with pytest.raises(SynthsodError, match=re.escape(f"image folder not found: {tmp_path / 'nope'}")):
+        list_folder_images(tmp_path / "nope")
+    (tmp_path / "n01").mkdir()
+    (tmp_path / "n01" / "readme.txt").write_text("")
+    with pytest.raises(SynthsodError, match=r"no image files \(\.jpg, .*\) in it or its sub-folders"):
+        list_folder_images(tmp_path)
+
+
+def test_a_limit_spreads_evenly_over_the_sorted_paths():
+    items = [f"c{c}/{i}" for c in range(4) for i in range(5)]  # 4 classes of 5 images
+    assert spread(items, 4) == ["c0/0", "c1/0", "c2/0", "c3/0"]  # every class, not the first class
+    assert spread(items, 8)[::2] == spread(items, 4)
+    assert spread(items, None) == spread(items, 100) == items
+
+
+def test_embed_folder_encodes_each_image_once_in_path_order(tmp_path):
+    written = imagenet_like(tmp_path)
+    model = StubEncoder()
+    table, skipped = embed_folder(model, tmp_path, batch_size=3, threads=2)
+    assert table["id"].tolist() == sorted(written) and not skipped
+    expected = model.encode(np.stack([encoder_input(written[rel], 16) for rel in sorted(written)]))
+    np.testing.assert_allclose(np.stack(table["z"]), expected)
+    assert model.batches == [3, 1, 4]  # two batches of the folder, then the check above
+    for batch_size, threads in ((1, 1), (4, 3)):  # neither changes the result
+        again, _ = embed_folder(StubEncoder(), tmp_path, batch_size=batch_size, threads=threads)
+        assert again["id"].tolist() == table["id"].tolist()
+        np.testing.assert_array_equal(np.stack(again["z"]), np.stack(table["z"]))
+    limited, _ = embed_folder(StubEncoder(), tmp_path, limit=2)
+    assert limited["id"].tolist() == ["n01/n01_10.jpg", "n02/n02_7.JPEG"]  # items 0 and 2 of 4
+
+
+def test_unreadable_images_are_skipped_up_to_the_bad_fraction(tmp_path, caplog):
+    imagenet_like(tmp_path)
+    broken = tmp_path / "n02" / "n02_9.JPEG"
+    broken.write_bytes(b"\xff\xd8\xff truncated JPEG")
+    table, skipped = embed_folder(StubEncoder(), tmp_path, max_bad_fraction=0.2, batch_size=2)
+    assert "n02/n02_9.JPEG" not in table["id"].tolist() and len(table) == 4
+    assert len(skipped) == 1 and f"{broken}: unreadable or corrupt file" in skipped[0]
+    assert f"skipped: {broken}" in caplog.text
+    with pytest.raises(SynthsodError) as err:  # 1 of 5 is more than 10 %
+        embed_folder(StubEncoder(), tmp_path, max_bad_fraction=0.1, name="bigbigan.sources.imagenet-train")
+    message = str(err.value)
+    assert message.startswith("bigbigan.sources.imagenet-train: 1 of 5 images in")
+    assert "more than max_bad_fraction 10.0%" in message and str(broken) in message
+
+
+def test_embed_folder_with_the_module_equals_embed_dataset_of_the_same_images(tiny, tmp_path):
+    written = imagenet_like(tmp_path / "train")
+    table, _ = embed_folder(tiny, tmp_path / "train", batch_size=2)
+    manifest = pd.DataFrame({"id": sorted(written), "image": [str(tmp_path / "train" / r) for r in sorted(written)]})
+    dataset = embed_dataset(tiny, manifest, batch_size=3)
+    assert table["id"].tolist() == dataset["id"].tolist()
+    np.testing.assert_allclose(np.stack(table["z"]), np.stack(dataset["z"]), rtol=1e-5, atol=1e-5)
+    assert np.stack(table["z"]).shape == (4, 120) and np.stack(table["z"]).dtype == np.float32
+
+
+def test_embed_script_encodes_a_source_folder(tiny_dir, tmp_path):
+    imagenet_like(tmp_path / "train")
+    (tmp_path / "train" / "n02" / "bad.jpg").write_bytes(b"not a JPEG")
+    out, log = tmp_path / "bigbigan" / "embeddings.parquet", tmp_path / "embed.log"
+    source = {"images": str(tmp_path / "train"), "limit": None, "max_bad_fraction": 0.25, "threads": 2}
+    driver = textwrap.dedent(f"""
+        import runpy, sys
+        from types import SimpleNamespace as ns
+        smk = ns(input=ns(images={source["images"]!r}), output=ns(embeddings={str(out)!r}), log=[{str(log)!r}],
+                 threads=2, wildcards=ns(dataset="imagenet-train"),
+                 params=ns(generator={{"weights": {str(tiny_dir)!r}}}, embed={{"batch_size": 2, "source": {source!r}}}))
+        runpy.run_path({str(REPO / "workflow_scripts" / "bigbigan_embed.py")!r}, init_globals={{"snakemake": smk}})
+        print("torch imported:", "torch" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch imported: False" in proc.stdout
+    table = read_latent_table(out)  # the latent-table format: id and z only
+    assert list(table.columns) == ["id", "z"]
+    assert table["id"].tolist() == ["n01/n01_10.jpg", "n01/n01_2.jpeg", "n02/n02_7.JPEG", "n03/deeper/n03_1.png"]
+    text = log.read_text()
+    assert f"4 images of {source['images']} encoded to 120-d BigBiGAN z_mean" in text
+    assert "1 unreadable skipped" in text and "bad.jpg: unreadable or corrupt file" in text
+
+
+# --- the rule: a source is embedded from its folder, a run names it in latents.dataset ----------------
+
+
+def _source_workdir(tmp_path: Path, images: Path | None) -> tuple[Path, Path]:
+    """A working directory and a config (config.yaml + configs/test.yaml) with a BigBiGAN generator (a
+    module directory with a saved_model.pb only: a dry run does not load it), the source imagenet-train
+    and a BigBiGAN run sampling its embeddings at alpha 0."""
+    pytest.importorskip("snakemake", reason="snakemake runs in the torch env")
+    from tests.conftest import make_workdir, small_config
+
+    module = tmp_path / "bigbigan-resnet50"
+    module.mkdir()
+    (module / "saved_model.pb").write_bytes(b"")
+    np.save(tmp_path / "h_bg.npy", np.ones(120, np.float32))
+    config = small_config()
+    config["generators"]["bigbigan"] = {"model": "bigbigan", "weights": str(module)}
+    config["bigbigan"] = {"batch_size": 8, "sources": {"imagenet-train": {"images": str(images), "threads": 2}}}
+    config["runs"]["ebig-imagenet"] = {
+        "generator": "bigbigan",
+        "pipeline": None,
+        "pairs": 4,
+        "rows_per_shard": 4,
+        "truncation": None,
+        "latents": {"source": "inverted", "alpha": 0.0, "dataset": "imagenet-train"},
+        "mask": {"method": "direction", "direction": str(tmp_path / "h_bg.npy"), "shift": 5.0},
+        "filters": {"size": {"min": 0.0, "max": 0.5}},
+    }
+    workdir = make_workdir(tmp_path / "work", config)
+    return workdir.path, workdir.configfile
+
+
+def test_dry_run_embeds_the_source_folder_for_a_run_that_names_it(tmp_path):
+    from tests.conftest import run_snakemake
+
+    imagenet_like(tmp_path / "ImageNet" / "train")
+    work, configfile = _source_workdir(tmp_path, tmp_path / "ImageNet" / "train")
+    target = "results/synthetic/ebig-imagenet/manifest.json"
+    result = run_snakemake(work, "-n", "--cores", "2", target, configfiles=(configfile,))
+    assert result.returncode == 0, result.describe()
+    out = result.output
+    embed = out[out.index("rule bigbigan_embed:") :].split("\n\n")[0]
+    assert "output: results/bigbigan/imagenet-train/embeddings.parquet" in embed, embed
+    assert f"input: {tmp_path / 'ImageNet' / 'train'}" in embed and "manifest.parquet" not in embed, embed
+    assert "threads: 2" in embed, embed
+    assert "prepare_dataset" not in out  # no dataset is prepared for a source
+    assert "results/bigbigan/imagenet-train/embeddings.parquet" in out[out.index("rule sample_bigbigan") :]
+
+
+@pytest.mark.parametrize("case", ["missing", "collision"])
+def test_a_missing_source_folder_or_a_name_clash_is_named(tmp_path, case):
+    from tests.conftest import run_snakemake, write_yaml
+
+    work, configfile = _source_workdir(tmp_path, tmp_path / "ImageNet" / "train")
+    if case == "collision":
+        imagenet_like(tmp_path / "ImageNet" / "train")
+        config = yaml.safe_load(configfile.read_text())
+        config["datasets"]["imagenet-train"] = config["datasets"]["DEMO-TR"]
+        write_yaml(configfile, config)
+    result = run_snakemake(
+        work, "-n", "--cores", "2", "results/bigbigan/imagenet-train/embeddings.parquet", configfiles=(configfile,)
+    )
+    assert result.returncode != 0
+    if case == "missing":
+        want = f"bigbigan.sources.imagenet-train.images: folder {tmp_path / 'ImageNet' / 'train'} does not exist"
+    else:
+        want = "bigbigan.sources.imagenet-train: 'imagenet-train' is also a dataset under datasets:"
+    assert want in result.output, result.describe()
 
 
 # --- sampling: E-BigBiGAN's direction shift near encoder embeddings, to verified shards ---------

@@ -47,3 +47,18 @@ def test_latents_are_truncated_normal_scaled_by_truncation():
     # a standard normal truncated to [-2, 2] has std ~0.880
     assert z.std() / 0.5 == pytest.approx(0.880, abs=0.01)
     assert set(classes.tolist()) == {3, 17}
+
+
+def test_cycled_classes_give_every_class_equally_often_with_the_same_latents():
+    """SODGAN's released sampler: its 623 kept classes x 20 = 12,460 pairs, each class 20 times."""
+    from synthsod.generators.latents import LatentSource
+
+    kept = resolve_classes({"discard": ["151-294", 1, 29, 999]}, 1000)
+    cycled = LatentSource(3, 128, 0.4, kept, cycle=True)
+    z, ids = cycled.draw(range(len(kept) * 2))
+    assert ids[: len(kept)].tolist() == kept.tolist() == ids[len(kept) :].tolist()
+    z_random, ids_random = LatentSource(3, 128, 0.4, kept).draw(range(len(kept) * 2))
+    np.testing.assert_array_equal(z, z_random)  # only the class assignment changes
+    assert len(set(ids_random.tolist())) < len(kept)  # uniform draws miss some classes
+    z_part, ids_part = cycled.draw([5, len(kept) + 5])
+    assert ids_part.tolist() == [kept[5]] * 2 and np.array_equal(z_part[0], z[5])

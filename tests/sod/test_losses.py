@@ -15,6 +15,7 @@ from synthsod.sod.losses import (
     cace_loss,
     cas_loss,
     ce_loss,
+    check_output_channels,
     partial_bce_loss,
     saliency_channel,
     structure_loss,
@@ -161,3 +162,44 @@ def test_partial_bce_takes_gradient_only_from_annotated_pixels():
     torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(partial_bce_loss(logits, masks), bce_loss(logits, masks))
     assert partial_bce_loss(logits, masks, torch.zeros_like(masks)).item() == 0.0
+
+
+def _one_hot_logits(channel_map: torch.Tensor, channels: int, scale: float = 60.0) -> torch.Tensor:
+    """Logits [1, M, H, W] whose softmax is (within e^-scale) the one-hot of ``channel_map`` [H, W]."""
+    return (F.one_hot(channel_map, channels).permute(2, 0, 1)[None].double() * 2 - 1) * scale
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 0.5, 1.0])
+def test_cas_loss_reaches_near_both_ends_of_its_range(alpha):
+    """Two regions, M channels: CAS lies in [-4 (1 - alpha), 2 alpha (1 - 1/M)] ([-4 (1 - alpha), alpha] for M = 2)."""
+    masks = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+    masks[..., :, :4] = 1  # left half foreground
+    columns = torch.arange(8).expand(8, 8)
+    # lower end: each region constant at its own vertex -> uniformer 0, discriminator 2 x ||e0 - e1||^2 = 4
+    separated = _one_hot_logits((columns < 4).long(), 2)
+    assert cas_loss(separated, masks, alpha).item() == pytest.approx(-4 * (1 - alpha), abs=1e-9)
+    # upper end: each region spread evenly over the M vertices, both with the same mean -> discriminator 0
+    for m in (2, 4):
+        spread = _one_hot_logits(torch.arange(64).reshape(8, 8) % m, m)  # every column pair holds all M
+        assert cas_loss(spread, masks, alpha).item() == pytest.approx(2 * alpha * (1 - 1 / m), abs=1e-9)
+    # and nothing in between leaves the range (random and extreme logits, batch of images)
+    gen = torch.Generator().manual_seed(0)
+    for m in (2, 3):
+        for scale in (0.1, 3.0, 50.0):
+            logits = torch.randn(16, m, 8, 8, generator=gen, dtype=torch.float64) * scale
+            batch_masks = (torch.rand(16, 1, 8, 8, generator=gen) > 0.5).double()
+            value = cas_loss(logits, batch_masks, alpha).item()
+            assert -4 * (1 - alpha) - 1e-9 <= value <= 2 * alpha * (1 - 1 / m) + 1e-9
+
+
+def test_output_channels_each_loss_accepts():
+    check_output_channels("cas", 2)
+    check_output_channels("cas", 5)
+    check_output_channels("ce", 2)
+    check_output_channels("structure", 1)
+    with pytest.raises(SynthsodError, match="M >= 2"):
+        check_output_channels("cas", 1)
+    with pytest.raises(SynthsodError, match="loss 'ce' needs 2 output channel"):
+        check_output_channels("ce", 3)
+    with pytest.raises(SynthsodError, match="unknown loss 'dice'"):
+        check_output_channels("dice", 1)

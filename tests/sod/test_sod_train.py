@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from synthsod.errors import SynthsodError
+from synthsod.sod.fit import fit_sod, model_options, save_training
+from synthsod.sod.losses import cas_loss
 from synthsod.sod.predict import prediction_channel, probabilities
 from synthsod.sod.train import (
     Recipe,
@@ -125,3 +127,48 @@ def test_training_lowers_the_loss_on_a_learnable_toy():
         on_step=lambda step, value: values.append(value),
     )
     assert sum(values[-5:]) / 5 < 0.7 * sum(values[:5]) / 5
+
+
+def test_cas_alpha_reaches_the_loss():
+    outputs, masks = [torch.randn(2, 3, 8, 8)], (torch.rand(2, 1, 8, 8) > 0.5).float()
+    value = model_loss("unet", "cas", {"alpha": 0.5})(outputs, masks)
+    assert value.item() == pytest.approx(cas_loss(outputs[0], masks, alpha=0.5).item())
+    assert value.item() != pytest.approx(model_loss("unet", "cas")(outputs, masks).item())
+
+
+def _cas_spec(model, options, channels):
+    recipe = {**SMALL, "steps": 1, "sizes": [16], "checkpoint_every": 100}
+    return {
+        "model": model,
+        "loss": "cas",
+        "model_options": options,
+        "backbone_weights": None,
+        "cas": {"channels": channels, "alpha": 0.1},
+        "recipe": recipe,
+        "seed": 0,
+        "eval_size": 32,
+    }
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(
+    "model, options", [("unet", {"base": 4, "depth": 2}), ("deeplabv3-resnet101", {"backbone": "resnet50"})]
+)
+def test_cas_trains_any_channel_model_with_m_channels_and_predicts_one_map(tmp_path, model, options):
+    spec = _cas_spec(model, options, channels=3)
+    data = ToyData(n=4)
+    trained = fit_sod(spec, data)
+    assert trained.model_options["out_channels"] == 3 and trained.channel in (0, 1, 2)
+    save_training(tmp_path / "model.pt", tmp_path / "log.csv", spec, trained)
+    loaded, channel = load_sod_model(tmp_path / "model.pt")
+    assert channel == trained.channel
+    maps = probabilities(loaded, data.images[:2], channel)
+    assert maps.shape == (2, 1, 32, 32) and 0 <= maps.min() and maps.max() <= 1
+    torch.testing.assert_close(maps, probabilities(trained.model, data.images[:2], channel))
+
+
+def test_cas_channels_and_model_options_must_agree():
+    spec = _cas_spec("unet", {"base": 4, "out_channels": 2}, channels=3)
+    with pytest.raises(SynthsodError, match=r"out_channels \(2\) and cas.channels \(3\) differ"):
+        model_options(spec)
+    assert "out_channels" not in model_options({**spec, "loss": "ce", "model_options": {}})

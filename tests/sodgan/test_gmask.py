@@ -183,6 +183,42 @@ def test_pixel_path_over_all_pixels_trains_like_the_full_map():
     assert _rel_err(pixels, full.permute(0, 2, 3, 1).reshape(-1, 2)) <= 1e-4
 
 
+@pytest.mark.parametrize("attention", ["off", "ga", "full"])
+def test_training_forward_on_pixels_equals_the_map_layers(attention):
+    """Training runs a per-pixel head on [N*R*R, C] pixels; the 1x1 convolutions on maps give the same logits
+    and the same gradients (up to float rounding)."""
+    torch.manual_seed(0)
+    gmask = GMask(TINY_SHAPES, 32, head="mlp-s", attention=attention, channels_per_tap=4).train()
+    features = _random_features(TINY_SHAPES, n=3)
+    target = (torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+
+    def logits_and_grads(on_pixels: bool):
+        gmask.zero_grad()
+        if on_pixels:
+            logits = gmask(features)
+        else:
+            reduced = gmask.fusion.reduce(features)
+            logits = gmask.head(gmask.attention(gmask.fusion(features), gmask.fusion.pooled(reduced)))
+        segmentation_loss(logits, target).backward()
+        return logits.detach(), torch.cat([p.grad.flatten() for p in gmask.parameters()])
+
+    (pixels, pixel_grads), (maps, map_grads) = logits_and_grads(True), logits_and_grads(False)
+    assert pixels.shape == maps.shape == (3, 2, 32, 32)
+    assert _rel_err(pixels, maps) <= 1e-5
+    assert _rel_err(pixel_grads, map_grads) <= 1e-3  # batch norm's backward sums 3 x 32 x 32 terms
+
+
+def test_attend_images_equals_attention_with_image_index():
+    torch.manual_seed(0)
+    attention = OmniAttention(12, mode="full").train()
+    with torch.no_grad():
+        attention.local[-1].weight.normal_()  # leave the identity start
+        attention.glob[-1].weight.normal_()
+    f, pooled = torch.randn(3, 50, 12), torch.randn(3, 12)
+    indexed = attention(f.reshape(150, 12), pooled, torch.arange(3).repeat_interleave(50))
+    assert torch.equal(attention.attend_images(f, pooled), indexed)
+
+
 def test_attention_off_is_identity_and_ga_broadcasts():
     f = torch.randn(2, 16, 5, 5)
     assert OmniAttention(16, mode="off")(f) is f
@@ -372,6 +408,67 @@ def test_resumed_training_ends_with_the_same_weights(tiny_generator, tmp_path):
             for key in a:
                 assert torch.equal(a[key], b[key]), f"{name}.{key} differs after resuming"
         assert ("adv" in whole["final"]) == with_dq
+    # D_q trains channels-last and is handed back in the default layout
+    assert all(p.is_contiguous() for p in whole["dq"].parameters())
+
+
+def test_dq_every_skips_dq_on_other_steps_and_resumes_exactly(tiny_generator, tmp_path):
+    from synthsod.sodgan.dq import QualityDiscriminator
+
+    pairs = few_shot_pairs(tiny_generator, seed=5, n=6)
+
+    def run(steps: int, checkpoint):
+        cfg = GMaskConfig(steps=steps, batch_size=2, pixels_per_image=64, checkpoint_every=3, dq_every=2)
+        return train_gmask(
+            tiny_generator,
+            pairs,
+            truncation=TRUNCATION,
+            cfg=cfg,
+            dq=QualityDiscriminator(input_size=64, seed=1),
+            checkpoint_path=checkpoint,
+            seed=11,
+        )
+
+    whole = run(5, None)
+    assert [sorted(losses) for losses in whole["losses"]] == [
+        ["adv", "dq", "seg"] if step % 2 == 0 else ["seg"] for step in range(5)
+    ]
+    path = tmp_path / "gmask.pt"
+    run(3, path)
+    resumed = run(5, path)
+    assert resumed["resumed_from"] == 3 and resumed["losses"] == whole["losses"][3:]
+    for name in ("gmask", "dq"):
+        a, b = whole[name].state_dict(), resumed[name].state_dict()
+        assert all(torch.equal(a[key], b[key]) for key in a), f"{name} differs after resuming"
+
+
+def test_step_phases_and_settings_checked_on_resume(tiny_generator):
+    from contextlib import contextmanager
+
+    from synthsod.sodgan.dq import QualityDiscriminator
+    from synthsod.sodgan.gmask_train import _config_for_check, _Trainer, stack_pairs
+
+    data = stack_pairs(few_shot_pairs(tiny_generator, seed=5, n=4), tiny_generator.resolution)
+    cfg = GMaskConfig(batch_size=2, dq_every=3)
+    trainer = _Trainer(
+        tiny_generator, data, TRUNCATION, cfg, QualityDiscriminator(input_size=64), torch.device("cpu"), seed=0
+    )
+    seen = []
+
+    @contextmanager
+    def timer(phase):
+        seen.append(phase)
+        yield
+
+    trainer.step(0, timer)
+    assert seen == ["features", "gmask", "dq_adversarial", "backward", "dq_update"]
+    seen.clear()
+    trainer.step(1, timer)
+    assert seen == ["features", "gmask", "backward"]
+    # checkpoints written before dq_every existed (every step) still resume; others must match
+    assert "dq_every" not in _config_for_check(GMaskConfig()) and _config_for_check(cfg)["dq_every"] == 3
+    with pytest.raises(SynthsodError, match="dq_every"):
+        GMaskConfig(dq_every=0).check()
 
 
 def test_resuming_with_other_settings_is_refused(tiny_generator, tmp_path):

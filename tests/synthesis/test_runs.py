@@ -28,7 +28,7 @@ from synthsod.sodgan.gmask_infer import save_gmask
 from synthsod.sodgan.gmask_train import GMaskConfig
 from synthsod.synthesis.filters import quantile_threshold
 from synthsod.synthesis.runs import RunFiles, calibrate, open_run, write_run_shard
-from synthsod.synthesis.sampling import calibration_indices, cheap_filters, sample_id, shard_rows
+from synthsod.synthesis.sampling import calibration_indices, candidate_block, cheap_filters, sample_id, shard_rows
 from synthsod.synthesis.shards import iter_shard_rows, read_shard, verify_run, write_manifest
 
 TRUNCATION = 0.4
@@ -96,7 +96,7 @@ def world(tmp_path_factory):
     return root, files, generator
 
 
-def write_shards(name, run, files, out_dir, shards, sampler=None):
+def write_shards(name, run, files, out_dir, shards, sampler=None, **options):
     sampler = sampler or open_run(name, run, GENERATOR, files)
     for k in shards:
         stem = f"shard-{k:05d}"
@@ -110,12 +110,21 @@ def write_shards(name, run, files, out_dir, shards, sampler=None):
                 "stats": out_dir / "stats" / f"{stem}.json",
                 "rejected": out_dir / "rejected" / f"{stem}.parquet",
             },
+            **options,
         )
     return sampler
 
 
-def digests(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("shard-*.parquet"))}
+def digests(folder, pattern="shard-*.parquet"):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob(pattern))}
+
+
+def outputs(folder):
+    """Every file a sample job writes: shards and rejected examples by sha256, stats without the timing."""
+    stats = {p.name: json.loads(p.read_text()) for p in sorted((folder / "stats").glob("*.json"))}
+    for entry in stats.values():
+        del entry["seconds"]
+    return digests(folder), digests(folder / "rejected", "*.parquet"), stats
 
 
 def test_one_job_or_three_jobs_write_the_same_shards_and_a_verified_run(world, tmp_path):
@@ -138,6 +147,49 @@ def test_one_job_or_three_jobs_write_the_same_shards_and_a_verified_run(world, t
     assert min(table.column("index").to_pylist()[3:6]) >= 3 * 20  # shard 1 draws from its own block
     item = ShardDataset(tmp_path / "one")[6]
     assert item["image"].shape == (3, 64, 64) and set(item["mask"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_overlap_and_encoding_threads_change_no_byte(world, tmp_path):
+    """A sample job's files are the same with the generator on a producer thread or not, and with 1 or 2
+    encoding threads (the size filter rejects some candidates, so the rejected file is not empty)."""
+    root, files, _ = world
+    probe = open_run("r", run_config(), GENERATOR, files)
+    fractions = [float(np.mean(c.mask)) for c in probe.propose(range(12))]
+    run = run_config(filters__size={"min": 0.0, "max": float(np.median(fractions))})
+    run["rows_per_shard"], run["batch_size"] = 5, 3
+    sampler = open_run("r", run, GENERATOR, files)
+    for overlap, workers in ((False, 1), (True, 1), (True, 2), (False, 2)):
+        write_shards(
+            "r", run, files, tmp_path / f"{overlap}-{workers}", [0, 1], sampler, overlap=overlap, workers=workers
+        )
+    results = [outputs(tmp_path / f"{o}-{w}") for o, w in ((False, 1), (True, 1), (True, 2), (False, 2))]
+    assert all(result == results[0] for result in results[1:])
+    shards, rejected, stats = results[0]
+    assert len(shards) == 2 and len(rejected) == 2 and stats["shard-00000.json"]["rejected"]["size"] > 0
+
+
+def test_a_failing_job_leaves_no_partial_shard_and_its_rerun_writes_the_same_bytes(world, tmp_path):
+    """An error part-way through a shard (here: the generator, on the producer thread) leaves no shard and no
+    temporary file; the rerun writes what an uninterrupted job writes."""
+    root, files, _ = world
+    run = run_config(batch_size=1)
+    write_shards("r", run, files, tmp_path / "full", [1])
+    sampler = open_run("r", run, GENERATOR, files)
+    propose = sampler.propose
+
+    def failing(indices):  # the shard's third candidate: after two rows went to the writer
+        if indices[0] >= candidate_block(1, 3, 20)[2]:
+            raise SynthsodError("the GPU fell off the bus")
+        return propose(indices)
+
+    sampler.propose = failing
+    rerun = tmp_path / "rerun"
+    with pytest.raises(SynthsodError, match="fell off"):
+        write_shards("r", run, files, rerun, [1], sampler, workers=2)
+    assert not [p for p in rerun.rglob("*") if p.is_file()]
+    sampler.propose = propose
+    write_shards("r", run, files, rerun, [1], sampler, workers=2)
+    assert outputs(rerun) == outputs(tmp_path / "full")
 
 
 def test_a_killed_run_resumes_to_the_same_bytes(world, tmp_path):

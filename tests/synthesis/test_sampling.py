@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -10,12 +13,14 @@ from synthsod.directions.shift import shift_masks, unit_shift
 from synthsod.errors import SynthsodError
 from synthsod.generators.latents import LatentSource, restrict_table, sample_latents
 from synthsod.synthesis.sampling import (
+    QUEUE_BATCHES,
     REJECTED_EXAMPLES_PER_FILTER,
     Candidate,
     FilterSpec,
     candidate_block,
     judge,
     merge_stats,
+    proposals,
     sample_shard,
     shard_count,
     shard_rows,
@@ -185,6 +190,77 @@ def test_rejected_examples_are_capped_per_filter_and_stats_count_all():
     merged = merge_stats([stats, stats])
     assert merged["kept"] == 40 and merged["kept_rate"] == pytest.approx(2 / 3)
     assert merged["rejected"]["size"] == 20
+
+
+def producers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "sample-producer"]
+
+
+def summary(result):
+    return (
+        [(c.index, c.components, c.mask.tobytes()) for c in result.kept],
+        result.stats(),
+        [(c.index, name, c.mask.tobytes(), c.histogram_gray) for c, name in result.rejected],
+    )
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_overlap_gives_the_sequential_result_from_the_same_batches(batch_size):
+    """The producer thread calls propose with the sequential loop's batches, in order; every verdict, count
+    and example is the same; it stops a bounded number of batches past the last kept pair and is joined."""
+    logs = {False: [], True: []}
+    results = {
+        overlap: sample_shard(
+            fake_proposer(logs[overlap]), SPEC, rows=20, block=range(0, 300), batch_size=batch_size, overlap=overlap
+        )
+        for overlap in (False, True)
+    }
+    assert summary(results[True]) == summary(results[False])
+    assert results[True].stats()["kept"] == 20 and results[True].candidates == 30
+    sequential, overlapped = logs[False], logs[True]
+    assert overlapped[: len(sequential)] == sequential  # the same batches, in order
+    assert len(overlapped) <= len(sequential) + QUEUE_BATCHES + 1  # at most what the queue held, plus one
+    assert not producers()
+    assert all(c.histogram_gray is None for c, _ in results[True].rejected)  # examples keep the pair only
+
+
+def test_kept_candidates_go_to_keep_as_they_are_found_in_index_order():
+    seen = []
+    result = sample_shard(
+        fake_proposer(), SPEC, rows=5, block=range(100, 200), batch_size=3, keep=seen.append, overlap=True
+    )
+    assert [c.index for c in seen] == [100, 101, 103, 104, 106] and result.kept == []
+    assert result.stats()["kept"] == 5 and result.kept_count == 5
+
+
+def test_overlap_raises_the_producers_error_and_stops_it():
+    inner = fake_proposer()
+
+    def propose(indices):
+        if indices[0] >= 8:
+            raise SynthsodError("generator broke")
+        return inner(indices)
+
+    with pytest.raises(SynthsodError, match="generator broke"):
+        sample_shard(propose, SPEC, rows=50, block=range(100), batch_size=4, overlap=True)
+    assert not producers()
+
+
+def test_a_consumer_error_stops_a_producer_blocked_on_a_full_queue():
+    calls = []
+
+    def propose(indices):
+        calls.append(indices[0])
+        return fake_proposer()(indices)
+
+    def keep(candidate):
+        time.sleep(0.05)  # the producer fills the queue meanwhile
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        sample_shard(propose, SPEC, rows=50, block=range(1000), batch_size=2, keep=keep, overlap=True)
+    assert not producers() and len(calls) <= QUEUE_BATCHES + 2
+    assert list(proposals(fake_proposer(), [], overlap=True)) == []  # nothing to generate: ends at once
 
 
 def test_dq_scores_only_cheap_survivors_and_rejects_below_threshold():

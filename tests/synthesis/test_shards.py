@@ -20,13 +20,19 @@ from synthsod.data.datasets import image_to_tensor
 from synthsod.errors import SynthsodError
 from synthsod.sod.datasets import ShardDataset
 from synthsod.synthesis.shards import (
+    DEFAULT_PNG,
+    LEGACY_PNG,
     MANIFEST_NAME,
+    ROW_GROUP_ROWS,
     SCHEMA,
     TILE_MIN_SIDE,
+    ShardWriter,
     decode_row,
     pair_tile,
+    png_params,
     preview_grid,
     read_shard,
+    shard_writer,
     verify_run,
     write_manifest,
     write_shard,
@@ -161,6 +167,99 @@ def test_same_rows_give_byte_identical_shards(tmp_path: Path) -> None:
     assert len(digests) == 1
     write_shard(tmp_path / "c.parquet", [make_row(i) for i in range(1, 4)])
     assert hashlib.sha256((tmp_path / "c.parquet").read_bytes()).hexdigest() not in digests
+
+
+def photo_row(i: int, side: int = 64) -> dict:
+    """A row with a noisy, textured image and a blob mask: PNG settings change its bytes."""
+    row = make_row(i)
+    rng = np.random.default_rng(100 + i)
+    yy, xx = np.mgrid[:side, :side]
+    smooth = np.stack([np.sin(xx / (3 + i)) * 90 + 120, np.cos(yy / 5) * 80 + 120, (xx + yy) % 256], axis=-1)
+    row["image"] = np.clip(smooth + rng.normal(0, 12, smooth.shape), 0, 255).astype(np.uint8)
+    row["mask"] = (xx - side / 2) ** 2 + ((yy - side / 3) / 1.5) ** 2 < (side / 4 + i) ** 2
+    return row
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_legacy_png_settings_are_the_former_encoding_and_every_setting_decodes_the_same(tmp_path: Path) -> None:
+    """Only the compression changed: the former parameters ([IMWRITE_PNG_COMPRESSION, 6]) are LEGACY_PNG
+    byte for byte, and shards written with the new default decode to the same pixels and masks."""
+    rows = [photo_row(i) for i in range(4)]
+    for row in rows:
+        bgr = cv2.cvtColor(row["image"], cv2.COLOR_RGB2BGR)
+        former = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 6])[1].tobytes()
+        assert cv2.imencode(".png", bgr, png_params(LEGACY_PNG))[1].tobytes() == former
+        assert cv2.imencode(".png", bgr, png_params())[1].tobytes() != former  # the default is another encoding
+    settings = [LEGACY_PNG, DEFAULT_PNG, {"compression": 0}, {"strategy": "huffman_only", "filter": "all"}]
+    decoded = []
+    for n, png in enumerate(settings):
+        write_shard(tmp_path / f"{n}.parquet", rows, png=png)
+        decoded.append([decode_row(r) for r in read_shard(tmp_path / f"{n}.parquet").to_pylist()])
+    assert len({digest(tmp_path / f"{n}.parquet") for n in range(len(settings))}) == len(settings)
+    for records in decoded:
+        for record, row in zip(records, rows, strict=True):
+            np.testing.assert_array_equal(record["image"], row["image"])
+            np.testing.assert_array_equal(record["mask"], row["mask"] > 0)
+
+
+def test_png_settings_are_checked() -> None:
+    assert png_params() == png_params(DEFAULT_PNG) == png_params({"compression": 1})
+    with pytest.raises(ValueError, match="zlib level 0-9"):
+        png_params({"compression": 10})
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        png_params({"strategy": "lz4"})
+    with pytest.raises(ValueError, match="filter must be one of"):
+        png_params({"filter": "median"})
+    with pytest.raises(ValueError, match="unknown PNG settings"):
+        png_params({"level": 1})
+
+
+def test_shards_are_byte_identical_whatever_the_encoding_threads(tmp_path: Path) -> None:
+    """Same rows, same order, same bytes: 1, 2 or 5 encoding threads, reruns, several row groups."""
+    count = 2 * ROW_GROUP_ROWS + 5
+    rows = [photo_row(i % 7, side=24) | {"id": f"r{i:04d}", "index": i} for i in range(count)]
+    for workers in (1, 2, 5, 2):
+        assert write_shard(tmp_path / f"w{workers}.parquet", iter(rows), workers=workers) == count
+    assert len({digest(p) for p in tmp_path.glob("w*.parquet")}) == 1
+    meta = pq.ParquetFile(tmp_path / "w1.parquet").metadata
+    assert [meta.row_group(k).num_rows for k in range(meta.num_row_groups)] == [ROW_GROUP_ROWS] * 2 + [5]
+    assert read_shard(tmp_path / "w5.parquet").column("id").to_pylist() == [r["id"] for r in rows]
+
+
+def test_writer_streams_rows_as_they_come(tmp_path: Path) -> None:
+    """A ShardWriter holds at most one row group of records and 2 x workers rows waiting to be encoded."""
+    pulled = []
+
+    def rows():
+        for i in range(3 * ROW_GROUP_ROWS):
+            pulled.append(i)
+            yield make_row(i % 50) | {"id": f"r{i:04d}"}
+
+    with shard_writer(tmp_path / "s.parquet", workers=3) as writer:
+        for row in rows():
+            writer.add(row)
+            assert len(writer._group) < ROW_GROUP_ROWS and len(writer._waiting) < 2 * 3
+    assert writer.rows == len(pulled) == pq.ParquetFile(tmp_path / "s.parquet").metadata.num_rows
+
+
+def test_a_failing_row_under_threads_leaves_no_file_and_no_thread(tmp_path: Path) -> None:
+    import threading
+
+    rows = [make_row(i) for i in range(10)]
+    rows[6]["image"] = np.zeros((SIZE, SIZE), np.uint8)  # not HxWx3
+    with pytest.raises(ValueError, match="image must be uint8 HxWx3"):
+        write_shard(tmp_path / "x.parquet", rows, workers=3)
+    with pytest.raises(RuntimeError, match="stop"):
+        with shard_writer(tmp_path / "y.parquet", workers=2) as writer:
+            writer.add(make_row(0))
+            raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("shard-encode")]
+    with pytest.raises(ValueError, match="workers"):
+        ShardWriter(tmp_path / "z.parquet", workers=0)
 
 
 def test_schema_is_fixed_and_carries_hf_features(tmp_path: Path) -> None:

@@ -14,8 +14,10 @@ paper does, and spread to its superpixel. Every round then:
 
 The last round's model is the result. ``on_round`` receives each round's point table (columns of
 :data:`POINT_COLUMNS`; rows, cols at the training size, y, x their centres as fractions of the side).
-Pixel features are the input of the model's last registered convolution (U-Net: its head), upsampled
-to the image size.
+Pixel features are the input of the layer that makes the final prediction, upsampled to the image size:
+each model class names that layer in its ``pixel_feature_layer`` attribute (U-Net: ``head``; F3Net:
+``prediction_heads.1``, the second decoder's head at stride 4, not a side head), and a model without one is
+an error.
 """
 
 from __future__ import annotations
@@ -49,10 +51,19 @@ from synthsod.sod.schedules import snapshot_steps
 from synthsod.sod.train import Recipe, normalise, train_sod, training_steps
 
 POINT_COLUMNS = ["id", "row", "col", "y", "x", "label", "superpixel", "round"]
+PIXEL_FEATURE_ATTRIBUTE = "pixel_feature_layer"  # a model class attribute: see pixel_feature_layer()
 
 
 @dataclass
 class ActiveSpec:
+    """The config's ``sod.<name>.active``. The paper's setting (F3Net on DUTS-TR): 2 random points per image
+    in round 0 (``initial_points``), 10 per image in the end (``budget``; its budget curve, Fig. 8a, goes to
+    20), candidates from the top K = 3 % most uncertain pixels (``candidate_fraction``), L = 5 snapshots
+    (``recipe.cycles``, with ``recipe.schedule: cyclic``), labels spread over SEEDS superpixels covering
+    ~2.2 % of DUTS-TR (``superpixels``). It gives no points per round, PGD radius or step: ours are choices.
+    One training ends at one budget, so the budget curve is one training per budget (its rounds repeat the
+    smaller budgets' rounds: each training is deterministic from its seed)."""
+
     initial_points: int = 2
     points_per_round: int = 2
     budget: int = 10  # points per image after the last round (the paper: 10, at most 20)
@@ -123,17 +134,45 @@ class PointLabelledSet(Dataset):
         return item
 
 
-def pixel_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """[N, C, H, W]: the input of the model's last registered convolution, at the images' size."""
-    last_conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
+def pixel_feature_layer(model: nn.Module) -> nn.Module:
+    """The submodule named by the model's ``pixel_feature_layer``: the layer whose input is the final
+    prediction's pixel features (U-Net: ``head``; F3Net: ``prediction_heads.1``, the second decoder's head)."""
+    name = getattr(model, PIXEL_FEATURE_ATTRIBUTE, None)
+    if not isinstance(name, str):
+        raise SynthsodError(
+            f"{type(model).__name__} names no pixel-feature layer, so ATAL cannot compare its pixels: give the "
+            f"class a '{PIXEL_FEATURE_ATTRIBUTE}' attribute, the name of the module whose input is the final "
+            f"prediction's features"
+        )
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise SynthsodError(
+            f"{type(model).__name__}.{PIXEL_FEATURE_ATTRIBUTE} = {name!r} names no submodule of the model"
+        ) from None
+
+
+def prediction_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """[N, C, h, w]: the input of :func:`pixel_feature_layer` at its own resolution (no gradients)."""
     captured = []
-    handle = last_conv.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+    handle = pixel_feature_layer(model).register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
     try:
         with torch.no_grad():
             model(images)
     finally:
         handle.remove()
-    return F.interpolate(captured[0], size=images.shape[2:], mode="bilinear", align_corners=False)
+    if len(captured) != 1:
+        raise SynthsodError(
+            f"{type(model).__name__}'s pixel-feature layer {getattr(model, PIXEL_FEATURE_ATTRIBUTE)!r} ran "
+            f"{len(captured)} times in one forward pass; it must run once"
+        )
+    return captured[0]
+
+
+def pixel_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W]: :func:`prediction_features` upsampled (bilinear) to the images' size."""
+    features = prediction_features(model, images)
+    return F.interpolate(features, size=images.shape[2:], mode="bilinear", align_corners=False)
 
 
 def adversarial_uncertainty(snapshots: list[nn.Module], images: torch.Tensor, spec: ActiveSpec) -> torch.Tensor:
@@ -268,9 +307,12 @@ __all__ = [
     "POINT_COLUMNS",
     "ActiveSpec",
     "PointLabelledSet",
+    "PIXEL_FEATURE_ATTRIBUTE",
     "adversarial_uncertainty",
     "image_uncertainty",
+    "pixel_feature_layer",
     "pixel_features",
+    "prediction_features",
     "query_points",
     "select_uncertain_images",
     "train_active",

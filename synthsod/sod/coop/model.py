@@ -54,7 +54,8 @@ class CoopConfig:
     ebm_lr: float = 1e-3  # the EBM's Adam learning rate (the LVM's comes from the recipe)
     warmup_weight: float = 1.0  # λ at step 0
     warmup_fraction: float = 1.0  # λ reaches 0 after this fraction of the steps
-    draws: int = 5  # latent draws averaged at prediction
+    draws: int = 5  # latent draws averaged at prediction (the paper: 10)
+    scribbles: str | None = None  # training only: a folder of S-DUTS scribble labels (coop.scribbles)
 
 
 def conditioned(lvm: nn.Module, images: torch.Tensor, *, track: bool = False) -> Decoder:

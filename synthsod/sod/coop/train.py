@@ -9,7 +9,9 @@ with Adam at ``CoopConfig.ebm_lr`` (1e-3); the recipe's schedule scales both (th
 
 With partial labels (items carrying "visible"), each step first recovers full maps from the visible
 labels with the current models (:func:`synthsod.sod.coop.model.recover`), then takes the cooperative step on the
-recovered maps, and the warm-up term sees the annotated pixels only.
+recovered maps, and the warm-up term sees the annotated pixels only. Partial labels come from simulated
+points (the config's ``point_labels``, :mod:`synthsod.sod.point_labels`) or, as in the paper's weakly
+supervised row, from scribble files (``coop.scribbles``, :mod:`synthsod.sod.coop.scribbles`), never both.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch.utils.data import Dataset
 from synthsod.core.checkpoint import seeded
 from synthsod.errors import SynthsodError
 from synthsod.sod.coop.model import CoopSaliency, coop_step, recover, warmup_weight
+from synthsod.sod.coop.scribbles import ScribbleLabelled
 from synthsod.sod.train import Recipe, make_optimizer, normalise, set_lr_factor, training_batches
 
 
@@ -45,6 +48,12 @@ def train_coop(
             f"coop trains at its EBM's size: recipe sizes must be [{model.ebm.image_size}], got {recipe.sizes}"
         )
     cfg = model.config
+    if cfg.scribbles is not None:
+        if len(data) and "visible" in data[0]:
+            raise SynthsodError(
+                "coop.scribbles and point_labels both give partial labels: set one of them (point_labels: null)"
+            )
+        data = ScribbleLabelled(data, cfg.scribbles)
     opt_lvm = make_optimizer(model.lvm, recipe)
     opt_ebm = torch.optim.Adam([{"params": list(model.ebm.parameters()), "lr": cfg.ebm_lr, "base_lr": cfg.ebm_lr}])
     parts = {"model": model, "opt_lvm": opt_lvm, "opt_ebm": opt_ebm}
