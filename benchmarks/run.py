@@ -38,7 +38,7 @@ their docstrings say exactly what they measure) and collects their key figures:
 
 The CPU stages run in fp32 on the CPU on every machine. Sizes: the default is the modules' own
 defaults (about 4 min on an idle 2-core CPU, 7 min measured while other processes kept 0.7 cores
-busy, before the overlap and memory stages, which add about 1 and 2 min); ``--quick`` the smallest
+busy, before the overlap and memory stages, which add about 2 min each); ``--quick`` the smallest
 that still measures everything (resolution 128 only, batch 1-2, 1-2 rounds, 8 writer rows, a 32-pair
 overlap job, memory jobs of 20 and 200 pairs, 10 evaluation pairs; about 45 s), to check that it
 runs, not for figures.
@@ -94,7 +94,7 @@ JOBS_ELSEWHERE = ["--overlap-rows", "0", "--memory-rows"]  # sample_cost.main: o
 SIZES = {
     "default": {
         "sample_cost": JOBS_ELSEWHERE,
-        "overlap": {"rows": 256, "batch": 16, "repeats": 5},
+        "overlap": {"rows": 512, "batch": 16, "repeats": 3},
         "memory": {"rows": [1000, 10000], "batch": 16},
         "gmask_cost": [],
         "eval_cost": [],

@@ -1,7 +1,7 @@
 """What the sampling stage (filters, G_mask, D_q, conversions, shard writing) adds to the bare generator (CPU).
 
 Usage: ``python benchmarks/sample_cost.py [--resolutions 128 256] [--batch 4] [--repeats 8] [--writer-rows 64]
-[--overlap-rows 256] [--overlap-batch 16] [--overlap-repeats 5] [--memory-rows 1000 10000] [--memory-batch 16]``
+[--overlap-rows 512] [--overlap-batch 16] [--overlap-repeats 3] [--memory-rows 1000 10000] [--memory-batch 16]``
 
 Models are random-init BigGAN-deep 128 / 256 with the released architectures (``PRETRAINED_CONFIGS``,
 built by :func:`gmask_cost.build_generator`), a random-init default G_mask (MLP-S) and D_q
@@ -48,8 +48,12 @@ model: figures taken while it is well above 0 are not to be trusted.
   two. The halves must be of comparable cost for the ratio to mean something: the random-init tiny
   generator (64 px, the demo's architecture) with G_mask, against the components and size filters
   and D_q at input 224 (the paper's; it is most of the rest), gives about 100 and 150 pairs/s on
-  this CPU. A BigGAN-deep at 128 or 256 px would leave the rest ~1 % of the job. The three jobs'
-  shards must be byte-identical (``identical``);
+  this CPU. A BigGAN-deep at 128 or 256 px would leave the rest ~1 % of the job. Each end of a job
+  costs about one batch that cannot overlap (the first generation; the batch the producer is still
+  generating when the shard is full), so the job has 32 batches (512 pairs, batch 16): a real shard
+  of 1000 rows has 63. The three jobs' shards must be byte-identical (``identical``). On this
+  2-core CPU the figure needs both cores idle: with one core busy elsewhere the overlapped job has
+  no second core to run on (0.54 x the slower half measured so, against 0.86-0.98 idle);
 * ``memory`` (:func:`memory`, ``--memory-rows``, none skips it): peak RSS (VmHWM) of one sample job of
   the same tiny generator and G_mask (no D_q: it would only slow the job down) with one shard of each
   given size, each in a fresh process (:func:`rss_child`), with the peak after the setup; ``growth``:
@@ -543,9 +547,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--writer-rows", type=int, default=64)
-    parser.add_argument("--overlap-rows", type=int, default=256, help="pairs of the overlap job (0: skip it)")
+    parser.add_argument("--overlap-rows", type=int, default=512, help="pairs of the overlap job (0: skip it)")
     parser.add_argument("--overlap-batch", type=int, default=16)
-    parser.add_argument("--overlap-repeats", type=int, default=5)
+    parser.add_argument("--overlap-repeats", type=int, default=3)
     parser.add_argument(
         "--memory-rows", type=int, nargs="*", default=[1000, 10000], help="pairs of each memory job (none: skip)"
     )
