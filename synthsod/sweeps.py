@@ -80,6 +80,14 @@ def _point_labels(name: str, sweep: Mapping[str, Any], values: Mapping[str, list
     return labels
 
 
+def _point_name(base: str | None, spec: Any, existing: Mapping[str, Any], suffix: str) -> str | None:
+    """A point's run (or training) name: none without a base; the base's own name when the point equals it
+    (its own truncation, say, re-samples nothing); else ``<base>.<suffix>``."""
+    if base is None:
+        return None
+    return base if spec == existing[base] else f"{base}.{suffix}"
+
+
 def expand_sweeps(config: dict[str, Any]) -> dict[str, list[SweepPoint]]:
     """Add every sweep point's run and training to ``config`` (in place); return the points per sweep.
 
@@ -123,15 +131,10 @@ def expand_sweeps(config: dict[str, Any]) -> dict[str, list[SweepPoint]]:
             training = copy.deepcopy(trainings[base_training]) if base_training else None
             for key, (on_training, path) in paths.items():
                 _set(training if on_training else run, path, point_values[key])
-            # a run (or training) equal to the base's is the base's: its own truncation, say, re-samples nothing
-            run_name = None if base_run is None else base_run if run == runs[base_run] else f"{base_run}.{name}-{label}"
+            run_name = _point_name(base_run, run, runs, f"{name}-{label}")
             if training is not None and base_run is not None:
                 training["train"]["runs"] = [run_name if r == base_run else r for r in training["train"]["runs"]]
-            training_name = None
-            if training is not None:
-                training_name = (
-                    base_training if training == trainings[base_training] else f"{base_training}.{name}-{label}"
-                )
+            training_name = _point_name(base_training, training, trainings, f"{name}-{label}")
             for new, base, existing, kind in (
                 (run_name, base_run, runs, "run"),
                 (training_name, base_training, trainings, "training"),
