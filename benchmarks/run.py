@@ -1,6 +1,6 @@
 """Every stage benchmark in one run: one JSON, one Markdown table, and the machine they came from.
 
-Usage: ``python benchmarks/run.py [--quick] [--out-dir benchmarks/out]``
+Usage: ``python benchmarks/run.py [--quick] [--only STAGE ...] [--out-dir benchmarks/out]``
 
 It calls the benchmark modules of this folder in this process (each prints its own tables as it goes;
 their docstrings say exactly what they measure) and collects their key figures:
@@ -22,6 +22,9 @@ their docstrings say exactly what they measure) and collects their key figures:
   encoding and writing) and against the job without overlap; ratio: end to end / the slower half;
 * ``memory`` (:func:`sample_cost.memory`): peak RSS (VmHWM) of a one-shard sample job of the tiny generator
   in a fresh process, at two shard sizes; ratio: the larger job's peak / the smaller's;
+* ``gmask_step`` (:func:`gmask_cost.train_step_cost`): seconds per G_mask training step in the demo's
+  setting (config.yaml's ``gmask`` section on the shipped scene generator, one thread), the step as it
+  was before the layout change against the step now, in turns; ratio: before / after time;
 * ``evaluation`` (:mod:`eval_cost`): :func:`synthsod.evaluation.evaluate.evaluate_folders` against the plain
   per-image pysodmetrics loop, in images/s (ratio ours / plain), and whether both give the same
   numbers for the metrics they share;
@@ -34,13 +37,15 @@ their docstrings say exactly what they measure) and collects their key figures:
   the peak in :data:`PEAK_BF16_FLOPS`, found by device name (an unknown GPU: no fraction, with the
   reason). Without CUDA it is skipped with the reason, but the FLOP count is still measured, on the
   CPU: 52.3 GFLOP per 256² image for the generator (convolutions 49.6, attention bmm 2.7), 54.5 for
-  the pair with G_mask (a count of the architecture, the same on any device).
+  the pair with G_mask (a count of the architecture, the same on any device). With CUDA it also runs
+  :mod:`cuda_tuning` (precision, layout, torch.compile and CUDA graphs, batch, pinned host copies, and
+  a sample job end to end on the GPU), one row per variant.
 
 The CPU stages run in fp32 on the CPU on every machine. Sizes: the default is the modules' own
 defaults (about 4 min on an idle 2-core CPU, 7 min measured while other processes kept 0.7 cores
 busy, before the overlap and memory stages, which add about 2 min each); ``--quick`` the smallest
 that still measures everything (resolution 128 only, batch 1-2, 1-2 rounds, 8 writer rows, a 32-pair
-overlap job, memory jobs of 20 and 200 pairs, 10 evaluation pairs; about 45 s), to check that it
+overlap job, memory jobs of 20 and 200 pairs, 2 + 1 G_mask steps, 10 evaluation pairs; about 50 s), to check that it
 runs, not for figures.
 The machine (CPU model, cores, RAM, torch, GPU, date, git commit) and the CPU time other processes
 took meanwhile (per stage too) go with the figures: figures taken while that is well above 0 are noisy.
@@ -59,17 +64,19 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cuda_tuning  # noqa: E402
 import eval_cost  # noqa: E402
 import gmask_cost  # noqa: E402
 import sample_cost  # noqa: E402
+from cuda_tuning import PEAK_BF16_FLOPS, counted_gflop, fraction_of_peak, peak_bf16_flops  # noqa: E402, F401
 from gmask_cost import REPO, TRUNCATION, build_generator, timed  # noqa: E402
 
 from synthsod.core.gpu import autocast  # noqa: E402
@@ -77,19 +84,6 @@ from synthsod.generators.latents import sample_latents  # noqa: E402
 from synthsod.sodgan.gmask import GMask, foreground_probability  # noqa: E402
 
 CUDA_RESOLUTION = 256
-# Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, FLOP/s; the first name that is
-# a substring of torch's device name wins, so the more specific names come first.
-PEAK_BF16_FLOPS = (
-    ("H100 PCIe", 756e12),
-    ("H100 NVL", 835.5e12),
-    ("H100", 989.4e12),  # SXM ("NVIDIA H100 80GB HBM3")
-    ("H200 NVL", 835.5e12),
-    ("H200", 989.4e12),
-    ("A100", 312e12),
-    ("L40S", 362.05e12),
-    ("L40", 181.05e12),
-    ("L4", 121e12),
-)
 JOBS_ELSEWHERE = ["--overlap-rows", "0", "--memory-rows"]  # sample_cost.main: overlap and memory are stages here
 SIZES = {
     "default": {
@@ -97,8 +91,10 @@ SIZES = {
         "overlap": {"rows": 512, "batch": 16, "repeats": 3},
         "memory": {"rows": [1000, 10000], "batch": 16},
         "gmask_cost": [],
+        "gmask_step": {"steps": 8, "repeats": 3, "warmup": 2},
         "eval_cost": [],
         "cuda": {"batch": 32, "repeats": 10},
+        "cuda_tuning": ["--batch", "32", "--repeats", "10", "--rows", "2048"],
     },
     "quick": {
         "sample_cost": [
@@ -108,8 +104,10 @@ SIZES = {
         "overlap": {"rows": 32, "batch": 8, "repeats": 1},
         "memory": {"rows": [20, 200], "batch": 16},
         "gmask_cost": ["--resolutions", "128", "--batch", "1", "--repeats", "1"],
+        "gmask_step": {"steps": 2, "repeats": 1, "warmup": 1},
         "eval_cost": ["--images", "10", "--repeats", "1"],
         "cuda": {"batch": 8, "repeats": 2},
+        "cuda_tuning": ["--batch", "8", "--repeats", "2", "--rows", "64"],
     },
 }
 
@@ -150,24 +148,6 @@ def machine_info() -> dict[str, object]:
 
 
 # --- the CUDA bf16 throughput ------------------------------------------------------------------------
-def peak_bf16_flops(device_name: str) -> float | None:
-    """Dense bf16 peak FLOP/s of a GPU by torch's device name; None when it is not in the table."""
-    return next((peak for name, peak in PEAK_BF16_FLOPS if name.lower() in device_name.lower()), None)
-
-
-def fraction_of_peak(device_name: str, flops_per_s: float) -> float | None:
-    """Achieved FLOP/s as a fraction of the device's dense bf16 peak; None for a device not in the table."""
-    peak = peak_bf16_flops(device_name)
-    return None if peak is None else flops_per_s / peak
-
-
-def counted_gflop(fn) -> float:
-    """GFLOP of one call of ``fn`` by torch's FLOP counter (convolutions, matmuls, attention bmm)."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 1e9
-
-
 @torch.no_grad()
 def pairs_on_device(gen, gmask: GMask, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Images and G_mask's boolean masks as the sampling stage makes them (generator forward with feature
@@ -381,6 +361,23 @@ def fusion_figures(fusion: dict) -> list[dict]:
     return rows
 
 
+def gmask_step_figures(step: dict) -> list[dict]:
+    s, after = step["settings"], step["fractions"]["after"]
+    return [
+        figure(
+            f"G_mask training step, demo setting (scene generator, {s['fewshot']} shots, batch {s['batch_size']},"
+            f" D_q at {s['dq_input_size']} px every {s['dq_every']} step(s), {s['threads']} thread): the step"
+            " before the layout change vs now",
+            f"{step['after_s']:.3f} s/step (before {step['before_s']:.3f}; now G_mask {after['gmask']:.0%},"
+            f" D_q {after['dq']:.0%})",
+            step["after_s"],
+            "s/step",
+            step["ratio"],
+            "before / after time",
+        )
+    ]
+
+
 def evaluation_figures(evaluation: dict) -> list[dict]:
     s, r = evaluation["settings"], evaluation["results"]
     data = f"{s['images']} PNG pairs {s['height']}x{s['width']}"
@@ -432,6 +429,53 @@ def cuda_figures(cuda: dict) -> list[dict]:
 
 
 # --- the report --------------------------------------------------------------------------------------
+def tuning_figures(t: dict) -> list[dict]:
+    """The GPU tuning variants (:mod:`cuda_tuning`) against today's bf16 autocast, the host copies and the
+    end-to-end sample job against today's compute alone."""
+    rows = []
+    before = t["compute"].get(cuda_tuning.BEFORE, {}).get("pairs_per_s")
+    for name, r in t["compute"].items():
+        if "error" in r:
+            rows.append(figure(f"{t['model']} + G_mask, {name}", f"failed: {r['error'][:200]}", None, "pairs/s"))
+            continue
+        peak = "" if r["fraction_of_peak"] is None else f", {r['fraction_of_peak']:.3f} of bf16 peak"
+        rows.append(
+            figure(
+                f"{t['model']} + G_mask, {name} (batch {r['batch']}); masks equal to fp32's:"
+                f" {r['mask_agreement_with_fp32']:.4f}",
+                f"{r['pairs_per_s']:.0f} pairs/s{peak}",
+                r["pairs_per_s"],
+                "pairs/s",
+                r.get("x_before"),
+                f"x {cuda_tuning.BEFORE}",
+            )
+        )
+    h, s = t["host_copies"], t["sample_job"]
+    rows.append(
+        figure(
+            f"host copies of a batch: uint8 on the device + pinned vs today's float32 path (uint8"
+            f" {'identical' if h['uint8_identical'] else 'DIFFERENT'})",
+            f"{h['on_device_pinned']:.0f} vs {h['today']:.0f} pairs/s",
+            h["on_device_pinned"],
+            "pairs/s",
+            h["ratio"],
+            "x today",
+        )
+    )
+    rows.append(
+        figure(
+            f"sample job end to end on the GPU ({s['rows']} pairs, {s['workers']} PNG threads)"
+            " vs today's compute alone",
+            f"{s['pairs_per_s']:.0f} pairs/s",
+            s["pairs_per_s"],
+            "pairs/s",
+            None if before is None else s["pairs_per_s"] / before,
+            f"x {cuda_tuning.BEFORE} compute",
+        )
+    )
+    return rows
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
@@ -456,7 +500,7 @@ def section(title: str) -> None:
 
 def load_meter() -> tuple[float, int, float]:
     """What :func:`sample_cost.others_cores` needs to tell, later, the load other processes put on the CPU."""
-    return time.perf_counter(), sample_cost.busy_jiffies(), sum(os.times()[:2])
+    return time.perf_counter(), sample_cost.busy_jiffies(), sample_cost.own_cpu_s()
 
 
 def stage(title: str, fn, stages: dict[str, dict]):
@@ -471,55 +515,88 @@ def stage(title: str, fn, stages: dict[str, dict]):
     return result
 
 
+def stages_of(sizes: dict, out_dir: Path) -> dict[str, tuple[str, Callable[[], dict]]]:
+    """Each stage's name -> (title, a function returning its benchmarks' ``{"figures", "result"}``)."""
+
+    def sampling():
+        sample = sample_cost.main([*sizes["sample_cost"], "--out", str(out_dir / "sample_cost.json")])
+        return {
+            "sampling": {"figures": sampling_figures(sample), "result": sample},
+            "shard_writer": {"figures": writer_figures(sample), "result": "in sampling's result (writer_*)"},
+        }
+
+    def overlap():
+        overlapped = sample_cost.overlap(**sizes["overlap"])
+        print(json.dumps({k: v for k, v in overlapped.items() if k != "rounds_s_per_pair"}), flush=True)
+        return {"overlap": {"figures": overlap_figures(overlapped), "result": overlapped}}
+
+    def memory():
+        result = sample_cost.memory(**sizes["memory"])
+        print(json.dumps(result), flush=True)
+        return {"memory": {"figures": memory_figures(result), "result": result}}
+
+    def fusion():
+        result = gmask_cost.main(sizes["gmask_cost"])
+        return {"fusion": {"figures": fusion_figures(result), "result": result}}
+
+    def gmask_step():
+        result = gmask_cost.train_step_cost(**sizes["gmask_step"])
+        return {"gmask_step": {"figures": gmask_step_figures(result), "result": result}}
+
+    def evaluation():
+        result = eval_cost.main([*sizes["eval_cost"], "--out", str(out_dir / "eval_cost.json")])
+        return {"evaluation": {"figures": evaluation_figures(result), "result": result}}
+
+    def cuda():
+        result = cuda_bf16(**sizes["cuda"])
+        print(json.dumps(result), flush=True)
+        tuning = None
+        if not result["skipped"]:
+            section("CUDA tuning (cuda_tuning)")
+            tuning = cuda_tuning.main([*sizes["cuda_tuning"], "--out", str(out_dir / "cuda_tuning.json")])
+        figures = cuda_figures(result) + ([] if tuning is None else tuning_figures(tuning))
+        return {
+            "cuda_bf16": {
+                "skipped": result["skipped"],
+                "reason": result.get("reason"),
+                "figures": figures,
+                "result": result | {"tuning": tuning},
+            }
+        }
+
+    return {
+        "sampling": ("sampling and shard writer (sample_cost)", sampling),
+        "overlap": ("sample job overlap (sample_cost.overlap)", overlap),
+        "memory": ("sample job memory (sample_cost.memory)", memory),
+        "fusion": ("fusion (gmask_cost)", fusion),
+        "gmask_step": ("G_mask training step (gmask_cost.train_step_cost)", gmask_step),
+        "evaluation": ("evaluation (eval_cost)", evaluation),
+        "cuda": ("CUDA bf16 throughput and tuning (cuda_tuning)", cuda),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smallest sizes (about 30 s on a 2-core CPU)")
+    parser.add_argument("--quick", action="store_true", help="smallest sizes (about 50 s on a 2-core CPU)")
+    names = list(stages_of(SIZES["quick"], Path()))
+    parser.add_argument("--only", nargs="+", choices=names, help="run these stages alone (default: all, in order)")
     parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "out")
     args = parser.parse_args(argv)
     size = "quick" if args.quick else "default"
     sizes = SIZES[size]
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    meter, stages = load_meter(), {}
-    sample = stage(
-        "sampling and shard writer (sample_cost)",
-        lambda: sample_cost.main([*sizes["sample_cost"], "--out", str(args.out_dir / "sample_cost.json")]),
-        stages,
-    )
-    overlapped = stage(
-        "sample job overlap (sample_cost.overlap)", lambda: sample_cost.overlap(**sizes["overlap"]), stages
-    )
-    print(json.dumps({k: v for k, v in overlapped.items() if k != "rounds_s_per_pair"}), flush=True)
-    memory = stage("sample job memory (sample_cost.memory)", lambda: sample_cost.memory(**sizes["memory"]), stages)
-    print(json.dumps(memory), flush=True)
-    fusion = stage("fusion (gmask_cost)", lambda: gmask_cost.main(sizes["gmask_cost"]), stages)
-    evaluation = stage(
-        "evaluation (eval_cost)",
-        lambda: eval_cost.main([*sizes["eval_cost"], "--out", str(args.out_dir / "eval_cost.json")]),
-        stages,
-    )
-    cuda = stage("CUDA bf16 throughput", lambda: cuda_bf16(**sizes["cuda"]), stages)
-    print(json.dumps(cuda), flush=True)
-
+    meter, stages, benchmarks = load_meter(), {}, {}
+    runs = stages_of(sizes, args.out_dir)
+    for name in args.only or names:
+        title, fn = runs[name]
+        benchmarks |= stage(title, fn, stages)
     machine = machine_info() | {"other_processes_cores": sample_cost.others_cores(*meter)}
     report = {
         "machine": machine,
-        "settings": {"size": size, **sizes},
+        "settings": {"size": size, "only": args.only, **sizes},
         "runtime_s": time.perf_counter() - meter[0],
         "stages": stages,
-        "benchmarks": {
-            "sampling": {"figures": sampling_figures(sample), "result": sample},
-            "fusion": {"figures": fusion_figures(fusion), "result": fusion},
-            "shard_writer": {"figures": writer_figures(sample), "result": "in sampling's result (writer_*)"},
-            "overlap": {"figures": overlap_figures(overlapped), "result": overlapped},
-            "memory": {"figures": memory_figures(memory), "result": memory},
-            "evaluation": {"figures": evaluation_figures(evaluation), "result": evaluation},
-            "cuda_bf16": {
-                "skipped": cuda["skipped"],
-                "reason": cuda.get("reason"),
-                "figures": cuda_figures(cuda),
-                "result": cuda,
-            },
-        },
+        "benchmarks": benchmarks,
     }
     table = markdown(report)
     (args.out_dir / "benchmarks.json").write_text(json.dumps(report, indent=1))

@@ -369,14 +369,19 @@ JOB_FILES = ("shard", "stats", "rejected")
 
 
 def tiny_sampler(rows: int, batch: int, dq_input: int | None) -> Sampler:
-    """A one-shard sample job's :class:`Sampler` on the random-init tiny generator (64 px, the demo's
-    architecture) with a random G_mask cut at the first batch's median probability, the components and
-    size [0, 1] filters and, with ``dq_input``, a random D_q (threshold 0) at that input size: every
-    candidate is kept, so a job of ``rows`` pairs judges ``rows`` candidates."""
+    """:func:`job_sampler` on the random-init tiny generator (64 px, the demo's architecture), on the CPU."""
     torch.manual_seed(0)
     net = initialise_random_biggan(BigGAN(BigGANConfig.from_dict(TINY_CONFIG)), warmup_batches=1, batch_size=2)
-    gen = BigGANGenerator(use_exact_truncation(net), "tiny")
-    gmask = GMask(gen.feature_shapes, gen.resolution).eval()
+    return job_sampler(BigGANGenerator(use_exact_truncation(net), "tiny"), rows, batch, dq_input)
+
+
+def job_sampler(gen: BigGANGenerator, rows: int, batch: int, dq_input: int | None) -> Sampler:
+    """A one-shard sample job's :class:`Sampler` on ``gen`` (on its device) with a random G_mask cut at the
+    first batch's median probability, the components and size [0, 1] filters and, with ``dq_input``, a
+    random D_q (threshold 0) at that input size on the same device: every candidate is kept, so a job of
+    ``rows`` pairs judges ``rows`` candidates."""
+    torch.manual_seed(0)
+    gmask = GMask(gen.feature_shapes, gen.resolution).to(gen.device).eval()
     latents = LatentSource(SEED, gen.z_dim, TRUNCATION, np.arange(gen.num_classes))
     with torch.no_grad():
         probs = foreground_probability(gmask(gen.generate(*latents.draw(range(batch)), TRUNCATION).features))
@@ -391,6 +396,9 @@ def tiny_sampler(rows: int, batch: int, dq_input: int | None) -> Sampler:
         "jpeg_quality": 95,
         "filters": filters,
     }
+    scorer = None
+    if dq_input is not None:
+        scorer = dq_scorer(QualityDiscriminator(input_size=dq_input).to(gen.device).eval())
     return Sampler(
         "bench",
         run,
@@ -398,15 +406,16 @@ def tiny_sampler(rows: int, batch: int, dq_input: int | None) -> Sampler:
         TRUNCATION,
         gmask_proposer(gen, gmask, latents, TRUNCATION, float(probs.median())),
         FilterSpec.from_config(filters),
-        None if dq_input is None else dq_scorer(QualityDiscriminator(input_size=dq_input).eval()),
+        scorer,
     )
 
 
-def sample_job(sampler: Sampler, rows: int, folder: Path, overlap: bool) -> dict:
-    """:func:`synthsod.synthesis.runs.write_run_shard` of shard 0 into ``folder`` (one encoding thread), quietly."""
+def sample_job(sampler: Sampler, rows: int, folder: Path, overlap: bool, workers: int = 1) -> dict:
+    """:func:`synthsod.synthesis.runs.write_run_shard` of shard 0 into ``folder`` (``workers`` encoding
+    threads), quietly."""
     out = {name: folder / f"{name}.{'json' if name == 'stats' else 'parquet'}" for name in JOB_FILES}
     with progress_to(io.StringIO()):
-        return write_run_shard(sampler, 0, rows, RunFiles(), out, workers=1, overlap=overlap)
+        return write_run_shard(sampler, 0, rows, RunFiles(), out, workers=workers, overlap=overlap)
 
 
 def overlap(rows: int, batch: int, repeats: int) -> dict[str, object]:
@@ -533,10 +542,15 @@ def busy_jiffies() -> int:
     return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
 
 
+def own_cpu_s() -> float:
+    """CPU seconds of this process and of its children it has waited for (the memory jobs' processes)."""
+    return sum(os.times()[:4])
+
+
 def others_cores(start: float, busy: int, own: float) -> float:
-    """Average cores that other processes kept busy since ``start`` (from busy_jiffies() and os.times())."""
+    """Average cores that other processes kept busy since ``start`` (from busy_jiffies() and own_cpu_s())."""
     elapsed = time.perf_counter() - start
-    others = (busy_jiffies() - busy) / os.sysconf("SC_CLK_TCK") - (sum(os.times()[:2]) - own)
+    others = (busy_jiffies() - busy) / os.sysconf("SC_CLK_TCK") - (own_cpu_s() - own)
     return round(max(others / elapsed, 0.0), 2)
 
 
@@ -563,21 +577,21 @@ def main(argv: list[str] | None = None) -> dict:
         f" batch {args.batch}, best of {args.repeats} rounds after a warm-up batch",
         flush=True,
     )
-    start, busy0, own0 = time.perf_counter(), busy_jiffies(), sum(os.times()[:2])
+    start, busy0, own0 = time.perf_counter(), busy_jiffies(), own_cpu_s()
     rows = {}
     for res in args.resolutions:
-        res_start, res_busy, res_own = time.perf_counter(), busy_jiffies(), sum(os.times()[:2])
+        res_start, res_busy, res_own = time.perf_counter(), busy_jiffies(), own_cpu_s()
         rows[res] = measure(res, args.batch, args.repeats, args.writer_rows)
         rows[res]["other_processes_cores"] = others_cores(res_start, res_busy, res_own)
         print(f"{model_name(res)}: {json.dumps(rows[res])}", flush=True)
     jobs: dict[str, dict] = {}
     if args.overlap_rows:
-        job_start, job_busy, job_own = time.perf_counter(), busy_jiffies(), sum(os.times()[:2])
+        job_start, job_busy, job_own = time.perf_counter(), busy_jiffies(), own_cpu_s()
         jobs["overlap"] = overlap(args.overlap_rows, args.overlap_batch, args.overlap_repeats)
         jobs["overlap"]["other_processes_cores"] = others_cores(job_start, job_busy, job_own)
         print(f"overlap: {json.dumps(jobs['overlap'])}", flush=True)
     if args.memory_rows:
-        job_start, job_busy, job_own = time.perf_counter(), busy_jiffies(), sum(os.times()[:2])
+        job_start, job_busy, job_own = time.perf_counter(), busy_jiffies(), own_cpu_s()
         jobs["memory"] = memory(args.memory_rows, args.memory_batch)
         jobs["memory"]["other_processes_cores"] = others_cores(job_start, job_busy, job_own)
         print(f"memory: {json.dumps(jobs['memory'])}", flush=True)

@@ -3,6 +3,7 @@ bf16 peak table."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 
@@ -14,7 +15,7 @@ spec = importlib.util.spec_from_file_location("benchmarks_run", REPO / "benchmar
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 
-BENCHMARKS = {"sampling", "fusion", "shard_writer", "overlap", "memory", "evaluation", "cuda_bf16"}
+BENCHMARKS = {"sampling", "fusion", "gmask_step", "shard_writer", "overlap", "memory", "evaluation", "cuda_bf16"}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_quick_run_table_has_one_row_per_figure(quick_run):
     assert all(f["figure"] in row for f, row in zip(figures, rows, strict=True))
 
 
-def test_quick_run_measures_the_writer_settings_the_overlap_and_the_memory_of_a_sample_job(quick_run):
+def test_quick_run_measures_the_writer_settings_the_overlap_the_memory_and_the_gmask_step(quick_run):
     report, _ = quick_run
     writer = [f["ratio_what"] for f in report["benchmarks"]["shard_writer"]["figures"]]
     assert {"x zlib-6 pairs/s", "default / zlib-6 bytes", "2 threads / 1"} <= set(writer)
@@ -56,6 +57,9 @@ def test_quick_run_measures_the_writer_settings_the_overlap_and_the_memory_of_a_
     assert [job["rows"] for job in memory["jobs"]] == bench.SIZES["quick"]["memory"]["rows"]
     for job in memory["jobs"]:
         assert job["kept"] == job["rows"] and job["peak_rss_MiB"] >= job["setup_peak_rss_MiB"] > 0
+    step = report["benchmarks"]["gmask_step"]["result"]
+    assert step["settings"]["steps"] == bench.SIZES["quick"]["gmask_step"]["steps"]
+    assert step["ratio"] == pytest.approx(step["before_s"] / step["after_s"])
     stages = {"sample job overlap (sample_cost.overlap)", "sample job memory (sample_cost.memory)"}
     assert stages <= set(report["stages"])
 
@@ -89,3 +93,39 @@ def test_fraction_of_peak_by_device_name():
     assert bench.fraction_of_peak("NVIDIA H200", 989.4e12) == pytest.approx(1.0)
     assert bench.fraction_of_peak("NVIDIA A100-SXM4-80GB", 156e12) == pytest.approx(0.5)
     assert bench.fraction_of_peak("NVIDIA GeForce GTX 1080", 1e12) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
+def test_cuda_tuning_runs_its_variants_copies_and_sample_job_on_the_cpu(tmp_path):
+    import cuda_tuning  # on sys.path through benchmarks/run.py
+
+    report = cuda_tuning.main(["--batch", "2", "--repeats", "1", "--rows", "6", "--out", str(tmp_path / "t.json")])
+    assert json.loads((tmp_path / "t.json").read_text())["model"] == "tiny"
+    fp32 = report["compute"]["fp32"]  # the reference agrees with itself exactly
+    assert fp32["mask_agreement_with_fp32"] == 1.0 and fp32["image_max_abs_diff_to_fp32"] == 0.0
+    assert fp32["pairs_per_s"] > 0 and fp32["fraction_of_peak"] is None
+    copies = report["host_copies"]  # uint8 made on the device equals today's uint8 from float32 on the host
+    assert copies["uint8_identical"] and not copies["pinned"]
+    assert report["sample_job"]["pairs_per_s"] > 0 and report["sample_job"]["rows"] == 6
+    assert "| fp32 | 2 |" in cuda_tuning.markdown(report)
+
+
+def test_cuda_tuning_precision_rule_replaces_the_generators(monkeypatch):
+    import cuda_tuning
+
+    net, name = cuda_tuning.random_net(cuda=False)
+    seen = []
+    monkeypatch.setattr(cuda_tuning, "precision", lambda mode, device: seen.append(mode) or contextlib.nullcontext())
+    step = cuda_tuning.PairStep(net, name, torch.device("cpu"), "tf32")
+    z, ids = cuda_tuning.latents(1, step.gen)
+    images, masks = step(z, ids)
+    assert seen == ["tf32", "tf32"]  # the generator's rule and G_mask's
+    assert images.shape[0] == masks.shape[0] == 1 and masks.dtype == torch.bool
+
+
+def test_only_runs_the_named_stages(tmp_path):
+    report = bench.main(["--quick", "--only", "cuda", "--out-dir", str(tmp_path)])
+    assert list(report["benchmarks"]) == ["cuda_bf16"] and list(report["stages"]) == [
+        "CUDA bf16 throughput and tuning (cuda_tuning)"
+    ]
+    assert json.loads((tmp_path / "benchmarks.json").read_text())["settings"]["only"] == ["cuda"]

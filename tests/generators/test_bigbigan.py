@@ -618,6 +618,14 @@ def test_bigbigan_run_samples_near_embeddings_into_verified_shards(tiny, tiny_di
     for r in rows:  # each latent lies near one embedding (alpha 0.2 noise)
         assert np.min(np.linalg.norm(table - np.asarray(r["latent"]), axis=1)) < 0.2 * np.sqrt(120) * 1.5
     assert "torch" not in sys.modules  # TensorFlow path: torch stays out
+    # TensorFlow generating on the producer thread, PNG on 3 threads: the same bytes as one thread in turn
+    alone = {name: tmp_path / "alone" / f"{name}.parquet" for name in ("shard", "stats", "rejected")}
+    write_run_shard(sampler, 0, 2, files, alone, workers=1, overlap=False)
+    overlapped = {name: tmp_path / "overlapped" / f"{name}.parquet" for name in ("shard", "stats", "rejected")}
+    write_run_shard(sampler, 0, 2, files, overlapped, workers=3, overlap=True)
+    for name in ("shard", "rejected"):
+        first = (run_dir / f"{'shard-00000' if name == 'shard' else 'rejected/0'}.parquet").read_bytes()
+        assert alone[name].read_bytes() == overlapped[name].read_bytes() == first, name
 
 
 # --- the segmenting-direction search ranks user candidates without torch ------------------------
