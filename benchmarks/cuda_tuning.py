@@ -109,12 +109,16 @@ def random_net(cuda: bool) -> tuple[BigGAN, str]:
     return use_exact_truncation(net), name
 
 
+TF32_DEFAULTS = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)  # torch's, as the code runs
+
+
 def precision(mode: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The autocast context of a precision mode (``fp32``, ``tf32``, ``bf16``) on ``device``."""
+    """The autocast context of a precision mode (``fp32``, ``tf32``, ``bf16``) on ``device``; sets the TF32
+    switches for it (``bf16``: torch's defaults, as the sampling stage runs)."""
+    tf32 = {"fp32": (False, False), "tf32": (True, True)}.get(mode, TF32_DEFAULTS)
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     if mode == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
     return contextlib.nullcontext()
 
 
@@ -278,7 +282,10 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_bf16_tflops": None if peak is None else peak / 1e12,
         "settings": vars(args) | {"out": str(args.out)},
     }
-    report["compute"] = compute_variants(net, name, device, args.batch, args.repeats, pair_gflop, peak)
+    try:
+        report["compute"] = compute_variants(net, name, device, args.batch, args.repeats, pair_gflop, peak)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = TF32_DEFAULTS
     report["host_copies"] = host_copies(
         PairStep(net, name, device, "bf16" if cuda else "fp32"), args.batch, args.repeats
     )
