@@ -55,13 +55,12 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sample_cost  # noqa: E402
-from gmask_cost import PRETRAINED_CONFIGS, REPO, TRUNCATION, model_name, timed  # noqa: E402
-from pytorch_pretrained_biggan import BigGAN, BigGANConfig  # noqa: E402
+from gmask_cost import REPO, TRUNCATION, model_name, random_net, timed  # noqa: E402
+from pytorch_pretrained_biggan import BigGAN  # noqa: E402
 
 from synthsod.core.images import LUMA, nhwc_gray, to_uint8_nhwc  # noqa: E402
-from synthsod.generators.biggan import BigGANGenerator, use_exact_truncation  # noqa: E402
+from synthsod.generators.biggan import BigGANGenerator  # noqa: E402
 from synthsod.generators.latents import sample_latents  # noqa: E402
-from synthsod.generators.tiny import TINY_CONFIG, initialise_random_biggan  # noqa: E402
 from synthsod.sodgan.gmask import GMask, foreground_probability  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "cuda_tuning.json"
@@ -100,13 +99,7 @@ def counted_gflop(fn) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def random_net(cuda: bool) -> tuple[BigGAN, str]:
-    """biggan-deep-256 on a GPU machine, the tiny 64 px generator without one; random-init, finite."""
-    name = model_name(256) if cuda else "tiny"
-    config = PRETRAINED_CONFIGS[name] if cuda else TINY_CONFIG
-    torch.manual_seed(0)
-    net = initialise_random_biggan(BigGAN(BigGANConfig.from_dict(config)), warmup_batches=1, batch_size=2)
-    return use_exact_truncation(net), name
+GPU_MODEL = model_name(256)  # what the GPU figures are of; without CUDA the variants run on "tiny"
 
 
 TF32_DEFAULTS = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)  # torch's, as the code runs
@@ -155,6 +148,16 @@ class PairStep:
         return out.images, foreground_probability(logits.float())[:, 0] > 0.5
 
 
+def flop_counts(step: PairStep) -> dict[str, float]:
+    """GFLOP of one image of the bare generator and of one pair (``step``), by torch's FLOP counter: a count
+    of the architecture, the same on any device."""
+    z, ids = latents(1, step.gen)
+    return {
+        "generator_gflop_per_image": counted_gflop(lambda: step.gen.generate(z, ids, TRUNCATION, with_features=False)),
+        "pair_gflop": counted_gflop(lambda: step(z, ids)),
+    }
+
+
 def variants(batch: int, cuda: bool) -> dict[str, dict]:
     """Name -> (mode, channels_last, compile mode or None, batch); CPU: the fp32 reference only."""
     table = {"fp32": {"mode": "fp32"}}
@@ -184,7 +187,7 @@ def synced(fn: Callable[[], object], device: torch.device) -> Callable[[], None]
     return call
 
 
-def compute_variants(net, name, device, batch: int, repeats: int, pair_gflop: float, peak: float | None) -> dict:
+def compute_variants(net, name, device, batch: int, repeats: int, pair_gflop: float, gpu: str | None) -> dict:
     """Each variant's pairs/s, fraction of the bf16 peak and agreement with fp32 (module docstring)."""
     results, reference = {}, None
     for vname, v in variants(batch, device.type == "cuda").items():
@@ -207,7 +210,7 @@ def compute_variants(net, name, device, batch: int, repeats: int, pair_gflop: fl
             **v,
             "pairs_per_s": pairs_per_s,
             "first_call_s": first_call_s,
-            "fraction_of_peak": None if peak is None else pairs_per_s * pair_gflop * 1e9 / peak,
+            "fraction_of_peak": None if gpu is None else fraction_of_peak(gpu, pairs_per_s * pair_gflop * 1e9),
             "mask_agreement_with_fp32": float((masks == reference[1]).float().mean()),
             "image_max_abs_diff_to_fp32": float((images - reference[0]).abs().max()),
         }
@@ -269,21 +272,19 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device("cuda" if cuda else "cpu")
     if cuda:
         torch.backends.cudnn.benchmark = True
-    net, name = random_net(cuda)
-    fp32 = PairStep(net, name, device, "fp32")
-    z, ids = latents(1, fp32.gen)
-    pair_gflop = counted_gflop(lambda: fp32(z, ids))
+    name = GPU_MODEL if cuda else "tiny"
+    net = random_net(name)
     gpu = torch.cuda.get_device_name(0) if cuda else None
     peak = peak_bf16_flops(gpu) if cuda else None
     report = {
         "device": gpu or "cpu",
         "model": name,
-        "pair_gflop": pair_gflop,
+        **flop_counts(PairStep(net, name, device, "fp32")),
         "peak_bf16_tflops": None if peak is None else peak / 1e12,
         "settings": vars(args) | {"out": str(args.out)},
     }
     try:
-        report["compute"] = compute_variants(net, name, device, args.batch, args.repeats, pair_gflop, peak)
+        report["compute"] = compute_variants(net, name, device, args.batch, args.repeats, report["pair_gflop"], gpu)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = TF32_DEFAULTS
     report["host_copies"] = host_copies(

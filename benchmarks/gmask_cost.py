@@ -58,7 +58,7 @@ from synthsod.generators.biggan import (  # noqa: E402
     use_exact_truncation,
 )
 from synthsod.generators.latents import sample_latents  # noqa: E402
-from synthsod.generators.tiny import initialise_random_biggan  # noqa: E402
+from synthsod.generators.tiny import TINY_CONFIG, initialise_random_biggan  # noqa: E402
 from synthsod.sodgan.dq import QualityDiscriminator  # noqa: E402
 from synthsod.sodgan.gmask import GMask, foreground_probability, naive_fusion, upsample  # noqa: E402
 
@@ -70,14 +70,19 @@ def model_name(resolution: int) -> str:
     return f"biggan-deep-{resolution}"
 
 
-def build_generator(resolution: int, device: str = "cpu") -> BigGANGenerator:
-    """Random-init BigGAN-deep of the released architecture, made finite on the CPU, then moved to ``device``."""
-    name = model_name(resolution)
+def random_net(name: str) -> BigGAN:
+    """A random-init ``name`` (a released BigGAN-deep architecture, or ``tiny``: the 64 px demo's), made
+    finite on the CPU, with exact truncation."""
+    config = TINY_CONFIG if name == "tiny" else PRETRAINED_CONFIGS[name]
     torch.manual_seed(0)
-    net = initialise_random_biggan(
-        BigGAN(BigGANConfig.from_dict(PRETRAINED_CONFIGS[name])), warmup_batches=1, batch_size=2
-    )
-    return BigGANGenerator(use_exact_truncation(net), name, device=device)
+    net = initialise_random_biggan(BigGAN(BigGANConfig.from_dict(config)), warmup_batches=1, batch_size=2)
+    return use_exact_truncation(net)
+
+
+def build_generator(resolution: int, device: str = "cpu") -> BigGANGenerator:
+    """Random-init BigGAN-deep of the released architecture (:func:`random_net`), moved to ``device``."""
+    name = model_name(resolution)
+    return BigGANGenerator(random_net(name), name, device=device)
 
 
 def timed(fn, repeats: int) -> float:

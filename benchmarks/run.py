@@ -28,8 +28,10 @@ their docstrings say exactly what they measure) and collects their key figures:
 * ``evaluation`` (:mod:`eval_cost`): :func:`synthsod.evaluation.evaluate.evaluate_folders` against the plain
   per-image pysodmetrics loop, in images/s (ratio ours / plain), and whether both give the same
   numbers for the metrics they share;
-* ``cuda_bf16``: on a CUDA machine, pairs/s of random-init biggan-deep-256 under bf16 autocast
-  (:func:`pairs_on_device`: generator forward with feature taps and G_mask's masks, left on the
+* ``cuda_bf16``: on a CUDA machine, :mod:`cuda_tuning` (precision, layout, torch.compile and CUDA
+  graphs, batch, pinned host copies, and a sample job end to end on the GPU; one row per variant),
+  and from its ``bf16-autocast`` row, what the sampling stage does, the headline: pairs/s of
+  random-init biggan-deep-256 (generator forward with feature taps and G_mask's masks, left on the
   GPU, so the host copies of the sampling stage are not in it), batch 32 (8 with ``--quick``),
   CUDA-synchronised, best of 10 (2) calls after a warm-up call, and the fraction of the GPU's dense
   bf16 peak it reaches:
@@ -37,9 +39,7 @@ their docstrings say exactly what they measure) and collects their key figures:
   the peak in :data:`PEAK_BF16_FLOPS`, found by device name (an unknown GPU: no fraction, with the
   reason). Without CUDA it is skipped with the reason, but the FLOP count is still measured, on the
   CPU: 52.3 GFLOP per 256² image for the generator (convolutions 49.6, attention bmm 2.7), 54.5 for
-  the pair with G_mask (a count of the architecture, the same on any device). With CUDA it also runs
-  :mod:`cuda_tuning` (precision, layout, torch.compile and CUDA graphs, batch, pinned host copies, and
-  a sample job end to end on the GPU), one row per variant.
+  the pair with G_mask (a count of the architecture, the same on any device).
 
 The CPU stages run in fp32 on the CPU on every machine. Sizes: the default is the modules' own
 defaults (about 4 min on an idle 2-core CPU, 7 min measured while other processes kept 0.7 cores
@@ -76,14 +76,8 @@ import cuda_tuning  # noqa: E402
 import eval_cost  # noqa: E402
 import gmask_cost  # noqa: E402
 import sample_cost  # noqa: E402
-from cuda_tuning import PEAK_BF16_FLOPS, counted_gflop, fraction_of_peak, peak_bf16_flops  # noqa: E402, F401
-from gmask_cost import REPO, TRUNCATION, build_generator, timed  # noqa: E402
+from gmask_cost import REPO  # noqa: E402
 
-from synthsod.core.gpu import autocast  # noqa: E402
-from synthsod.generators.latents import sample_latents  # noqa: E402
-from synthsod.sodgan.gmask import GMask, foreground_probability  # noqa: E402
-
-CUDA_RESOLUTION = 256
 JOBS_ELSEWHERE = ["--overlap-rows", "0", "--memory-rows"]  # sample_cost.main: overlap and memory are stages here
 SIZES = {
     "default": {
@@ -93,8 +87,7 @@ SIZES = {
         "gmask_cost": [],
         "gmask_step": {"steps": 8, "repeats": 3, "warmup": 2},
         "eval_cost": [],
-        "cuda": {"batch": 32, "repeats": 10},
-        "cuda_tuning": ["--batch", "32", "--repeats", "10", "--rows", "2048"],
+        "cuda": ["--batch", "32", "--repeats", "10", "--rows", "2048"],  # cuda_tuning's arguments
     },
     "quick": {
         "sample_cost": [
@@ -106,8 +99,7 @@ SIZES = {
         "gmask_cost": ["--resolutions", "128", "--batch", "1", "--repeats", "1"],
         "gmask_step": {"steps": 2, "repeats": 1, "warmup": 1},
         "eval_cost": ["--images", "10", "--repeats", "1"],
-        "cuda": {"batch": 8, "repeats": 2},
-        "cuda_tuning": ["--batch", "8", "--repeats", "2", "--rows", "64"],
+        "cuda": ["--batch", "8", "--repeats", "2", "--rows", "64"],
     },
 }
 
@@ -148,61 +140,41 @@ def machine_info() -> dict[str, object]:
 
 
 # --- the CUDA bf16 throughput ------------------------------------------------------------------------
-@torch.no_grad()
-def pairs_on_device(gen, gmask: GMask, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Images and G_mask's boolean masks as the sampling stage makes them (generator forward with feature
-    taps, G_mask, probability > 0.5; bf16 autocast on CUDA), left on the device: the compute alone."""
-    out = gen.generate(z, ids, TRUNCATION)
-    with autocast(gen.device):
-        return foreground_probability(gmask(out.features).float()) > 0.5
-
-
-def cuda_bf16(batch: int, repeats: int) -> dict[str, object]:
-    """Pairs/s of biggan-deep-256 + G_mask under bf16 autocast on CUDA, and the fraction of the bf16 peak;
-    on a machine without CUDA only the FLOP count, with the reason for the skip."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    gen = build_generator(CUDA_RESOLUTION, device=device)
-    torch.manual_seed(0)
-    gmask = GMask(gen.feature_shapes, gen.resolution).to(device).eval()
-    z, ids = sample_latents(0, range(batch), gen.z_dim, TRUNCATION, torch.arange(gen.num_classes).numpy())
-    z, ids = torch.as_tensor(z, device=device), torch.as_tensor(ids, device=device)
-
-    def bare_one():
-        gen.generate(z[:1], ids[:1], TRUNCATION, with_features=False)
-
-    result: dict[str, object] = {
-        "model": gen.name,
-        "flops_counted_on": device,
-        "generator_gflop_per_image": counted_gflop(bare_one),
-        "pair_gflop": counted_gflop(lambda: pairs_on_device(gen, gmask, z[:1], ids[:1])),  # what is timed below
-        "timed": "generator forward with feature taps + G_mask masks under bf16 autocast, on the device"
-        " (no host copies)",
+def cuda_bf16(tuning_args: list[str]) -> dict[str, object]:
+    """The FLOP counts of biggan-deep-256 + G_mask and, on a CUDA machine, :mod:`cuda_tuning`'s run, whose
+    ``bf16-autocast`` row (what the sampling stage does) gives pairs/s and the fraction of the bf16 peak;
+    without CUDA the FLOP counts alone (on the CPU), with the reason for the skip."""
+    if not torch.cuda.is_available():
+        name = cuda_tuning.GPU_MODEL
+        counts = cuda_tuning.flop_counts(
+            cuda_tuning.PairStep(gmask_cost.random_net(name), name, torch.device("cpu"), "fp32")
+        )
+        reason = f"no CUDA device (torch {torch.__version__}: torch.cuda.is_available() is False)"
+        return {"model": name, "flops_counted_on": "cpu", **counts, "skipped": True, "reason": reason, "tuning": None}
+    tuning = cuda_tuning.main(tuning_args)
+    result = {
+        "model": tuning["model"],
+        "flops_counted_on": "cuda",
+        "generator_gflop_per_image": tuning["generator_gflop_per_image"],
+        "pair_gflop": tuning["pair_gflop"],
+        "tuning": tuning,
     }
-    if device != "cuda":
-        return result | {
-            "skipped": True,
-            "reason": f"no CUDA device (torch {torch.__version__}: torch.cuda.is_available() is False)",
-        }
-    torch.backends.cudnn.benchmark = True
-
-    def synced_batch():
-        pairs_on_device(gen, gmask, z, ids)
-        torch.cuda.synchronize()
-
-    seconds = timed(synced_batch, repeats)
-    name = torch.cuda.get_device_name(0)
-    peak = peak_bf16_flops(name)
-    flops_per_s = batch / seconds * result["pair_gflop"] * 1e9
+    before = tuning["compute"][cuda_tuning.BEFORE]
+    if "error" in before:
+        return result | {"skipped": True, "reason": f"{cuda_tuning.BEFORE} failed: {before['error']}"}
+    name = tuning["device"]
+    flops_per_s = before["pairs_per_s"] * tuning["pair_gflop"] * 1e9
     return result | {
         "skipped": False,
         "device": name,
-        "batch": batch,
-        "repeats": repeats,
-        "pairs_per_s": batch / seconds,
+        "batch": before["batch"],
+        "pairs_per_s": before["pairs_per_s"],
         "achieved_tflops": flops_per_s / 1e12,
-        "peak_bf16_tflops": None if peak is None else peak / 1e12,
-        "fraction_of_peak": fraction_of_peak(name, flops_per_s),
-        "fraction_reason": None if peak is not None else f"no bf16 peak known for {name!r} (PEAK_BF16_FLOPS)",
+        "peak_bf16_tflops": tuning["peak_bf16_tflops"],
+        "fraction_of_peak": before["fraction_of_peak"],
+        "fraction_reason": None
+        if before["fraction_of_peak"] is not None
+        else f"no bf16 peak known for {name!r} (PEAK_BF16_FLOPS)",
     }
 
 
@@ -548,21 +520,11 @@ def stages_of(sizes: dict, out_dir: Path) -> dict[str, tuple[str, Callable[[], d
         return {"evaluation": {"figures": evaluation_figures(result), "result": result}}
 
     def cuda():
-        result = cuda_bf16(**sizes["cuda"])
-        print(json.dumps(result), flush=True)
-        tuning = None
-        if not result["skipped"]:
-            section("CUDA tuning (cuda_tuning)")
-            tuning = cuda_tuning.main([*sizes["cuda_tuning"], "--out", str(out_dir / "cuda_tuning.json")])
-        figures = cuda_figures(result) + ([] if tuning is None else tuning_figures(tuning))
-        return {
-            "cuda_bf16": {
-                "skipped": result["skipped"],
-                "reason": result.get("reason"),
-                "figures": figures,
-                "result": result | {"tuning": tuning},
-            }
-        }
+        result = cuda_bf16([*sizes["cuda"], "--out", str(out_dir / "cuda_tuning.json")])
+        print(json.dumps({k: v for k, v in result.items() if k != "tuning"}), flush=True)
+        figures = cuda_figures(result) + ([] if result["tuning"] is None else tuning_figures(result["tuning"]))
+        skipped = {"skipped": result["skipped"], "reason": result.get("reason")}
+        return {"cuda_bf16": {**skipped, "figures": figures, "result": result}}
 
     return {
         "sampling": ("sampling and shard writer (sample_cost)", sampling),

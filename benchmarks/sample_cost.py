@@ -94,15 +94,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gmask_cost import REPO, TRUNCATION, build_generator, model_name  # noqa: E402
-from pytorch_pretrained_biggan import BigGAN, BigGANConfig  # noqa: E402
+from gmask_cost import REPO, TRUNCATION, build_generator, model_name, random_net  # noqa: E402
 
 from synthsod.core.images import nhwc_gray, to_uint8_nhwc  # noqa: E402
 from synthsod.core.io import file_sha256  # noqa: E402
 from synthsod.core.progress import progress_to  # noqa: E402
-from synthsod.generators.biggan import BigGANGenerator, use_exact_truncation  # noqa: E402
+from synthsod.generators.biggan import BigGANGenerator  # noqa: E402
 from synthsod.generators.latents import LatentSource  # noqa: E402
-from synthsod.generators.tiny import TINY_CONFIG, initialise_random_biggan  # noqa: E402
 from synthsod.sodgan.dq import QualityDiscriminator, pair_input  # noqa: E402
 from synthsod.sodgan.gmask import GMask, foreground_probability  # noqa: E402
 from synthsod.synthesis.biggan_sampling import _nhwc, dq_scorer, gmask_proposer, renderer  # noqa: E402
@@ -370,9 +368,7 @@ JOB_FILES = ("shard", "stats", "rejected")
 
 def tiny_sampler(rows: int, batch: int, dq_input: int | None) -> Sampler:
     """:func:`job_sampler` on the random-init tiny generator (64 px, the demo's architecture), on the CPU."""
-    torch.manual_seed(0)
-    net = initialise_random_biggan(BigGAN(BigGANConfig.from_dict(TINY_CONFIG)), warmup_batches=1, batch_size=2)
-    return job_sampler(BigGANGenerator(use_exact_truncation(net), "tiny"), rows, batch, dq_input)
+    return job_sampler(BigGANGenerator(random_net("tiny"), "tiny"), rows, batch, dq_input)
 
 
 def job_sampler(gen: BigGANGenerator, rows: int, batch: int, dq_input: int | None) -> Sampler:

@@ -14,6 +14,7 @@ from conftest import REPO
 spec = importlib.util.spec_from_file_location("benchmarks_run", REPO / "benchmarks" / "run.py")
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
+import cuda_tuning  # noqa: E402 (on sys.path once benchmarks/run.py is loaded)
 
 BENCHMARKS = {"sampling", "fusion", "gmask_step", "shard_writer", "overlap", "memory", "evaluation", "cuda_bf16"}
 
@@ -88,17 +89,15 @@ def test_quick_run_reports_cuda_throughput(quick_run):
 
 
 def test_fraction_of_peak_by_device_name():
-    assert bench.fraction_of_peak("NVIDIA H100 80GB HBM3", 494.7e12) == pytest.approx(0.5)
-    assert bench.fraction_of_peak("NVIDIA H100 PCIe", 378e12) == pytest.approx(0.5)
-    assert bench.fraction_of_peak("NVIDIA H200", 989.4e12) == pytest.approx(1.0)
-    assert bench.fraction_of_peak("NVIDIA A100-SXM4-80GB", 156e12) == pytest.approx(0.5)
-    assert bench.fraction_of_peak("NVIDIA GeForce GTX 1080", 1e12) is None
+    assert cuda_tuning.fraction_of_peak("NVIDIA H100 80GB HBM3", 494.7e12) == pytest.approx(0.5)
+    assert cuda_tuning.fraction_of_peak("NVIDIA H100 PCIe", 378e12) == pytest.approx(0.5)
+    assert cuda_tuning.fraction_of_peak("NVIDIA H200", 989.4e12) == pytest.approx(1.0)
+    assert cuda_tuning.fraction_of_peak("NVIDIA A100-SXM4-80GB", 156e12) == pytest.approx(0.5)
+    assert cuda_tuning.fraction_of_peak("NVIDIA GeForce GTX 1080", 1e12) is None
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
 def test_cuda_tuning_runs_its_variants_copies_and_sample_job_on_the_cpu(tmp_path):
-    import cuda_tuning  # on sys.path through benchmarks/run.py
-
     report = cuda_tuning.main(["--batch", "2", "--repeats", "1", "--rows", "6", "--out", str(tmp_path / "t.json")])
     assert json.loads((tmp_path / "t.json").read_text())["model"] == "tiny"
     fp32 = report["compute"]["fp32"]  # the reference agrees with itself exactly
@@ -111,9 +110,7 @@ def test_cuda_tuning_runs_its_variants_copies_and_sample_job_on_the_cpu(tmp_path
 
 
 def test_cuda_tuning_precision_rule_replaces_the_generators(monkeypatch):
-    import cuda_tuning
-
-    net, name = cuda_tuning.random_net(cuda=False)
+    net, name = bench.gmask_cost.random_net("tiny"), "tiny"
     seen = []
     monkeypatch.setattr(cuda_tuning, "precision", lambda mode, device: seen.append(mode) or contextlib.nullcontext())
     step = cuda_tuning.PairStep(net, name, torch.device("cpu"), "tf32")

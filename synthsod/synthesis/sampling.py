@@ -208,10 +208,8 @@ def judge(
 _DONE = object()
 
 
-def proposals(
-    propose: Propose, batches: Sequence[Sequence[int]], overlap: bool = False
-) -> Iterator[tuple[Sequence[int], list[Candidate]]]:
-    """``(indices, propose(indices))`` for each of ``batches`` in order.
+def proposals(propose: Propose, batches: Sequence[Sequence[int]], overlap: bool = False) -> Iterator[list[Candidate]]:
+    """``propose(indices)`` for each ``indices`` of ``batches``, in order.
 
     With ``overlap`` a producer thread calls ``propose`` and keeps up to :data:`QUEUE_BATCHES` batches
     ready, so generation runs while the caller works on the previous batch; an exception in ``propose``
@@ -220,7 +218,7 @@ def proposals(
     """
     if not overlap:
         for indices in batches:
-            yield indices, propose(indices)
+            yield propose(indices)
         return
     ready: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
     stop = threading.Event()
@@ -238,7 +236,7 @@ def proposals(
             for indices in batches:
                 if stop.is_set():
                     return
-                put((indices, propose(indices)))
+                put(propose(indices))
             put(_DONE)
         except BaseException as exc:  # handed to the consumer, which raises it
             put(exc)
@@ -292,7 +290,7 @@ def sample_shard(
         progress(total=rows, desc=where, unit="pair") as bar,
         closing(proposals(propose, batches, overlap)) as generated,
     ):
-        for _, candidates in generated:
+        for candidates in generated:
             for candidate, reason in judge_candidates(candidates, spec, score, dq_threshold):
                 result.candidates += 1
                 bar.set_postfix(candidates=result.candidates)
